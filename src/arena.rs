@@ -1,0 +1,373 @@
+//! Arenas (named owners of memory) and regions (their reserved ranges).
+
+use crate::core::page::{PageState, PageTable};
+use crate::core::readahead::Stream;
+use crate::error::{Error, Result};
+use crate::event::{KillTrigger, OomReport};
+use crate::runtime::{ArenaShared, ArenaState, Liveness, RegionState, RtHandle, arena_stats};
+use crate::stats::{ArenaStats, Counters, Histogram};
+use crate::sys::mem::Mapping;
+use crate::sys::uffd;
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
+
+/// The largest region: page indices are 32-bit (16 TiB with 4 KiB pages).
+const MAX_REGION_PAGES: u64 = 1 << 32;
+
+pub(crate) struct ArenaInner {
+    rt: Arc<RtHandle>,
+    shared: Arc<ArenaShared>,
+}
+
+impl Drop for ArenaInner {
+    fn drop(&mut self) {
+        let core = &self.rt.core;
+        let mut st = core.lock();
+        if let Some(a) = st.arenas.remove(&self.shared.id) {
+            st.retired.add(&a.counters);
+            st.retired_hist.merge(&a.hist);
+        }
+    }
+}
+
+/// A guest: a named owner of regions that is accounted, and killed, as one.
+///
+/// Cheap to clone (a handle). Regions keep their arena alive.
+///
+/// ```no_run
+/// # let rt = pagewarden::Runtime::builder().frame_budget(16 << 20).build()?;
+/// let arena = rt.arena("worker")?;
+/// let a = arena.reserve(64 << 30)?;   // 64 GiB of address space: overcommit
+/// a.fill(0, 1 << 20, 0xAB)?;
+/// println!("{:?}", arena.stats());
+/// # Ok::<(), pagewarden::Error>(())
+/// ```
+#[derive(Clone)]
+pub struct Arena {
+    inner: Arc<ArenaInner>,
+}
+
+impl std::fmt::Debug for Arena {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Arena")
+            .field("id", &self.inner.shared.id)
+            .field("name", &self.inner.shared.name)
+            .field("killed", &self.is_killed())
+            .finish()
+    }
+}
+
+impl Arena {
+    pub(crate) fn create(rt: Arc<RtHandle>, name: &str) -> Result<Arena> {
+        let shared = {
+            let mut st = rt.core.lock();
+            let id = st.next_arena;
+            st.next_arena = st.next_arena.checked_add(1).ok_or_else(|| Error::InvalidArgument {
+                what: "arena",
+                detail: "more than 2^32 arenas were created in this runtime".into(),
+            })?;
+            let shared = Arc::new(ArenaShared {
+                id,
+                name: name.to_string(),
+                killed: AtomicBool::new(false),
+                accessors: Mutex::new(Vec::new()),
+                reserve_pages: AtomicUsize::new(0),
+            });
+            st.arenas.insert(
+                id,
+                ArenaState { shared: shared.clone(), regions: Vec::new(), counters: Counters::default(), hist: Histogram::default() },
+            );
+            shared
+        };
+        Ok(Arena { inner: Arc::new(ArenaInner { rt, shared }) })
+    }
+
+    /// The arena's name.
+    pub fn name(&self) -> &str {
+        &self.inner.shared.name
+    }
+
+    /// The arena's id, unique within its runtime.
+    pub fn id(&self) -> u64 {
+        u64::from(self.inner.shared.id)
+    }
+
+    /// Whether the arena was killed.
+    pub fn is_killed(&self) -> bool {
+        self.inner.shared.killed.load(Ordering::Acquire)
+    }
+
+    fn killed_err(&self) -> Error {
+        Error::Killed { arena: self.inner.shared.name.clone() }
+    }
+
+    /// Reserves `len` bytes (rounded up to whole pages) of address space for this arena. This
+    /// costs no frames: pages get one on first touch. Reservations may far exceed the budget.
+    pub fn reserve(&self, len: usize) -> Result<Region> {
+        let core = &self.inner.rt.core;
+        let ps = core.page();
+        if len == 0 {
+            return Err(Error::InvalidArgument { what: "len", detail: "a region must have at least one byte".into() });
+        }
+        let rounded = len.checked_next_multiple_of(ps).ok_or_else(|| Error::InvalidArgument {
+            what: "len",
+            detail: format!("{len} bytes cannot be rounded up to whole pages"),
+        })?;
+        let pages = (rounded / ps) as u64;
+        if pages > MAX_REGION_PAGES {
+            return Err(Error::InvalidArgument {
+                what: "len",
+                detail: format!("{len} bytes is more than the largest region ({} bytes)", MAX_REGION_PAGES * ps as u64),
+            });
+        }
+        if self.is_killed() {
+            return Err(self.killed_err());
+        }
+        let map = Mapping::anonymous(rounded).map_err(|e| Error::AddressSpace { requested: rounded, source: e.io() })?;
+        core.uffd.register(&map, 0, rounded, uffd::MODE_MISSING | uffd::MODE_WP).map_err(|e| match e.errno {
+            libc::ENOMEM => Error::AddressSpace { requested: rounded, source: e.io() },
+            _ => Error::from(e),
+        })?;
+        let map = Arc::new(map);
+        let poisoned = Arc::new(AtomicU64::new(0));
+        let mut st = core.lock();
+        if self.is_killed() {
+            drop(st);
+            let _ = core.uffd.unregister(&map, 0, rounded);
+            return Err(self.killed_err());
+        }
+        let id = st.next_region;
+        st.next_region = st.next_region.checked_add(1).ok_or_else(|| Error::InvalidArgument {
+            what: "region",
+            detail: "more than 2^32 regions were created in this runtime".into(),
+        })?;
+        st.regions.0.insert(
+            id,
+            RegionState {
+                arena: self.inner.shared.id,
+                map: map.clone(),
+                pages: PageTable::default(),
+                npages: pages,
+                resident: 0,
+                swapped: 0,
+                inflight: 0,
+                stream: Stream::default(),
+                live: Liveness::Live,
+                poisoned: poisoned.clone(),
+            },
+        );
+        st.by_addr.insert(map.addr(), id);
+        if let Some(a) = st.arenas.get_mut(&self.inner.shared.id) {
+            a.regions.push(id);
+        }
+        Ok(Region { arena: self.clone(), id, map, poisoned })
+    }
+
+    /// Kills the arena now: its frames and swap slots are freed at once, every safe accessor of
+    /// its regions returns [`Error::Killed`] from now on, and raw accesses to its pages raise
+    /// SIGBUS. Returns the report, or `None` if it was already killed.
+    pub fn kill(&self) -> Option<OomReport> {
+        let core = &self.inner.rt.core;
+        let mut st = core.lock();
+        core.kill_arena(&mut st, self.inner.shared.id, KillTrigger::Manual)
+    }
+
+    /// A snapshot of this arena's figures.
+    pub fn stats(&self) -> ArenaStats {
+        let st = self.inner.rt.core.lock();
+        let a = &st.arenas[&self.inner.shared.id];
+        arena_stats(&st, a)
+    }
+}
+
+/// Marks the calling thread as inside a safe accessor of an arena, so that a fault on a dead page
+/// is answered with a zero page (and an error from the accessor) instead of SIGBUS.
+struct AccessGuard<'a> {
+    arena: &'a Arena,
+    tid: u32,
+}
+
+impl<'a> AccessGuard<'a> {
+    fn enter(arena: &'a Arena) -> AccessGuard<'a> {
+        let tid = crate::sys::gettid();
+        arena.inner.shared.accessors.lock().unwrap_or_else(|p| p.into_inner()).push(tid);
+        AccessGuard { arena, tid }
+    }
+}
+
+impl Drop for AccessGuard<'_> {
+    fn drop(&mut self) {
+        let shared = &self.arena.inner.shared;
+        let empty = {
+            let mut a = shared.accessors.lock().unwrap_or_else(|p| p.into_inner());
+            if let Some(i) = a.iter().position(|&t| t == self.tid) {
+                a.swap_remove(i);
+            }
+            a.is_empty()
+        };
+        if empty && shared.reserve_pages.load(Ordering::Acquire) > 0 {
+            self.arena.inner.rt.core.scrub_reserve(shared.id);
+        }
+    }
+}
+
+/// A contiguous range of virtual memory owned by an arena, served by real page faults.
+///
+/// Access it safely with [`read`](Region::read), [`write`](Region::write) and
+/// [`fill`](Region::fill), or directly through [`as_ptr`](Region::as_ptr). Dropping the region
+/// releases it: its frames and swap slots are freed at once and the range is unmapped.
+///
+/// ```no_run
+/// # let rt = pagewarden::Runtime::builder().frame_budget(16 << 20).build()?;
+/// # let arena = rt.arena("a")?;
+/// let r = arena.reserve(1 << 30)?;
+/// r.write(123_456, &[1, 2, 3])?;
+/// let mut b = [0u8; 3];
+/// r.read(123_456, &mut b)?;
+/// assert_eq!(b, [1, 2, 3]);
+/// # Ok::<(), pagewarden::Error>(())
+/// ```
+pub struct Region {
+    arena: Arena,
+    id: u32,
+    map: Arc<Mapping>,
+    poisoned: Arc<AtomicU64>,
+}
+
+impl std::fmt::Debug for Region {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Region")
+            .field("arena", &self.arena.name())
+            .field("addr", &format_args!("{:#x}", self.map.addr()))
+            .field("len", &self.map.len())
+            .finish()
+    }
+}
+
+impl Drop for Region {
+    fn drop(&mut self) {
+        self.arena.inner.rt.core.release_region(self.id);
+    }
+}
+
+impl Region {
+    /// Size in bytes (a multiple of the page size).
+    pub fn len(&self) -> usize {
+        self.map.len()
+    }
+
+    /// Always false: a region has at least one page.
+    pub fn is_empty(&self) -> bool {
+        false
+    }
+
+    /// The arena this region belongs to.
+    pub fn arena(&self) -> &Arena {
+        &self.arena
+    }
+
+    /// The first byte of the region, for direct access through real page faults.
+    ///
+    /// The pointer is valid for [`len`](Region::len) bytes until the region is dropped. Hazards
+    /// the safe accessors take care of and raw access does not:
+    /// * if the arena is killed, or a page's swap copy is lost, touching the page raises SIGBUS
+    ///   (the default action ends the process, as a kernel OOM kill would);
+    /// * memory shared between threads follows the usual rules: synchronise, or use atomics;
+    /// * do not `madvise`, `mprotect`, `mremap` or `munmap` the range.
+    pub fn as_ptr(&self) -> *mut u8 {
+        self.map.as_ptr()
+    }
+
+    fn check(&self, offset: usize, len: usize) -> Result<()> {
+        if offset.checked_add(len).is_none_or(|end| end > self.map.len()) {
+            return Err(Error::OutOfBounds { offset, len, size: self.map.len() });
+        }
+        Ok(())
+    }
+
+    /// Runs `f(offset, done, n)` over page-sized chunks of `[offset, offset + len)` as a safe
+    /// accessor, stopping early if the arena is killed.
+    fn access(&self, offset: usize, len: usize, mut f: impl FnMut(usize, usize, usize) -> Result<()>) -> Result<()> {
+        self.check(offset, len)?;
+        if len == 0 {
+            return Ok(());
+        }
+        let shared = &self.arena.inner.shared;
+        let ps = self.map_page();
+        {
+            let _g = AccessGuard::enter(&self.arena);
+            let mut done = 0;
+            while done < len && !shared.killed.load(Ordering::Acquire) {
+                let off = offset + done;
+                let n = (len - done).min(ps - off % ps);
+                f(off, done, n)?;
+                done += n;
+            }
+        }
+        if shared.killed.load(Ordering::Acquire) {
+            return Err(self.arena.killed_err());
+        }
+        if self.poisoned.load(Ordering::Acquire) > 0 {
+            if let Some(p) = self.first_poisoned(offset, len) {
+                return Err(Error::Corrupted { offset: p });
+            }
+        }
+        Ok(())
+    }
+
+    fn map_page(&self) -> usize {
+        self.arena.inner.rt.core.page()
+    }
+
+    fn first_poisoned(&self, offset: usize, len: usize) -> Option<usize> {
+        let ps = self.map_page();
+        let st = self.arena.inner.rt.core.lock();
+        let r = st.regions.0.get(&self.id)?;
+        let (first, last) = ((offset / ps) as u64, ((offset + len - 1) / ps) as u64);
+        r.pages
+            .entries()
+            .into_iter()
+            .find(|&(p, e)| p >= first && p <= last && e.state() == PageState::Poisoned)
+            .map(|(p, _)| p as usize * ps)
+    }
+
+    /// Copies `buf.len()` bytes starting at `offset` into `buf`.
+    ///
+    /// Errors: [`Error::OutOfBounds`], [`Error::Killed`], [`Error::Corrupted`].
+    pub fn read(&self, offset: usize, buf: &mut [u8]) -> Result<()> {
+        let len = buf.len();
+        self.access(offset, len, |off, done, n| Ok(self.map.read(off, &mut buf[done..done + n])?))
+    }
+
+    /// Copies `data` into the region at `offset`.
+    ///
+    /// Errors: [`Error::OutOfBounds`], [`Error::Killed`], [`Error::Corrupted`].
+    pub fn write(&self, offset: usize, data: &[u8]) -> Result<()> {
+        self.access(offset, data.len(), |off, done, n| Ok(self.map.write(off, &data[done..done + n])?))
+    }
+
+    /// Sets `len` bytes at `offset` to `byte`.
+    ///
+    /// Errors: [`Error::OutOfBounds`], [`Error::Killed`], [`Error::Corrupted`].
+    pub fn fill(&self, offset: usize, len: usize, byte: u8) -> Result<()> {
+        self.access(offset, len, |off, _, n| Ok(self.map.fill(off, n, byte)?))
+    }
+
+    /// Evicts the resident pages of `[offset, offset + len)` now (like `MADV_PAGEOUT`): clean
+    /// pages are dropped, dirty ones written to swap. `offset` must be page-aligned; `len` is
+    /// rounded up to whole pages. Returns the number of frames freed. Pages that cannot be evicted
+    /// (swap full) stay resident.
+    pub fn page_out(&self, offset: usize, len: usize) -> Result<usize> {
+        let ps = self.map_page();
+        if offset % ps != 0 {
+            return Err(Error::InvalidArgument { what: "offset", detail: format!("{offset} is not page-aligned ({ps})") });
+        }
+        self.check(offset, len)?;
+        if self.arena.is_killed() {
+            return Err(self.arena.killed_err());
+        }
+        let first = (offset / ps) as u64;
+        let end = (offset + len).div_ceil(ps) as u64;
+        Ok(self.arena.inner.rt.core.page_out(self.id, first..end))
+    }
+}

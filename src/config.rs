@@ -1,0 +1,249 @@
+//! Runtime configuration: the builder and its defaults.
+
+use crate::error::{Error, Result};
+use crate::sys;
+use std::path::PathBuf;
+
+/// How pages are taken out of memory without losing a concurrent write.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum EvictionPath {
+    /// `Move` where the kernel has UFFDIO_MOVE (6.8+), `WriteProtect` otherwise.
+    #[default]
+    Auto,
+    /// UFFDIO_MOVE the page out of the arena into the frame pool, atomically, then write it from
+    /// there. Zero-copy: the budget is a literal pool of frames that circulate between arenas and
+    /// the pool. Linux 6.8+.
+    Move,
+    /// Write-protect the page, write it out from where it is, then drop it; a writer that arrives
+    /// meanwhile waits and re-faults after the page is in swap. Linux 5.7+.
+    WriteProtect,
+}
+
+/// How the swap file is read and written.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum SwapIo {
+    /// `O_DIRECT`: swapped pages leave RAM for real. Falls back to buffered (with a warning) on
+    /// file systems that refuse it.
+    #[default]
+    Direct,
+    /// Through the page cache. Faster on a warm cache, but "swapped" pages may still occupy RAM
+    /// outside the budget (and be charged to the container's memory limit).
+    Buffered,
+}
+
+#[derive(Debug, Clone)]
+pub(crate) enum SwapLocation {
+    /// An unlinked temporary file in this directory.
+    TempIn(PathBuf),
+    /// This file, created (or truncated) and removed when the runtime ends.
+    Named(PathBuf),
+}
+
+/// Builds a [`Runtime`](crate::Runtime). Every setting has a default.
+///
+/// ```no_run
+/// let rt = pagewarden::Runtime::builder()
+///     .frame_budget(64 << 20)          // 64 MiB of frames
+///     .swap_capacity(1 << 30)          // 1 GiB of swap, in an unlinked temp file
+///     .build()?;
+/// # Ok::<(), pagewarden::Error>(())
+/// ```
+#[derive(Debug, Clone, Default)]
+pub struct RuntimeBuilder {
+    budget: Option<usize>,
+    swap: Option<SwapLocation>,
+    swap_capacity: Option<u64>,
+    swap_io: SwapIo,
+    handler_threads: Option<usize>,
+    watermarks: Option<(usize, usize)>,
+    eviction: EvictionPath,
+    max_readahead: Option<usize>,
+    event_capacity: Option<usize>,
+}
+
+/// Resolved configuration.
+#[derive(Debug, Clone)]
+pub(crate) struct Config {
+    pub(crate) page: usize,
+    pub(crate) budget_frames: usize,
+    pub(crate) swap: SwapLocation,
+    pub(crate) swap_slots: u32,
+    pub(crate) swap_io: SwapIo,
+    pub(crate) handler_threads: usize,
+    pub(crate) low: usize,
+    pub(crate) high: usize,
+    pub(crate) eviction: EvictionPath,
+    pub(crate) max_readahead: usize,
+    pub(crate) event_capacity: usize,
+}
+
+/// Smallest budget that leaves room for readahead, watermarks and a working fault path.
+pub(crate) const MIN_FRAMES: usize = 8;
+
+fn invalid(what: &'static str, detail: String) -> Error {
+    Error::InvalidConfig { what, detail }
+}
+
+impl RuntimeBuilder {
+    /// The hard budget of physical frames, in bytes (rounded down to whole pages). The runtime
+    /// never holds more arena pages in memory than this, in flight included.
+    ///
+    /// Default: a quarter of the memory available now (`MemAvailable`, or the cgroup's headroom).
+    pub fn frame_budget(mut self, bytes: usize) -> Self {
+        self.budget = Some(bytes);
+        self
+    }
+
+    /// Swap to a named file at `path` of `capacity` bytes. The file is created with mode 0600
+    /// (truncated if it exists) and removed when the runtime ends.
+    pub fn swap_file(mut self, path: impl Into<PathBuf>, capacity: u64) -> Self {
+        self.swap = Some(SwapLocation::Named(path.into()));
+        self.swap_capacity = Some(capacity);
+        self
+    }
+
+    /// Put the (unlinked, 0600) temporary swap file in `dir` instead of the system temp directory.
+    pub fn swap_dir(mut self, dir: impl Into<PathBuf>) -> Self {
+        self.swap = Some(SwapLocation::TempIn(dir.into()));
+        self
+    }
+
+    /// Swap capacity in bytes (rounded down to pages); 0 disables swap, so only clean pages can be
+    /// reclaimed. The file is preallocated, so a full disk is reported by `build`, not mid-run.
+    ///
+    /// Default: four times the budget, at most half the free space of the swap directory.
+    pub fn swap_capacity(mut self, bytes: u64) -> Self {
+        self.swap_capacity = Some(bytes);
+        self
+    }
+
+    /// `O_DIRECT` (default) or buffered swap I/O.
+    pub fn swap_io(mut self, io: SwapIo) -> Self {
+        self.swap_io = io;
+        self
+    }
+
+    /// Threads that read and resolve faults (default 1; 1..=64).
+    pub fn handler_threads(mut self, n: usize) -> Self {
+        self.handler_threads = Some(n);
+        self
+    }
+
+    /// Reclaim watermarks, in free frames: the background reclaimer wakes when fewer than `low`
+    /// frames are free and evicts until `high` are. Default: `low` = budget/64 (at least 2, at most
+    /// 2048), `high` = 2 × `low`.
+    pub fn watermarks(mut self, low: usize, high: usize) -> Self {
+        self.watermarks = Some((low, high));
+        self
+    }
+
+    /// The eviction path (default [`EvictionPath::Auto`]).
+    pub fn eviction(mut self, path: EvictionPath) -> Self {
+        self.eviction = path;
+        self
+    }
+
+    /// Largest sequential fault-around window, in pages (default 64 = 256 KiB; 1 disables it).
+    pub fn max_readahead(mut self, pages: usize) -> Self {
+        self.max_readahead = Some(pages);
+        self
+    }
+
+    /// Capacity of the event channel (default 1024). When it is full, new events are dropped and
+    /// counted, never blocking the fault path.
+    pub fn event_capacity(mut self, n: usize) -> Self {
+        self.event_capacity = Some(n);
+        self
+    }
+
+    /// Creates the runtime: opens the userfaultfd, creates the swap file, starts the threads.
+    pub fn build(self) -> Result<crate::Runtime> {
+        crate::runtime::Runtime::start(self.resolve()?)
+    }
+
+    pub(crate) fn resolve(self) -> Result<Config> {
+        let page = sys::page_size();
+        let mem = sys::mem_info();
+        let budget_bytes = match self.budget {
+            Some(b) => b,
+            None => usize::try_from(mem.available / 4).unwrap_or(usize::MAX),
+        };
+        let budget_frames = budget_bytes / page;
+        if budget_frames < MIN_FRAMES {
+            return Err(invalid(
+                "frame_budget",
+                format!("{budget_bytes} bytes is {budget_frames} frames; the minimum is {MIN_FRAMES} frames ({} bytes)", MIN_FRAMES * page),
+            ));
+        }
+        if budget_bytes as u64 > mem.total {
+            return Err(invalid(
+                "frame_budget",
+                format!("{budget_bytes} bytes is more than this machine's {} bytes of RAM; a budget is a limit on real memory", mem.total),
+            ));
+        }
+        if budget_frames > u32::MAX as usize {
+            return Err(invalid("frame_budget", format!("{budget_frames} frames is more than 2^32")));
+        }
+        let swap = self.swap.unwrap_or_else(|| {
+            let mut dir = std::env::temp_dir();
+            if sys::file::fs_info(&dir).map(|(_, ram)| ram).unwrap_or(false) && std::path::Path::new("/var/tmp").is_dir() {
+                // A swap file on tmpfs would live in RAM: prefer a disk-backed directory.
+                dir = PathBuf::from("/var/tmp");
+            }
+            SwapLocation::TempIn(dir)
+        });
+        let dir = match &swap {
+            SwapLocation::TempIn(d) => d.clone(),
+            SwapLocation::Named(p) => p.parent().filter(|p| !p.as_os_str().is_empty()).map_or_else(|| PathBuf::from("."), |p| p.to_path_buf()),
+        };
+        let swap_bytes = match self.swap_capacity {
+            Some(c) => c,
+            None => {
+                let free = sys::file::fs_info(&dir).map(|(f, _)| f).unwrap_or(0);
+                (4 * budget_frames as u64 * page as u64).min(free / 2)
+            }
+        };
+        let slots = swap_bytes / page as u64;
+        let swap_slots = u32::try_from(slots)
+            .map_err(|_| invalid("swap_capacity", format!("{swap_bytes} bytes is more than 2^32 pages")))?;
+        let handler_threads = self.handler_threads.unwrap_or(1);
+        if !(1..=64).contains(&handler_threads) {
+            return Err(invalid("handler_threads", format!("{handler_threads}; must be 1..=64")));
+        }
+        let (low, high) = match self.watermarks {
+            Some(w) => w,
+            None => {
+                let low = (budget_frames / 64).clamp(2, 2048);
+                (low, 2 * low)
+            }
+        };
+        if low == 0 || low > high || high > budget_frames / 2 {
+            return Err(invalid(
+                "watermarks",
+                format!("low {low}, high {high}: need 0 < low <= high <= budget/2 ({})", budget_frames / 2),
+            ));
+        }
+        let max_readahead = self.max_readahead.unwrap_or(64);
+        if !(1..=1024).contains(&max_readahead) {
+            return Err(invalid("max_readahead", format!("{max_readahead} pages; must be 1..=1024")));
+        }
+        let max_readahead = max_readahead.min(budget_frames / 4).max(1);
+        let event_capacity = self.event_capacity.unwrap_or(1024);
+        if event_capacity == 0 {
+            return Err(invalid("event_capacity", "0; must be at least 1".into()));
+        }
+        Ok(Config {
+            page,
+            budget_frames,
+            swap,
+            swap_slots,
+            swap_io: self.swap_io,
+            handler_threads,
+            low,
+            high,
+            eviction: self.eviction,
+            max_readahead,
+            event_capacity,
+        })
+    }
+}

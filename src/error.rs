@@ -1,0 +1,159 @@
+//! The crate's error type. Every variant says what went wrong and what to do about it.
+
+use std::fmt;
+use std::io;
+use std::path::PathBuf;
+
+/// Everything that can go wrong in pagewarden.
+#[derive(Debug)]
+#[non_exhaustive]
+pub enum Error {
+    /// No userfaultfd could be created. Each field is why one way of creating it failed, in the
+    /// order they were tried.
+    UserfaultfdUnavailable {
+        /// Opening `/dev/userfaultfd` (needs read/write permission on the device).
+        device: io::Error,
+        /// The `userfaultfd(2)` syscall (needs CAP_SYS_PTRACE or `vm.unprivileged_userfaultfd=1`).
+        syscall: io::Error,
+        /// The syscall with `UFFD_USER_MODE_ONLY` (Linux 5.11+, works unprivileged).
+        user_mode_only: io::Error,
+    },
+    /// The kernel lacks a userfaultfd feature this configuration needs.
+    MissingKernelFeature {
+        /// The feature, as the kernel names it.
+        feature: &'static str,
+        /// What pagewarden needs it for, and which kernel has it.
+        needed_for: &'static str,
+    },
+    /// The swap file could not be created or preallocated.
+    SwapFile {
+        /// Where it was to be created.
+        path: PathBuf,
+        /// The operating system's reason.
+        source: io::Error,
+    },
+    /// A configuration value is out of range.
+    InvalidConfig {
+        /// The setting.
+        what: &'static str,
+        /// What is wrong with it.
+        detail: String,
+    },
+    /// An argument is out of range (a zero size, an unaligned offset, ...).
+    InvalidArgument {
+        /// The argument.
+        what: &'static str,
+        /// What is wrong with it.
+        detail: String,
+    },
+    /// An access lies outside the region.
+    OutOfBounds {
+        /// First byte of the access.
+        offset: usize,
+        /// Its length.
+        len: usize,
+        /// The region's size.
+        size: usize,
+    },
+    /// The kernel refused to reserve address space (`mmap` failed).
+    AddressSpace {
+        /// Bytes requested.
+        requested: usize,
+        /// The operating system's reason.
+        source: io::Error,
+    },
+    /// The arena was killed (out of memory, or [`Arena::kill`](crate::Arena::kill)); its memory is
+    /// gone and every accessor fails from now on.
+    Killed {
+        /// The arena's name.
+        arena: String,
+    },
+    /// A page of the access could not be brought back (its swap slot could not be read); the
+    /// page is poisoned rather than returned with wrong contents.
+    Corrupted {
+        /// Offset of the first poisoned page in the region.
+        offset: usize,
+    },
+    /// The runtime's fault handling failed and it no longer serves faults.
+    RuntimeFailed {
+        /// What failed.
+        detail: String,
+    },
+    /// An unexpected system call failure.
+    Sys {
+        /// The call.
+        op: &'static str,
+        /// The operating system's reason.
+        source: io::Error,
+    },
+}
+
+impl From<crate::sys::SysError> for Error {
+    fn from(e: crate::sys::SysError) -> Self {
+        Error::Sys { op: e.op, source: e.io() }
+    }
+}
+
+impl fmt::Display for Error {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Error::UserfaultfdUnavailable { device, syscall, user_mode_only } => write!(
+                f,
+                "userfaultfd is unavailable: /dev/userfaultfd: {device}; userfaultfd(2): {syscall}; \
+                 userfaultfd(2) with UFFD_USER_MODE_ONLY: {user_mode_only}. \
+                 Fix one of: run as root; grant access to the device (e.g. `chmod 0666 /dev/userfaultfd` \
+                 or a udev rule / group for it); `sysctl -w vm.unprivileged_userfaultfd=1`; give the process \
+                 CAP_SYS_PTRACE. In a container, the seccomp profile must allow the userfaultfd syscall \
+                 (Docker's default blocks it: use --security-opt seccomp=<profile allowing it>)."
+            ),
+            Error::MissingKernelFeature { feature, needed_for } => {
+                write!(f, "the kernel lacks userfaultfd feature {feature}, needed for {needed_for}")
+            }
+            Error::SwapFile { path, source } => {
+                let hint = match source.raw_os_error() {
+                    Some(libc::ENOSPC) => "free disk space there or choose a smaller swap capacity",
+                    Some(libc::EACCES | libc::EPERM) => "choose a directory you can write to",
+                    Some(libc::EROFS) => "the file system is read-only: choose another directory",
+                    Some(libc::ENOENT | libc::ENOTDIR) => "the directory does not exist: create it or choose another",
+                    _ => "choose another location with `RuntimeBuilder::swap_dir` or `swap_file`",
+                };
+                write!(f, "cannot create the swap file at {}: {source} ({hint})", path.display())
+            }
+            Error::InvalidConfig { what, detail } => write!(f, "invalid configuration: {what}: {detail}"),
+            Error::InvalidArgument { what, detail } => write!(f, "invalid argument: {what}: {detail}"),
+            Error::OutOfBounds { offset, len, size } => write!(
+                f,
+                "access of {len} bytes at offset {offset} is outside the region of {size} bytes"
+            ),
+            Error::AddressSpace { requested, source } => write!(
+                f,
+                "cannot reserve {requested} bytes of address space: {source} (check `ulimit -v`, \
+                 vm.max_map_count, and vm.overcommit_memory)"
+            ),
+            Error::Killed { arena } => write!(
+                f,
+                "arena '{arena}' was killed to relieve memory pressure; its contents are gone"
+            ),
+            Error::Corrupted { offset } => write!(
+                f,
+                "the page at region offset {offset} could not be read back from swap and is poisoned"
+            ),
+            Error::RuntimeFailed { detail } => write!(f, "the runtime stopped serving faults: {detail}"),
+            Error::Sys { op, source } => write!(f, "{op} failed: {source}"),
+        }
+    }
+}
+
+impl std::error::Error for Error {
+    fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
+        match self {
+            Error::SwapFile { source, .. } | Error::AddressSpace { source, .. } | Error::Sys { source, .. } => {
+                Some(source)
+            }
+            _ => None,
+        }
+    }
+}
+
+/// Shorthand for results with [`Error`].
+pub type Result<T, E = Error> = std::result::Result<T, E>;

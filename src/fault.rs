@@ -1,0 +1,424 @@
+//! Fault handling: the handler threads' loop and the resolution of each fault.
+//!
+//! Event ordering notes (why the loop looks the way it does):
+//! * Several threads can fault on the same page; each produces its own event. The first one we
+//!   handle marks the page `PageIn`; the others find it in flight and do nothing, because the
+//!   installing ioctl (COPY or MOVE without DONTWAKE) wakes every thread parked on the range.
+//! * An event can be stale: by the time we read it the page may be resident (someone installed
+//!   it), or gone again (evicted). Waking is always safe: a woken thread retries its access and
+//!   faults again if the page is still missing. The only unsafe outcome is a thread never woken,
+//!   so every path below ends in an install, an explicit wake, or a recorded waiter that the
+//!   eviction in progress will wake.
+//! * We enable no non-cooperative events (fork, remap, remove, unmap), so REMOVE-related EAGAIN
+//!   and the REMOVE deadlock (KERNEL_NOTES trap 3) cannot arise; EAGAIN is still retried in `sys`.
+
+use crate::config::EvictionPath;
+use crate::core::lru::key;
+use crate::core::page::{Entry, PageState};
+use crate::runtime::{Core, Guard, Liveness};
+use crate::sys::mem::Mapping;
+use crate::sys::poll::poll2;
+use crate::sys::uffd::{Filled, UffdEvent};
+use std::sync::atomic::Ordering;
+use std::time::{Duration, Instant};
+
+/// Per-handler-thread buffers.
+pub(crate) struct Scratch {
+    /// Page-aligned staging for multi-page installs (swap reads land here, then one COPY).
+    bounce: Mapping,
+}
+
+pub(crate) fn handler_loop(core: &Core) {
+    let bounce = match Mapping::anonymous(core.cfg.max_readahead * core.page()) {
+        Ok(m) => m,
+        Err(e) => {
+            log::error!("pagewarden: handler cannot allocate its buffer: {e}");
+            return;
+        }
+    };
+    let mut scratch = Scratch { bounce };
+    let mut evs = [UffdEvent::Other(0); 64];
+    while !core.shutdown.load(Ordering::Acquire) {
+        match poll2(core.uffd.raw_fd(), core.waker.raw_fd(), 1000) {
+            Ok((true, _)) => {}
+            Ok(_) => continue,
+            Err(e) => {
+                log::error!("pagewarden: poll on userfaultfd failed: {e}");
+                std::thread::sleep(Duration::from_millis(10));
+                continue;
+            }
+        }
+        loop {
+            let n = match core.uffd.read_events(&mut evs) {
+                Ok(n) => n,
+                Err(e) => {
+                    log::error!("pagewarden: reading userfaultfd events failed: {e}");
+                    0
+                }
+            };
+            if n == 0 {
+                break;
+            }
+            for ev in &evs[..n] {
+                match *ev {
+                    UffdEvent::PageFault { addr, write, wp, tid } => core.fault(addr, write, wp, tid, &mut scratch),
+                    UffdEvent::Other(kind) => log::warn!("pagewarden: unexpected userfaultfd event {kind}"),
+                }
+            }
+        }
+    }
+}
+
+/// Where the data for one installed page comes from.
+#[derive(Clone, Copy)]
+enum Source {
+    Zero,
+    Slot(u32),
+}
+
+impl Core {
+    /// Resolves one fault event.
+    pub(crate) fn fault(&self, addr: usize, write: bool, wp: bool, tid: u32, scratch: &mut Scratch) {
+        let t0 = Instant::now();
+        let ps = self.page();
+        let mut st = self.lock();
+        let Some((rid, page)) = st.locate(addr, ps) else {
+            if self.pool.as_ref().is_some_and(|p| p.contains(addr)) {
+                log::error!("pagewarden: fault on the frame pool at {addr:#x}: this is a bug");
+            }
+            // A region released while this event was queued: unregistering woke its threads.
+            return;
+        };
+        if st.region(rid).live != Liveness::Live {
+            self.resolve_dead(&mut st, rid, page, tid);
+            return;
+        }
+        let e = st.region(rid).pages.get(page);
+        match e.state() {
+            PageState::Resident if wp && !e.dirty() => {
+                self.make_dirty(&mut st, rid, page, e);
+                st.counters(rid).wp_faults += 1;
+                self.record(&mut st, rid, t0);
+            }
+            PageState::Resident => {
+                self.wake(&st, rid, page, 1);
+                st.counters(rid).spurious += 1;
+            }
+            PageState::PageIn => st.counters(rid).spurious += 1,
+            PageState::Evicting => {
+                let mut e = e;
+                e.set_waiters(true);
+                st.region_mut(rid).pages.set(page, e);
+            }
+            PageState::Poisoned => self.resolve_dead(&mut st, rid, page, tid),
+            PageState::Unpopulated | PageState::Swapped if wp => {
+                // A stale write-protect fault: the page was evicted since. Retry as missing.
+                self.wake(&st, rid, page, 1);
+                st.counters(rid).spurious += 1;
+            }
+            PageState::Unpopulated | PageState::Swapped => self.page_in(st, rid, page, write, tid, scratch, t0),
+        }
+    }
+
+    fn record(&self, st: &mut Guard<'_>, rid: u32, t0: Instant) {
+        let a = st.region(rid).arena;
+        if let Some(a) = st.arenas.get_mut(&a) {
+            a.hist.record(u64::try_from(t0.elapsed().as_nanos()).unwrap_or(u64::MAX));
+        }
+    }
+
+    pub(crate) fn wake(&self, st: &Guard<'_>, rid: u32, page: u64, n: u64) {
+        let ps = self.page();
+        let r = st.region(rid);
+        if let Err(e) = self.uffd.wake(&r.map, page as usize * ps, n as usize * ps) {
+            log::error!("pagewarden: wake failed: {e}");
+        }
+    }
+
+    /// First write to a clean resident page: it becomes dirty, its swap copy is stale and freed,
+    /// and write protection is lifted (which wakes the writer). Done under the lock so eviction
+    /// cannot pick the page between the state change and the ioctl.
+    fn make_dirty(&self, st: &mut Guard<'_>, rid: u32, page: u64, mut e: Entry) {
+        e.set_dirty(true);
+        e.set_referenced(true);
+        if let Some(s) = e.slot() {
+            st.slots.free(s);
+            e.set_slot(None);
+        }
+        let ps = self.page();
+        let r = st.region_mut(rid);
+        r.pages.set(page, e);
+        if let Err(err) = self.uffd.writeprotect(&r.map, page as usize * ps, ps, false, true) {
+            log::error!("pagewarden: lifting write protection failed: {err}");
+            self.wake(st, rid, page, 1);
+        }
+    }
+
+    /// Releases a thread that faulted on a page whose data is gone (killed arena, lost page).
+    /// A thread inside a safe accessor gets a zero page from the reserve (the accessor then
+    /// reports `Killed`/`Corrupted` rather than the zeros); any other thread finds the page
+    /// poisoned and takes SIGBUS, so raw access never reads made-up data.
+    pub(crate) fn resolve_dead(&self, st: &mut Guard<'_>, rid: u32, page: u64, tid: u32) {
+        let ps = self.page();
+        let arena = st.region(rid).arena;
+        let Some(shared) = st.arenas.get(&arena).map(|a| a.shared.clone()) else { return };
+        let accessor = !self.has_tid || shared.accessors.lock().unwrap_or_else(|p| p.into_inner()).contains(&tid);
+        let map = st.region(rid).map.clone();
+        let off = page as usize * ps;
+        if accessor || !self.can_poison {
+            match self.uffd.copy(&map, off, &self.zero, 0, ps, false, true) {
+                Ok(Filled::All) => {
+                    st.reserve.push((rid, page));
+                    shared.reserve_pages.fetch_add(1, Ordering::AcqRel);
+                }
+                Ok(Filled::Exists { .. }) => {}
+                Err(e) => {
+                    log::error!("pagewarden: releasing a thread from a dead page failed: {e}");
+                    let _ = self.uffd.wake(&map, off, ps);
+                }
+            }
+        } else if let Err(e) = self.uffd.poison(&map, off, ps, true) {
+            log::error!("pagewarden: poisoning a dead page failed: {e}");
+            let _ = self.uffd.wake(&map, off, ps);
+        }
+    }
+
+    /// Brings a missing page (and, for a sequential stream, its successors) into memory.
+    #[allow(clippy::too_many_arguments)]
+    fn page_in<'a>(&'a self, mut st: Guard<'a>, rid: u32, page: u64, write: bool, tid: u32, scratch: &mut Scratch, t0: Instant) {
+        let ps = self.page();
+        let (want, hits) = {
+            let r = st.region_mut(rid);
+            let d = r.stream.on_fault(page, self.cfg.max_readahead as u32);
+            (u64::from(d.window).min(r.npages - page), d.hits)
+        };
+        st.counters(rid).readahead_hits += u64::from(hits);
+        let arena = st.region(rid).arena;
+        let (g, got) = self.acquire(st, want as usize, arena);
+        st = g;
+        let Some(got) = got else {
+            // Out of frames, nothing reclaimable, swap full: the faulting arena is the victim.
+            let name = st.arenas.get(&arena).map(|a| a.shared.name.clone()).unwrap_or_default();
+            self.kill_arena(&mut st, arena, crate::event::KillTrigger::Exhaustion { faulting_arena: name });
+            if st.regions.0.contains_key(&rid) {
+                self.resolve_dead(&mut st, rid, page, tid);
+            }
+            return;
+        };
+        // The lock may have been dropped while reclaiming: look again.
+        let still = st.regions.0.get(&rid).map(|r| (r.live, r.pages.get(page).state()));
+        match still {
+            Some((Liveness::Live, PageState::Unpopulated | PageState::Swapped)) => {}
+            Some((Liveness::Killed, _)) => {
+                st.frames.give(got);
+                self.resolve_dead(&mut st, rid, page, tid);
+                return;
+            }
+            Some((Liveness::Live, _)) => {
+                // Someone else resolved or moved it meanwhile: release and let the thread retry.
+                st.frames.give(got);
+                self.wake(&st, rid, page, 1);
+                return;
+            }
+            _ => {
+                st.frames.give(got);
+                return;
+            }
+        }
+        // The run of missing pages starting at `page`, up to the frames we got.
+        let mut run: Vec<(u64, Entry)> = Vec::with_capacity(got);
+        {
+            let r = st.region_mut(rid);
+            for p in page..page + got as u64 {
+                let e = r.pages.get(p);
+                if !matches!(e.state(), PageState::Unpopulated | PageState::Swapped) {
+                    break;
+                }
+                run.push((p, e));
+            }
+            for &(p, e) in &run {
+                r.pages.set(p, e.with_state(PageState::PageIn));
+            }
+            r.inflight += run.len() as u64;
+        }
+        let n = run.len();
+        st.frames.give(got - n);
+        st.paging_in += n;
+        let sources: Vec<Source> = run.iter().map(|(_, e)| e.slot().map_or(Source::Zero, Source::Slot)).collect();
+        let all_zero = sources.iter().all(|s| matches!(s, Source::Zero));
+        // A single page written at once can take a free pool frame by MOVE: no allocation, no copy.
+        let pool_frame = if self.path == EvictionPath::Move && n == 1 && write { st.frames.pop_populated() } else { None };
+        let map = st.region(rid).map.clone();
+        drop(st);
+
+        // Fill the staging buffer without the lock.
+        let (buf, buf_off): (&Mapping, usize) = match (pool_frame, all_zero) {
+            (Some(f), _) => (self.pool.as_ref().expect("pool exists on the MOVE path"), f as usize * ps),
+            (None, true) => (&self.zero, 0),
+            (None, false) => (&scratch.bounce, 0),
+        };
+        let mut io_ok = true;
+        if !(pool_frame.is_none() && all_zero) {
+            let mut i = 0;
+            while i < n {
+                match sources[i] {
+                    Source::Zero => {
+                        let _ = buf.fill(buf_off + i * ps, ps, 0);
+                        i += 1;
+                    }
+                    Source::Slot(s) => {
+                        // Coalesce consecutive slots into one read.
+                        let mut j = i + 1;
+                        while j < n && matches!(sources[j], Source::Slot(t) if t == s + (j - i) as u32) {
+                            j += 1;
+                        }
+                        let dst: Vec<(&Mapping, usize)> = (i..j).map(|k| (buf, buf_off + k * ps)).collect();
+                        let swap = self.swap.as_ref().expect("a page has a slot only when swap exists");
+                        if let Err(e) = swap.read_pages(u64::from(s) * ps as u64, &dst) {
+                            log::error!("pagewarden: swap read of slot {s} failed: {e}; page poisoned");
+                            io_ok = false;
+                        }
+                        i = j;
+                    }
+                }
+            }
+        }
+
+        let mut st = self.lock();
+        st.paging_in -= n;
+        let live = {
+            let r = st.region_mut(rid);
+            r.inflight -= n as u64;
+            r.live
+        };
+        if live != Liveness::Live {
+            // Killed or released during the I/O: nothing to install. Free what the pages held.
+            st.frames.give(n);
+            if let Some(f) = pool_frame {
+                st.frames.unpop(f);
+            }
+            for &(p, _) in &run {
+                let e = st.region(rid).pages.get(p);
+                if e.state() == PageState::PageIn {
+                    if let Some(s) = e.slot() {
+                        st.slots.free(s);
+                    }
+                    st.region_mut(rid).pages.set(p, Entry::default());
+                }
+            }
+            if live == Liveness::Killed {
+                // Threads parked on the window retry and are resolved as dead.
+                self.wake(&st, rid, page, n as u64);
+            } else {
+                self.forget_if_done(&mut st, rid);
+            }
+            self.progress.notify_all();
+            return;
+        }
+        if !io_ok {
+            self.abandon_run(&mut st, rid, &run, pool_frame, true);
+            return;
+        }
+        if pool_frame.is_none() {
+            let trimmed = st.frames.trim_for_copy();
+            let pool = self.pool.as_ref();
+            for f in trimmed {
+                if let Some(p) = pool {
+                    let _ = p.discard(f as usize * ps, ps);
+                }
+            }
+        }
+        let res = if pool_frame.is_some() {
+            self.uffd.move_pages(&map, page as usize * ps, buf, buf_off, ps, true)
+        } else {
+            self.uffd.copy(&map, page as usize * ps, buf, buf_off, n * ps, !write, true)
+        };
+        let installed = match res {
+            Ok(Filled::All) => n,
+            Ok(Filled::Exists { bytes }) => {
+                log::error!("pagewarden: page {page} of region {rid} was populated behind the runtime's back");
+                bytes / ps
+            }
+            Err(e) => {
+                log::error!("pagewarden: installing page {page} failed: {e}");
+                0
+            }
+        };
+        if installed < n {
+            // Give back what was not installed; the threads retry.
+            let (done, rest) = run.split_at(installed);
+            self.abandon_run(&mut st, rid, rest, if installed == 0 { pool_frame } else { None }, false);
+            run = done.to_vec();
+            if run.is_empty() {
+                return;
+            }
+        }
+        let n = run.len();
+        let mut activations = 0;
+        for (i, &(p, prev)) in run.iter().enumerate() {
+            let mut e = prev.with_state(PageState::Resident);
+            e.set_waiters(false);
+            e.set_dirty(write);
+            if write {
+                if let Some(s) = e.slot() {
+                    st.slots.free(s);
+                }
+                e.set_slot(None);
+            }
+            let act = st.lru.refault_activates(prev);
+            activations += u64::from(act);
+            st.lru.admit(key(rid, p), &mut e, act);
+            let r = st.region_mut(rid);
+            if prev.state() == PageState::Swapped {
+                r.swapped -= 1;
+            }
+            r.resident += 1;
+            r.pages.set(p, e);
+            if i == 0 {
+                let c = st.counters(rid);
+                match sources[0] {
+                    Source::Zero => c.zero_fills += 1,
+                    Source::Slot(_) => c.swap_ins += 1,
+                }
+            }
+        }
+        st.region_mut(rid).stream.installed(page, n as u32);
+        {
+            let c = st.counters(rid);
+            c.readahead += n as u64 - 1;
+            c.refault_activations += activations;
+        }
+        self.record(&mut st, rid, t0);
+        if st.frames.free() < self.cfg.low {
+            self.reclaim_cv.notify_one();
+        }
+    }
+
+    /// Puts a page-in run back as it was (frames returned, pages missing again) and wakes its
+    /// threads so they retry. With `poison`, the pages whose slot could not be read are marked
+    /// poisoned instead.
+    fn abandon_run(&self, st: &mut Guard<'_>, rid: u32, run: &[(u64, Entry)], pool_frame: Option<u32>, poison: bool) {
+        st.frames.give(run.len());
+        if let Some(f) = pool_frame {
+            st.frames.unpop(f);
+        }
+        for &(p, prev) in run {
+            let mut e = prev;
+            if poison && prev.slot().is_some() {
+                if let Some(s) = prev.slot() {
+                    st.slots.free(s);
+                }
+                e = Entry::default().with_state(PageState::Poisoned);
+                let r = st.region_mut(rid);
+                r.swapped -= 1;
+                r.poisoned.fetch_add(1, Ordering::AcqRel);
+                st.counters(rid).lost_pages += 1;
+            }
+            st.region_mut(rid).pages.set(p, e);
+        }
+        if let (Some(&(first, _)), n) = (run.first(), run.len()) {
+            self.wake(st, rid, first, n as u64);
+        }
+        self.progress.notify_all();
+    }
+}

@@ -1,0 +1,550 @@
+//! Reclaim: freeing frames by eviction, the background reclaimer, and killing an arena when
+//! nothing else can give.
+//!
+//! The escalation path, in order:
+//! 1. free frames (above the low watermark, readahead may use them too);
+//! 2. clean pages — their swap copy is still valid, or they were never written (zero): dropped
+//!    with no I/O;
+//! 3. dirty pages — written to swap in batches (consecutive slots, one vectored write per run);
+//! 4. nothing evictable, swap full, nothing in flight: kill (here, the faulting arena).
+//!
+//! Eviction of a dirty page never loses a concurrent write:
+//!
+//! ```text
+//!   MOVE path:          under lock: UFFDIO_MOVE arena page ─► pool hole   (atomic: later access
+//!                                   state = Evicting                       faults MISSING, waits)
+//!                       no lock:    pwritev(pool pages) ─► swap slots
+//!                       under lock: state = Swapped, pool page now free, wake waiters
+//!
+//!   WRITEPROTECT path:  under lock: UFFDIO_WRITEPROTECT page, state = Evicting (writers park)
+//!                       no lock:    pwritev(arena pages) ─► swap slots    (readers still read)
+//!                       under lock: MADV_DONTNEED page, state = Swapped, wake waiters
+//!                                   (a parked writer re-faults MISSING and pages the data back in)
+//! ```
+//! A failed write puts the page back (MOVE back, or lift the protection) and marks swap broken.
+
+use crate::config::EvictionPath;
+use crate::core::lru::{PageKey, key, unkey};
+use crate::core::page::{Entry, PageState};
+use crate::event::{Event, KillTrigger, OomReport};
+use crate::runtime::{Core, Guard, Liveness};
+use crate::sys::mem::Mapping;
+use crate::sys::uffd::Filled;
+use std::sync::Arc;
+use std::sync::atomic::Ordering;
+use std::time::{Duration, Instant};
+
+/// Pages a fault reclaims directly when no frame is free.
+const DIRECT_BATCH: usize = 16;
+/// Pages the background reclaimer evicts per round.
+const BACKGROUND_BATCH: usize = 64;
+
+/// Which pages to evict.
+pub(crate) enum Victims {
+    /// Up to this many, chosen by the replacement policy.
+    Policy(usize),
+    /// These pages of one region (page-out on request).
+    Pages(u32, std::ops::Range<u64>),
+}
+
+/// A dirty page being written out.
+struct Job {
+    rid: u32,
+    page: u64,
+    slot: u32,
+    /// Pool page holding the data (MOVE path).
+    hole: Option<u32>,
+    map: Arc<Mapping>,
+    ok: bool,
+}
+
+pub(crate) fn reclaimer_loop(core: &Core) {
+    let mut st = core.lock();
+    while !core.shutdown.load(Ordering::Acquire) {
+        if st.frames.free() >= core.cfg.low {
+            st = core.wait(st, &core.reclaim_cv, Duration::from_millis(500));
+            continue;
+        }
+        while st.frames.free() < core.cfg.high && !core.shutdown.load(Ordering::Acquire) {
+            let want = (core.cfg.high - st.frames.free()).min(BACKGROUND_BATCH);
+            let (g, freed) = core.evict(st, Victims::Policy(want));
+            st = g;
+            if freed == 0 {
+                // Nothing evictable now; faults will escalate if it stays so.
+                st = core.wait(st, &core.reclaim_cv, Duration::from_millis(10));
+                break;
+            }
+        }
+    }
+}
+
+impl Core {
+    /// Takes frames for a fault: at least one, up to `want` when there are frames to spare above
+    /// the low watermark. Reclaims directly when none is free. `None` means exhaustion: no frame,
+    /// nothing evictable, nothing in flight that will free one.
+    pub(crate) fn acquire<'a>(&'a self, mut st: Guard<'a>, want: usize, _arena: u32) -> (Guard<'a>, Option<usize>) {
+        loop {
+            let free = st.frames.free();
+            if free > 0 {
+                let spare = free.saturating_sub(self.cfg.low);
+                let n = st.frames.take(want.min(spare).max(1));
+                if st.frames.free() < self.cfg.low {
+                    self.reclaim_cv.notify_one();
+                }
+                return (st, Some(n));
+            }
+            self.reclaim_cv.notify_one();
+            let (g, freed) = self.evict(st, Victims::Policy(DIRECT_BATCH));
+            st = g;
+            if freed > 0 || st.frames.free() > 0 {
+                continue;
+            }
+            if st.evicting > 0 || st.paging_in > 0 {
+                st = self.wait(st, &self.progress, Duration::from_millis(20));
+                continue;
+            }
+            return (st, None);
+        }
+    }
+
+    /// Evicts now, for [`Runtime::reclaim`](crate::Runtime::reclaim).
+    pub(crate) fn reclaim_now(&self, frames: usize) -> usize {
+        let mut st = self.lock();
+        let mut total = 0;
+        while total < frames {
+            let (g, freed) = self.evict(st, Victims::Policy((frames - total).min(BACKGROUND_BATCH)));
+            st = g;
+            if freed == 0 {
+                break;
+            }
+            total += freed;
+        }
+        total
+    }
+
+    /// Evicts the resident pages of `range` in region `rid`, returning frames freed.
+    pub(crate) fn page_out(&self, rid: u32, range: std::ops::Range<u64>) -> usize {
+        let st = self.lock();
+        self.evict(st, Victims::Pages(rid, range)).1
+    }
+
+    /// Evicts pages; returns the guard and the number of frames freed. May drop the lock for I/O.
+    pub(crate) fn evict<'a>(&'a self, mut st: Guard<'a>, victims: Victims) -> (Guard<'a>, usize) {
+        let ps = self.page();
+        let mut chosen: Vec<PageKey> = Vec::new();
+        match victims {
+            Victims::Policy(max) => {
+                let mut dirty = 0usize;
+                while chosen.len() < max {
+                    let can_dirty = st.swap_writable() && (st.slots.available() as usize) > dirty;
+                    let st = &mut *st;
+                    let Some(k) = st.lru.victim(&mut st.regions, |e| !e.dirty() || can_dirty) else { break };
+                    let e = st.regions.0[&unkey(k).0].pages.get(unkey(k).1);
+                    dirty += usize::from(e.dirty());
+                    chosen.push(k);
+                }
+            }
+            Victims::Pages(rid, range) => {
+                let mut dirty = 0usize;
+                let Some(r) = st.regions.0.get(&rid) else { return (st, 0) };
+                if r.live != Liveness::Live {
+                    return (st, 0);
+                }
+                for p in range {
+                    let e = r.pages.get(p);
+                    if !e.is_resident() {
+                        continue;
+                    }
+                    if e.dirty() {
+                        if !(st.swap_writable() && (st.slots.available() as usize) > dirty) {
+                            continue;
+                        }
+                        dirty += 1;
+                    }
+                    chosen.push(key(rid, p));
+                }
+            }
+        }
+        if chosen.is_empty() {
+            return (st, 0);
+        }
+        let mut freed = 0;
+        let mut jobs: Vec<Job> = Vec::new();
+        let n_dirty = chosen.iter().filter(|&&k| st.regions.0[&unkey(k).0].pages.get(unkey(k).1).dirty()).count();
+        let run = st.slots.alloc_run(n_dirty as u32);
+        for k in chosen {
+            let (rid, page) = unkey(k);
+            let off = page as usize * ps;
+            let mut e = st.region(rid).pages.get(page);
+            if !e.dirty() {
+                // Clean: the swap copy is valid (or the page was never written). No I/O.
+                let map = st.region(rid).map.clone();
+                if let Err(err) = map.discard(off, ps) {
+                    log::error!("pagewarden: dropping a clean page failed: {err}");
+                    st.lru.requeue(k, &mut e);
+                    st.region_mut(rid).pages.set(page, e);
+                    continue;
+                }
+                st.lru.leave(&mut e);
+                st.lru.stamp(&mut e);
+                let r = st.region_mut(rid);
+                r.resident -= 1;
+                if e.slot().is_some() {
+                    e.set_state(PageState::Swapped);
+                    r.swapped += 1;
+                } else {
+                    e.set_state(PageState::Unpopulated);
+                }
+                r.pages.set(page, e);
+                st.frames.give(1);
+                let c = st.counters(rid);
+                c.evictions += 1;
+                c.clean_drops += 1;
+                freed += 1;
+                continue;
+            }
+            let slot = match run {
+                Some(start) => start + jobs.len() as u32,
+                None => match st.slots.alloc() {
+                    Some(s) => s,
+                    None => {
+                        st.lru.requeue(k, &mut e);
+                        st.region_mut(rid).pages.set(page, e);
+                        continue;
+                    }
+                },
+            };
+            let map = st.region(rid).map.clone();
+            let mut hole = None;
+            let taken = match self.path {
+                EvictionPath::Move => {
+                    let h = st.frames.take_hole().expect("a resident page implies a pool hole");
+                    let pool = self.pool.as_ref().expect("pool exists on the MOVE path");
+                    match self.uffd.move_pages(pool, h as usize * ps, &map, off, ps, false) {
+                        Ok(Filled::All) => {
+                            hole = Some(h);
+                            Ok(())
+                        }
+                        Ok(Filled::Exists { .. }) => {
+                            log::error!("pagewarden: pool frame {h} was not empty");
+                            st.frames.return_hole(h);
+                            Err(libc::EEXIST)
+                        }
+                        Err(err) => {
+                            st.frames.return_hole(h);
+                            Err(err.errno)
+                        }
+                    }
+                }
+                _ => self.uffd.writeprotect(&map, off, ps, true, false).map_err(|e| e.errno),
+            };
+            match taken {
+                Ok(()) => {}
+                Err(libc::ENOENT) => {
+                    // The page is not there: the application discarded it itself (MADV_DONTNEED).
+                    self.free_job_slot(&mut st, run.is_some(), slot);
+                    st.lru.leave(&mut e);
+                    let r = st.region_mut(rid);
+                    r.resident -= 1;
+                    r.pages.set(page, Entry::default());
+                    st.frames.give(1);
+                    freed += 1;
+                    continue;
+                }
+                Err(errno) => {
+                    // EBUSY: pinned by in-progress I/O or shared. Try it another time.
+                    log::debug!("pagewarden: cannot evict page {page} of region {rid} now (errno {errno})");
+                    self.free_job_slot(&mut st, run.is_some(), slot);
+                    st.lru.requeue(k, &mut e);
+                    st.region_mut(rid).pages.set(page, e);
+                    continue;
+                }
+            }
+            st.lru.leave(&mut e);
+            e.set_state(PageState::Evicting);
+            let r = st.region_mut(rid);
+            r.pages.set(page, e);
+            r.inflight += 1;
+            st.evicting += 1;
+            jobs.push(Job { rid, page, slot, hole, map, ok: false });
+        }
+        if jobs.is_empty() {
+            if let Some(start) = run {
+                // The run was not used; hand its slots back.
+                for s in start..start + n_dirty as u32 {
+                    st.slots.free(s);
+                }
+            }
+            if freed > 0 {
+                self.progress.notify_all();
+            }
+            return (st, freed);
+        }
+        if let Some(start) = run {
+            for s in start + jobs.len() as u32..start + n_dirty as u32 {
+                st.slots.free(s);
+            }
+        }
+        drop(st);
+
+        // Write without the lock, one vectored write per run of consecutive slots.
+        jobs.sort_by_key(|j| j.slot);
+        let swap = self.swap.as_ref().expect("dirty eviction needs swap");
+        let mut i = 0;
+        while i < jobs.len() {
+            let mut j = i + 1;
+            while j < jobs.len() && jobs[j].slot == jobs[i].slot + (j - i) as u32 {
+                j += 1;
+            }
+            let pool = self.pool.as_ref();
+            let srcs: Vec<(&Mapping, usize)> = jobs[i..j]
+                .iter()
+                .map(|job| match job.hole {
+                    Some(h) => (pool.expect("pool exists on the MOVE path"), h as usize * ps),
+                    None => (&*job.map, job.page as usize * ps),
+                })
+                .collect();
+            let res = swap.write_pages(u64::from(jobs[i].slot) * ps as u64, &srcs);
+            if let Err(e) = &res {
+                log::error!("pagewarden: swap write failed: {e}; swap is treated as full from now on");
+            }
+            for job in &mut jobs[i..j] {
+                job.ok = res.is_ok();
+            }
+            i = j;
+        }
+
+        let mut st = self.lock();
+        let mut failed = None;
+        for job in jobs {
+            st.evicting -= 1;
+            let Job { rid, page, slot, hole, map, ok } = job;
+            let off = page as usize * ps;
+            let live = st.region(rid).live;
+            let mut e = st.region(rid).pages.get(page);
+            st.region_mut(rid).inflight -= 1;
+            let waiters = e.waiters();
+            e.set_waiters(false);
+            if ok || live != Liveness::Live {
+                match hole {
+                    Some(h) => st.frames.evicted_into(h),
+                    None => {
+                        let _ = map.discard(off, ps);
+                        st.frames.give(1);
+                    }
+                }
+                freed += 1;
+                if live == Liveness::Live {
+                    e.set_state(PageState::Swapped);
+                    e.set_dirty(false);
+                    e.set_slot(Some(slot));
+                    st.lru.stamp(&mut e);
+                    let r = st.region_mut(rid);
+                    r.resident -= 1;
+                    r.swapped += 1;
+                    r.pages.set(page, e);
+                    let c = st.counters(rid);
+                    c.evictions += 1;
+                    c.writebacks += 1;
+                } else {
+                    st.slots.free(slot);
+                    let r = st.region_mut(rid);
+                    r.resident -= 1;
+                    r.pages.set(page, Entry::default());
+                }
+            } else {
+                // Put it back exactly as it was: resident and dirty.
+                failed = Some(());
+                st.slots.free(slot);
+                let back = match hole {
+                    Some(h) => {
+                        let pool = self.pool.as_ref().expect("pool exists on the MOVE path");
+                        let r = self.uffd.move_pages(&map, off, pool, h as usize * ps, ps, true);
+                        if r.is_ok() {
+                            st.frames.return_hole(h);
+                        }
+                        r.map(|_| ())
+                    }
+                    None => self.uffd.writeprotect(&map, off, ps, false, true),
+                };
+                if let Err(err) = back {
+                    log::error!("pagewarden: restoring page {page} after a failed write failed: {err}");
+                }
+                e.set_state(PageState::Resident);
+                e.set_slot(None);
+                st.lru.admit(key(rid, page), &mut e, false);
+                st.region_mut(rid).pages.set(page, e);
+            }
+            if waiters {
+                self.wake(&st, rid, page, 1);
+            }
+            if live == Liveness::Released {
+                self.forget_if_done(&mut st, rid);
+            }
+        }
+        if failed.is_some() && !st.swap_broken {
+            st.swap_broken = true;
+            self.publish(Event::SwapFailed { error: "swap write failed; dirty pages stay in memory".into() });
+        }
+        self.progress.notify_all();
+        (st, freed)
+    }
+
+    fn free_job_slot(&self, st: &mut Guard<'_>, in_run: bool, slot: u32) {
+        // Slots of the run are returned together at the end; single slots now.
+        if !in_run {
+            st.slots.free(slot);
+        }
+    }
+
+    /// Drops every page of a region that is not in flight: frames discarded in runs, slots freed,
+    /// entries cleared. In-flight pages are finished by their owner, which sees the region dead.
+    /// Returns (frames freed, slots freed).
+    pub(crate) fn drop_pages(&self, st: &mut Guard<'_>, rid: u32) -> (u64, u64) {
+        let ps = self.page();
+        let entries = st.region(rid).pages.entries();
+        let map = st.region(rid).map.clone();
+        let (mut frames, mut slots) = (0u64, 0u64);
+        let mut run_start: Option<u64> = None;
+        let mut prev = 0u64;
+        let flush = |start: u64, end: u64| {
+            if let Err(e) = map.discard(start as usize * ps, (end - start) as usize * ps) {
+                log::error!("pagewarden: discarding pages failed: {e}");
+            }
+        };
+        for &(p, mut e) in &entries {
+            match e.state() {
+                PageState::PageIn | PageState::Evicting => continue,
+                PageState::Resident => {
+                    match run_start {
+                        Some(s) if prev + 1 == p => {
+                            let _ = s;
+                        }
+                        Some(s) => {
+                            flush(s, prev + 1);
+                            run_start = Some(p);
+                        }
+                        None => run_start = Some(p),
+                    }
+                    prev = p;
+                    st.lru.leave(&mut e);
+                    frames += 1;
+                    if let Some(s) = e.slot() {
+                        st.slots.free(s);
+                    }
+                }
+                PageState::Swapped => {
+                    if let Some(s) = e.slot() {
+                        st.slots.free(s);
+                        slots += 1;
+                    }
+                }
+                PageState::Unpopulated | PageState::Poisoned => {}
+            }
+            st.region_mut(rid).pages.set(p, Entry::default());
+        }
+        if let Some(s) = run_start {
+            flush(s, prev + 1);
+        }
+        st.frames.give(frames as usize);
+        let r = st.region_mut(rid);
+        r.resident -= frames;
+        r.swapped = 0;
+        r.stream = Default::default();
+        (frames, slots)
+    }
+
+    /// Kills an arena: marks it, frees its frames and slots at once, and reports. Threads parked
+    /// on its faults are released by [`Core::resolve_dead`] as their events come in.
+    pub(crate) fn kill_arena(&self, st: &mut Guard<'_>, aid: u32, trigger: KillTrigger) -> Option<OomReport> {
+        let t0 = Instant::now();
+        let a = st.arenas.get(&aid)?;
+        if a.shared.killed.swap(true, Ordering::AcqRel) {
+            return None;
+        }
+        let shared = a.shared.clone();
+        let regions = a.regions.clone();
+        let before = (st.frames.in_use() as u64, u64::from(st.slots.used()));
+        let (mut frames, mut slots) = (0, 0);
+        for rid in regions {
+            st.region_mut(rid).live = Liveness::Killed;
+            let (f, s) = self.drop_pages(st, rid);
+            frames += f;
+            slots += s;
+        }
+        st.kills += 1;
+        let report = OomReport {
+            arena: shared.name.clone(),
+            arena_id: u64::from(aid),
+            trigger,
+            frames_freed: frames,
+            slots_freed: slots,
+            budget_frames: st.frames.budget() as u64,
+            frames_in_use_before: before.0,
+            swap_used_before: before.1,
+            swap_slots: u64::from(st.slots.capacity()),
+            elapsed: t0.elapsed(),
+        };
+        log::warn!("{report}");
+        self.publish(Event::Killed(report.clone()));
+        self.progress.notify_all();
+        Some(report)
+    }
+
+    /// Releases a region: frames and slots freed at once, range unregistered. The mapping itself
+    /// is unmapped when the last in-flight operation on it ends.
+    pub(crate) fn release_region(&self, rid: u32) {
+        let mut st = self.lock();
+        let Some(r) = st.regions.0.get_mut(&rid) else { return };
+        r.live = Liveness::Released;
+        let (addr, arena, map) = (r.map.addr(), r.arena, r.map.clone());
+        st.by_addr.remove(&addr);
+        if let Some(a) = st.arenas.get_mut(&arena) {
+            a.regions.retain(|&x| x != rid);
+        }
+        self.drop_pages(&mut st, rid);
+        if let Err(e) = self.uffd.unregister(&map, 0, map.len()) {
+            log::error!("pagewarden: unregistering a released region failed: {e}");
+        }
+        let scrubbed = st.reserve.iter().filter(|&&(r, _)| r == rid).count();
+        st.reserve.retain(|&(r, _)| r != rid);
+        if let Some(a) = st.arenas.get(&arena) {
+            a.shared.reserve_pages.fetch_sub(scrubbed, Ordering::AcqRel);
+        }
+        st.lru.forget_region(rid);
+        self.forget_if_done(&mut st, rid);
+        self.progress.notify_all();
+    }
+
+    /// Removes a released region's state once nothing is in flight on it.
+    pub(crate) fn forget_if_done(&self, st: &mut Guard<'_>, rid: u32) {
+        if st.regions.0.get(&rid).is_some_and(|r| r.live == Liveness::Released && r.inflight == 0) {
+            st.regions.0.remove(&rid);
+        }
+    }
+
+    /// Drops the zero pages handed to safe accessors of an arena's dead pages, once no accessor
+    /// is inside: raw access to those pages then faults again and finds them poisoned.
+    pub(crate) fn scrub_reserve(&self, aid: u32) {
+        let ps = self.page();
+        let mut st = self.lock();
+        let Some(shared) = st.arenas.get(&aid).map(|a| a.shared.clone()) else { return };
+        if !shared.accessors.lock().unwrap_or_else(|p| p.into_inner()).is_empty() {
+            return;
+        }
+        let mut keep = Vec::new();
+        let mut n = 0;
+        for (rid, page) in std::mem::take(&mut st.reserve) {
+            match st.regions.0.get(&rid) {
+                Some(r) if r.arena == aid => {
+                    let _ = r.map.discard(page as usize * ps, ps);
+                    n += 1;
+                }
+                Some(_) => keep.push((rid, page)),
+                None => {}
+            }
+        }
+        st.reserve = keep;
+        shared.reserve_pages.fetch_sub(n.min(shared.reserve_pages.load(Ordering::Acquire)), Ordering::AcqRel);
+    }
+}

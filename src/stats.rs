@@ -1,0 +1,304 @@
+//! Counters, the fault-latency histogram, and the stats table.
+
+use std::fmt;
+use std::time::Duration;
+
+/// A log-linear histogram of nanosecond durations: 8 buckets per power of two (≤ 12.5% error).
+#[derive(Clone)]
+pub(crate) struct Histogram {
+    buckets: Box<[u64; 512]>,
+    count: u64,
+    max: u64,
+}
+
+impl Default for Histogram {
+    fn default() -> Self {
+        Histogram { buckets: Box::new([0; 512]), count: 0, max: 0 }
+    }
+}
+
+impl Histogram {
+    fn index(v: u64) -> usize {
+        if v < 8 {
+            return v as usize;
+        }
+        let msb = 63 - v.leading_zeros() as usize;
+        let sub = ((v >> (msb - 3)) & 7) as usize;
+        ((msb - 2) * 8 + sub).min(511)
+    }
+
+    fn upper(i: usize) -> u64 {
+        if i < 8 {
+            return i as u64;
+        }
+        let msb = i / 8 + 2;
+        let sub = (i % 8) as u64;
+        ((8 + sub + 1) << (msb - 3)) - 1
+    }
+
+    pub(crate) fn record(&mut self, ns: u64) {
+        self.buckets[Self::index(ns)] += 1;
+        self.count += 1;
+        self.max = self.max.max(ns);
+    }
+
+    pub(crate) fn merge(&mut self, o: &Histogram) {
+        for (a, b) in self.buckets.iter_mut().zip(o.buckets.iter()) {
+            *a += b;
+        }
+        self.count += o.count;
+        self.max = self.max.max(o.max);
+    }
+
+    /// The value at quantile `q` (0..=1), as the upper edge of its bucket.
+    pub(crate) fn quantile(&self, q: f64) -> u64 {
+        if self.count == 0 {
+            return 0;
+        }
+        let rank = ((self.count as f64) * q).ceil().max(1.0) as u64;
+        let mut seen = 0;
+        for (i, &b) in self.buckets.iter().enumerate() {
+            seen += b;
+            if seen >= rank {
+                return Self::upper(i).min(self.max);
+            }
+        }
+        self.max
+    }
+
+    pub(crate) fn summary(&self) -> Latency {
+        Latency {
+            count: self.count,
+            p50: Duration::from_nanos(self.quantile(0.50)),
+            p99: Duration::from_nanos(self.quantile(0.99)),
+            p999: Duration::from_nanos(self.quantile(0.999)),
+            max: Duration::from_nanos(self.max),
+        }
+    }
+}
+
+/// Fault service time, measured in the handler from reading the event to installing the page.
+/// The wake-up of the faulting thread comes on top.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Latency {
+    /// Faults measured.
+    pub count: u64,
+    /// Median.
+    pub p50: Duration,
+    /// 99th percentile.
+    pub p99: Duration,
+    /// 99.9th percentile.
+    pub p999: Duration,
+    /// Slowest.
+    pub max: Duration,
+}
+
+/// Event counters of an arena (or, summed, of the runtime).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Counters {
+    /// Missing-page faults resolved with a zero-filled page (first touch).
+    pub zero_fills: u64,
+    /// Missing-page faults resolved from swap.
+    pub swap_ins: u64,
+    /// Write-protect faults: the first write to a clean page.
+    pub wp_faults: u64,
+    /// Fault events that needed no work (another fault had already resolved the page).
+    pub spurious: u64,
+    /// Pages evicted from memory (written out or dropped clean).
+    pub evictions: u64,
+    /// Pages written to swap.
+    pub writebacks: u64,
+    /// Pages dropped with no I/O: clean pages whose swap copy was still valid, or untouched zeros.
+    pub clean_drops: u64,
+    /// Pages installed ahead of a sequential fault.
+    pub readahead: u64,
+    /// Readahead pages the stream then reached.
+    pub readahead_hits: u64,
+    /// Refaults judged "evicted too early" and activated.
+    pub refault_activations: u64,
+    /// Pages whose swap copy could not be read back (poisoned).
+    pub lost_pages: u64,
+}
+
+impl Counters {
+    pub(crate) fn add(&mut self, o: &Counters) {
+        self.zero_fills += o.zero_fills;
+        self.swap_ins += o.swap_ins;
+        self.wp_faults += o.wp_faults;
+        self.spurious += o.spurious;
+        self.evictions += o.evictions;
+        self.writebacks += o.writebacks;
+        self.clean_drops += o.clean_drops;
+        self.readahead += o.readahead;
+        self.readahead_hits += o.readahead_hits;
+        self.refault_activations += o.refault_activations;
+        self.lost_pages += o.lost_pages;
+    }
+
+    /// All missing and write-protect faults.
+    pub fn faults(&self) -> u64 {
+        self.zero_fills + self.swap_ins + self.wp_faults
+    }
+}
+
+/// A snapshot of one arena.
+#[derive(Debug, Clone)]
+pub struct ArenaStats {
+    /// Arena id (unique within the runtime).
+    pub id: u64,
+    /// Arena name.
+    pub name: String,
+    /// Whether it was killed.
+    pub killed: bool,
+    /// Live regions.
+    pub regions: usize,
+    /// Bytes reserved by its regions.
+    pub reserved_bytes: u64,
+    /// Pages in memory (frames held).
+    pub resident_pages: u64,
+    /// Pages whose only copy is in swap.
+    pub swapped_pages: u64,
+    /// Event counters.
+    pub counters: Counters,
+    /// Fault service time.
+    pub latency: Latency,
+}
+
+/// A snapshot of the runtime: budget, swap, and every live arena.
+#[derive(Debug, Clone)]
+pub struct Stats {
+    /// Page (frame) size in bytes.
+    pub page_size: usize,
+    /// The frame budget.
+    pub budget_frames: u64,
+    /// Frames held by arena pages, resident or in flight.
+    pub frames_in_use: u64,
+    /// Free frames the pool holds ready (MOVE path) — physical, but not yet given to a page.
+    pub frames_pooled: u64,
+    /// Swap capacity in slots (pages).
+    pub swap_slots: u64,
+    /// Swap slots in use.
+    pub swap_used: u64,
+    /// Whether swap I/O bypasses the page cache.
+    pub swap_direct: bool,
+    /// The eviction path in use.
+    pub eviction: crate::EvictionPath,
+    /// How the userfaultfd was created.
+    pub uffd_source: crate::UffdSource,
+    /// Bytes of page-table metadata.
+    pub metadata_bytes: u64,
+    /// Pages ever touched and still tracked (resident, swapped or in flight).
+    pub tracked_pages: u64,
+    /// Arenas killed so far.
+    pub kills: u64,
+    /// Counters summed over all arenas, including dropped ones.
+    pub totals: Counters,
+    /// Fault service time over all arenas, including dropped ones.
+    pub latency: Latency,
+    /// Live arenas.
+    pub arenas: Vec<ArenaStats>,
+}
+
+fn mib(pages: u64, ps: usize) -> String {
+    let b = pages * ps as u64;
+    if b >= 10 << 30 {
+        format!("{:.1}G", b as f64 / (1u64 << 30) as f64)
+    } else {
+        format!("{:.1}M", b as f64 / (1u64 << 20) as f64)
+    }
+}
+
+fn us(d: Duration) -> String {
+    let n = d.as_nanos();
+    if n >= 10_000_000 { format!("{}ms", n / 1_000_000) } else { format!("{:.1}µs", n as f64 / 1000.0) }
+}
+
+impl fmt::Display for Stats {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let ps = self.page_size;
+        writeln!(
+            f,
+            "frames {}/{} in use ({} / {}), {} pooled; swap {}/{} slots ({} / {}, {}); path {:?}; uffd {:?}",
+            self.frames_in_use,
+            self.budget_frames,
+            mib(self.frames_in_use, ps),
+            mib(self.budget_frames, ps),
+            self.frames_pooled,
+            self.swap_used,
+            self.swap_slots,
+            mib(self.swap_used, ps),
+            mib(self.swap_slots, ps),
+            if self.swap_direct { "O_DIRECT" } else { "buffered" },
+            self.eviction,
+            self.uffd_source,
+        )?;
+        writeln!(
+            f,
+            "metadata {} bytes for {} tracked pages ({:.1} B/page); kills {}",
+            self.metadata_bytes,
+            self.tracked_pages,
+            self.metadata_bytes as f64 / self.tracked_pages.max(1) as f64,
+            self.kills
+        )?;
+        writeln!(
+            f,
+            "{:<14} {:>8} {:>8} {:>8} {:>9} {:>9} {:>7} {:>9} {:>9} {:>9} {:>8} {:>8} {:>8}",
+            "arena", "reserved", "resident", "swapped", "zero-fill", "swap-in", "wp", "evicted", "written",
+            "clean", "ra-hits", "p50", "p99"
+        )?;
+        let row = |f: &mut fmt::Formatter<'_>, name: &str, res: String, rs: u64, sw: u64, c: &Counters, l: &Latency| {
+            writeln!(
+                f,
+                "{:<14} {:>8} {:>8} {:>8} {:>9} {:>9} {:>7} {:>9} {:>9} {:>9} {:>8} {:>8} {:>8}",
+                name,
+                res,
+                mib(rs, ps),
+                mib(sw, ps),
+                c.zero_fills,
+                c.swap_ins,
+                c.wp_faults,
+                c.evictions,
+                c.writebacks,
+                c.clean_drops,
+                format!("{}/{}", c.readahead_hits, c.readahead),
+                us(l.p50),
+                us(l.p99),
+            )
+        };
+        for a in &self.arenas {
+            let mut name: String = a.name.chars().take(12).collect();
+            if a.killed {
+                name.push_str(" †");
+            }
+            let reserved = mib(a.reserved_bytes / ps as u64, ps);
+            row(f, &name, reserved, a.resident_pages, a.swapped_pages, &a.counters, &a.latency)?;
+        }
+        let rs: u64 = self.arenas.iter().map(|a| a.resident_pages).sum();
+        let sw: u64 = self.arenas.iter().map(|a| a.swapped_pages).sum();
+        let reserved: u64 = self.arenas.iter().map(|a| a.reserved_bytes).sum();
+        row(f, "total", mib(reserved / ps as u64, ps), rs, sw, &self.totals, &self.latency)?;
+        write!(f, "(† killed; latency is handler service time: p99.9 {}, max {})", us(self.latency.p999), us(self.latency.max))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn histogram_quantiles_within_a_bucket() {
+        let mut h = Histogram::default();
+        for v in 1..=10_000u64 {
+            h.record(v * 1000);
+        }
+        let p50 = h.quantile(0.5) as f64;
+        assert!((p50 / 5_000_000.0 - 1.0).abs() < 0.13, "p50 {p50}");
+        let p99 = h.quantile(0.99) as f64;
+        assert!((p99 / 9_900_000.0 - 1.0).abs() < 0.13, "p99 {p99}");
+        assert_eq!(h.quantile(1.0), 10_000_000);
+        for v in 0..100u64 {
+            let i = Histogram::index(v * 37 + 5);
+            assert!(Histogram::upper(i) >= v * 37 + 5);
+        }
+    }
+}

@@ -1,0 +1,232 @@
+//! The swap file: creation (unlinked, mode 0600), preallocation, and positioned page I/O between
+//! the file and [`Mapping`]s, with `O_DIRECT` so swapped pages do not linger in the page cache.
+
+use super::mem::Mapping;
+use super::{SysError, SysResult, page_size};
+use std::ffi::CString;
+use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
+use std::os::unix::ffi::OsStrExt;
+use std::path::{Path, PathBuf};
+
+/// A file used as page-granular swap.
+#[derive(Debug)]
+pub(crate) struct SwapFile {
+    fd: OwnedFd,
+    direct: bool,
+    /// Set when the file has a name we created and must remove.
+    remove: Option<PathBuf>,
+}
+
+fn cpath(p: &Path) -> SysResult<CString> {
+    CString::new(p.as_os_str().as_bytes()).map_err(|_| SysError::new("path", libc::EINVAL))
+}
+
+fn open(p: &CString, flags: libc::c_int, op: &'static str) -> SysResult<OwnedFd> {
+    // SAFETY: `p` is NUL-terminated; open(2) reads only the path.
+    let fd = unsafe { libc::open(p.as_ptr(), flags | libc::O_CLOEXEC, 0o600 as libc::c_uint) };
+    if fd < 0 {
+        return Err(SysError::last(op));
+    }
+    // SAFETY: a fresh descriptor nothing else owns.
+    Ok(unsafe { OwnedFd::from_raw_fd(fd) })
+}
+
+/// Where the swap file lives.
+#[derive(Debug, Clone)]
+pub(crate) enum Location<'a> {
+    /// An unlinked temporary file in this directory (`O_TMPFILE`, or create-then-unlink).
+    TempIn(&'a Path),
+    /// A named file we create (truncating) and remove when dropped.
+    Named(&'a Path),
+}
+
+impl SwapFile {
+    /// Creates the file with mode 0600 and preallocates `capacity` bytes. With `direct`, opens
+    /// with `O_DIRECT`; if the file system refuses it, falls back to buffered I/O and says so in
+    /// [`SwapFile::is_direct`].
+    pub(crate) fn create(loc: Location<'_>, capacity: u64, direct: bool) -> SysResult<SwapFile> {
+        let mut last = SysError::new("open(swap)", libc::EINVAL);
+        for try_direct in [direct, false] {
+            if !try_direct && direct && last.errno != libc::EINVAL {
+                break;
+            }
+            let dflag = if try_direct { libc::O_DIRECT } else { 0 };
+            let made = match loc {
+                Location::TempIn(dir) => Self::temp_in(dir, dflag),
+                Location::Named(path) => {
+                    let c = cpath(path)?;
+                    open(&c, libc::O_RDWR | libc::O_CREAT | libc::O_TRUNC | dflag, "open(swap file)")
+                        .map(|fd| (fd, Some(path.to_path_buf())))
+                }
+            };
+            match made {
+                Ok((fd, remove)) => {
+                    let f = SwapFile { fd, direct: try_direct, remove };
+                    f.preallocate(capacity)?;
+                    return Ok(f);
+                }
+                Err(e) => last = e,
+            }
+            if !direct {
+                break;
+            }
+        }
+        Err(last)
+    }
+
+    fn temp_in(dir: &Path, dflag: libc::c_int) -> SysResult<(OwnedFd, Option<PathBuf>)> {
+        let c = cpath(dir)?;
+        match open(&c, libc::O_TMPFILE | libc::O_RDWR | dflag, "open(O_TMPFILE)") {
+            Ok(fd) => return Ok((fd, None)),
+            Err(e) if matches!(e.errno, libc::EOPNOTSUPP | libc::EISDIR) => {}
+            Err(e) => return Err(e),
+        }
+        // No O_TMPFILE on this file system: create a unique name exclusively, then unlink it.
+        for n in 0..1000u32 {
+            let name = dir.join(format!(".pagewarden-swap-{}-{n}", std::process::id()));
+            let cn = cpath(&name)?;
+            match open(&cn, libc::O_RDWR | libc::O_CREAT | libc::O_EXCL | dflag, "open(swap file)") {
+                Ok(fd) => {
+                    // SAFETY: unlink(2) on a NUL-terminated path we just created.
+                    unsafe { libc::unlink(cn.as_ptr()) };
+                    return Ok((fd, None));
+                }
+                Err(e) if e.errno == libc::EEXIST => continue,
+                Err(e) => return Err(e),
+            }
+        }
+        Err(SysError::new("open(swap file)", libc::EEXIST))
+    }
+
+    fn preallocate(&self, capacity: u64) -> SysResult<()> {
+        let len = libc::off_t::try_from(capacity).map_err(|_| SysError::new("fallocate", libc::EFBIG))?;
+        // SAFETY: fallocate on our own descriptor; no memory is passed.
+        let rc = unsafe { libc::fallocate(self.fd.as_raw_fd(), 0, 0, len) };
+        if rc == 0 {
+            return Ok(());
+        }
+        let e = SysError::last("fallocate(swap file)");
+        if e.errno != libc::EOPNOTSUPP {
+            return Err(e);
+        }
+        // SAFETY: ftruncate on our own descriptor.
+        if unsafe { libc::ftruncate(self.fd.as_raw_fd(), len) } != 0 {
+            return Err(SysError::last("ftruncate(swap file)"));
+        }
+        Ok(())
+    }
+
+    /// Whether I/O bypasses the page cache.
+    pub(crate) fn is_direct(&self) -> bool {
+        self.direct
+    }
+
+    /// Reads pages at file offset `at` into the listed page-aligned buffers, in order.
+    pub(crate) fn read_pages(&self, at: u64, pages: &[(&Mapping, usize)]) -> SysResult<()> {
+        self.io(at, pages, false)
+    }
+
+    /// Writes the listed pages to file offset `at`, contiguously, in order.
+    pub(crate) fn write_pages(&self, at: u64, pages: &[(&Mapping, usize)]) -> SysResult<()> {
+        self.io(at, pages, true)
+    }
+
+    fn io(&self, at: u64, pages: &[(&Mapping, usize)], write: bool) -> SysResult<()> {
+        let ps = page_size();
+        let op = if write { "pwritev(swap)" } else { "preadv(swap)" };
+        let mut iov = Vec::with_capacity(pages.len());
+        for &(m, off) in pages {
+            let addr = m.at(off, ps)?;
+            iov.push(libc::iovec { iov_base: addr as usize as *mut libc::c_void, iov_len: ps });
+        }
+        let total = ps * pages.len();
+        let mut done = 0usize;
+        while done < total {
+            // Skip fully transferred iovecs and trim a partially transferred one.
+            let first = done / ps;
+            let mut part: Vec<libc::iovec> = iov[first..].to_vec();
+            let skip = done % ps;
+            if skip != 0 {
+                // O_DIRECT cannot resume mid-page; buffered I/O can.
+                part[0].iov_base = (part[0].iov_base as usize + skip) as *mut libc::c_void;
+                part[0].iov_len -= skip;
+            }
+            let pos = libc::off_t::try_from(at + done as u64).map_err(|_| SysError::new(op, libc::EFBIG))?;
+            let cnt = libc::c_int::try_from(part.len().min(1024)).unwrap_or(1024);
+            // SAFETY: every iovec names `ps` bytes (or a tail of them) inside a live Mapping we own
+            // (checked by `Mapping::at`); the kernel reads or writes only those bytes. Mapping
+            // memory is never referenced by Rust, so a kernel write into it aliases nothing.
+            let rc = unsafe {
+                if write {
+                    libc::pwritev(self.fd.as_raw_fd(), part.as_ptr(), cnt, pos)
+                } else {
+                    libc::preadv(self.fd.as_raw_fd(), part.as_ptr(), cnt, pos)
+                }
+            };
+            if rc < 0 {
+                let e = SysError::last(op);
+                if e.errno == libc::EINTR {
+                    continue;
+                }
+                return Err(e);
+            }
+            if rc == 0 {
+                // End of file or a device that makes no progress.
+                return Err(SysError::new(op, if write { libc::ENOSPC } else { libc::EIO }));
+            }
+            done += usize::try_from(rc).unwrap_or(0);
+        }
+        Ok(())
+    }
+
+}
+
+impl Drop for SwapFile {
+    fn drop(&mut self) {
+        if let Some(p) = self.remove.take() {
+            let _ = std::fs::remove_file(p);
+        }
+    }
+}
+
+/// File system facts about a directory: free bytes and whether it is RAM-backed (tmpfs/ramfs).
+pub(crate) fn fs_info(dir: &Path) -> SysResult<(u64, bool)> {
+    let c = cpath(dir)?;
+    let mut s = std::mem::MaybeUninit::<libc::statfs>::uninit();
+    // SAFETY: statfs writes one struct statfs into `s`; the path is NUL-terminated.
+    let rc = unsafe { libc::statfs(c.as_ptr(), s.as_mut_ptr()) };
+    if rc != 0 {
+        return Err(SysError::last("statfs"));
+    }
+    // SAFETY: statfs succeeded, so the struct is initialised.
+    let s = unsafe { s.assume_init() };
+    let free = u64::try_from(s.f_bavail).unwrap_or(0).saturating_mul(u64::try_from(s.f_bsize).unwrap_or(0));
+    let ram = matches!(s.f_type, libc::TMPFS_MAGIC | 0x8584_58f6);
+    Ok((free, ram))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn roundtrip_direct_and_buffered() {
+        let ps = page_size();
+        let dir = std::env::temp_dir();
+        for direct in [true, false] {
+            let f = SwapFile::create(Location::TempIn(&dir), 16 * ps as u64, direct).unwrap();
+            let a = Mapping::anonymous(4 * ps).unwrap();
+            a.fill(0, ps, 1).unwrap();
+            a.fill(2 * ps, ps, 3).unwrap();
+            f.write_pages(ps as u64, &[(&a, 0), (&a, 2 * ps)]).unwrap();
+            let b = Mapping::anonymous(4 * ps).unwrap();
+            f.read_pages(ps as u64, &[(&b, 3 * ps), (&b, 0)]).unwrap();
+            let mut x = [0u8; 2];
+            b.read(3 * ps + 5, &mut x[..1]).unwrap();
+            b.read(7, &mut x[1..]).unwrap();
+            assert_eq!(x, [1, 3]);
+        }
+        let (free, _) = fs_info(&dir).unwrap();
+        assert!(free > 0);
+    }
+}

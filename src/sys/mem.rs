@@ -1,0 +1,179 @@
+//! Anonymous private mappings owned by the runtime: arena regions, the frame pool, bounce buffers.
+
+use super::{SysError, SysResult, page_size, range_ok};
+use std::ptr::NonNull;
+
+/// An anonymous, private, read-write mapping reserved with `MAP_NORESERVE`.
+///
+/// ```text
+///   addr                                              addr + len
+///   |-- page 0 --|-- page 1 --|-- ... --|-- page n-1 --|
+///   untouched pages cost no memory; a page becomes a frame when the kernel (or a
+///   userfaultfd ioctl) populates it, and stops being one on MADV_DONTNEED or UFFDIO_MOVE.
+/// ```
+///
+/// The mapping is marked `MADV_DONTFORK` (a `fork()` of the host process must not share its pages:
+/// UFFDIO_MOVE refuses shared pages, and the child would see pages the runtime no longer tracks) and
+/// `MADV_NOHUGEPAGE` (a transparent huge page would break 4 KiB accounting).
+///
+/// Rust never holds a reference into the mapping: its contents are only copied in and out through
+/// the methods below, or moved by the kernel. Because other threads may touch the same bytes through
+/// raw pointers at any time, the copies use raw pointer operations, never slices over the mapping.
+#[derive(Debug)]
+pub(crate) struct Mapping {
+    ptr: NonNull<u8>,
+    len: usize,
+}
+
+// SAFETY: a Mapping is an address range; it carries no thread-affine state, and all access to its
+// contents goes through raw-pointer copies that are valid from any thread while the mapping lives.
+unsafe impl Send for Mapping {}
+// SAFETY: as above; shared references only allow the same raw copies and kernel calls.
+unsafe impl Sync for Mapping {}
+
+impl Mapping {
+    /// Reserves `len` bytes (a multiple of the page size) of address space. Costs no frames.
+    pub(crate) fn anonymous(len: usize) -> SysResult<Mapping> {
+        if len == 0 || len % page_size() != 0 {
+            return Err(SysError::new("mmap", libc::EINVAL));
+        }
+        // SAFETY: a fresh anonymous private mapping at an address of the kernel's choosing cannot
+        // alias any existing Rust object; we check for MAP_FAILED before using the pointer.
+        let p = unsafe {
+            libc::mmap(
+                std::ptr::null_mut(),
+                len,
+                libc::PROT_READ | libc::PROT_WRITE,
+                libc::MAP_PRIVATE | libc::MAP_ANONYMOUS | libc::MAP_NORESERVE,
+                -1,
+                0,
+            )
+        };
+        if p == libc::MAP_FAILED {
+            return Err(SysError::last("mmap"));
+        }
+        let ptr = NonNull::new(p.cast::<u8>()).ok_or(SysError::new("mmap", libc::ENOMEM))?;
+        let m = Mapping { ptr, len };
+        m.advise(0, len, libc::MADV_DONTFORK, "madvise(MADV_DONTFORK)")?;
+        // NOHUGEPAGE fails with EINVAL on kernels built without THP; that is fine.
+        let _ = m.advise(0, len, libc::MADV_NOHUGEPAGE, "madvise(MADV_NOHUGEPAGE)");
+        Ok(m)
+    }
+
+    /// The first address of the mapping.
+    pub(crate) fn addr(&self) -> usize {
+        self.ptr.as_ptr() as usize
+    }
+
+    /// Length in bytes.
+    pub(crate) fn len(&self) -> usize {
+        self.len
+    }
+
+    /// The raw start pointer, for callers that touch the memory directly.
+    pub(crate) fn as_ptr(&self) -> *mut u8 {
+        self.ptr.as_ptr()
+    }
+
+    /// Whether `addr` lies inside the mapping.
+    pub(crate) fn contains(&self, addr: usize) -> bool {
+        addr >= self.addr() && addr - self.addr() < self.len
+    }
+
+    /// Address of byte `off`, checked against the length.
+    pub(crate) fn at(&self, off: usize, len: usize) -> SysResult<u64> {
+        if !range_ok(off, len, self.len) {
+            return Err(SysError::new("range check", libc::EFAULT));
+        }
+        Ok((self.addr() + off) as u64)
+    }
+
+    fn advise(&self, off: usize, len: usize, advice: libc::c_int, op: &'static str) -> SysResult<()> {
+        self.at(off, len)?;
+        // SAFETY: the range lies inside this mapping (checked above), which we own; madvise with
+        // these advice values never touches memory Rust holds references to.
+        let rc = unsafe { libc::madvise(self.as_ptr().add(off).cast(), len, advice) };
+        if rc != 0 {
+            return Err(SysError::last(op));
+        }
+        Ok(())
+    }
+
+    /// `MADV_DONTNEED`: drops the frames of a page-aligned range; later touches fault again.
+    pub(crate) fn discard(&self, off: usize, len: usize) -> SysResult<()> {
+        if len == 0 {
+            return Ok(());
+        }
+        self.advise(off, len, libc::MADV_DONTNEED, "madvise(MADV_DONTNEED)")
+    }
+
+    /// Copies `buf.len()` bytes out of the mapping, starting at `off`. May fault.
+    pub(crate) fn read(&self, off: usize, buf: &mut [u8]) -> SysResult<()> {
+        self.at(off, buf.len())?;
+        // SAFETY: source range checked to lie in the live mapping; `buf` is a distinct Rust slice
+        // (it cannot point into the mapping, which never lends references), so they do not overlap.
+        unsafe { std::ptr::copy_nonoverlapping(self.as_ptr().add(off), buf.as_mut_ptr(), buf.len()) };
+        Ok(())
+    }
+
+    /// Copies `data` into the mapping at `off`. May fault.
+    pub(crate) fn write(&self, off: usize, data: &[u8]) -> SysResult<()> {
+        self.at(off, data.len())?;
+        // SAFETY: destination range checked to lie in the live, writable mapping; `data` is a Rust
+        // slice outside it.
+        unsafe { std::ptr::copy_nonoverlapping(data.as_ptr(), self.as_ptr().add(off), data.len()) };
+        Ok(())
+    }
+
+    /// Sets `len` bytes at `off` to `byte`. May fault.
+    pub(crate) fn fill(&self, off: usize, len: usize, byte: u8) -> SysResult<()> {
+        self.at(off, len)?;
+        // SAFETY: range checked to lie in the live, writable mapping.
+        unsafe { std::ptr::write_bytes(self.as_ptr().add(off), byte, len) };
+        Ok(())
+    }
+
+    /// Counts the pages of a page-aligned range that hold a frame right now (`mincore`).
+    pub(crate) fn resident_pages(&self, off: usize, len: usize) -> SysResult<usize> {
+        self.at(off, len)?;
+        let pages = len.div_ceil(page_size());
+        let mut vec = vec![0u8; pages];
+        // SAFETY: the range is inside our mapping and `vec` has one byte per page, as mincore needs.
+        let rc = unsafe { libc::mincore(self.as_ptr().add(off).cast(), len, vec.as_mut_ptr()) };
+        if rc != 0 {
+            return Err(SysError::last("mincore"));
+        }
+        Ok(vec.iter().filter(|&&b| b & 1 != 0).count())
+    }
+}
+
+impl Drop for Mapping {
+    fn drop(&mut self) {
+        // SAFETY: we own the mapping and nothing can reach it after drop (no references were ever
+        // lent; raw pointers handed out are documented to die with the owning region).
+        let rc = unsafe { libc::munmap(self.as_ptr().cast(), self.len) };
+        debug_assert_eq!(rc, 0, "munmap of an owned mapping failed");
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn copy_in_out_and_discard() {
+        let ps = page_size();
+        let m = Mapping::anonymous(4 * ps).unwrap();
+        m.write(ps - 2, &[1, 2, 3, 4]).unwrap();
+        let mut b = [0u8; 4];
+        m.read(ps - 2, &mut b).unwrap();
+        assert_eq!(b, [1, 2, 3, 4]);
+        assert!(m.resident_pages(0, 4 * ps).unwrap() >= 2);
+        m.discard(0, 4 * ps).unwrap();
+        assert_eq!(m.resident_pages(0, 4 * ps).unwrap(), 0);
+        m.read(ps - 2, &mut b).unwrap();
+        assert_eq!(b, [0; 4]);
+        assert!(m.write(4 * ps - 1, &[1, 2]).is_err());
+        assert!(Mapping::anonymous(0).is_err());
+    }
+}

@@ -1,0 +1,65 @@
+//! Helpers shared by the integration tests.
+#![allow(dead_code)]
+
+use pagewarden::{Error, EvictionPath, Runtime};
+
+pub(crate) const PAGE: usize = 4096;
+
+/// Builds a runtime with a small budget, or reports loudly why userfaultfd is unavailable.
+/// Fails the test unless `PAGEWARDEN_SKIP_UFFD_TESTS=1` is set.
+pub(crate) fn runtime(budget_frames: usize, swap_pages: usize, path: EvictionPath) -> Option<Runtime> {
+    runtime_with(budget_frames, swap_pages, path, |b| b)
+}
+
+pub(crate) fn runtime_with(
+    budget_frames: usize,
+    swap_pages: usize,
+    path: EvictionPath,
+    f: impl FnOnce(pagewarden::RuntimeBuilder) -> pagewarden::RuntimeBuilder,
+) -> Option<Runtime> {
+    let b = Runtime::builder()
+        .frame_budget(budget_frames * PAGE)
+        .swap_capacity((swap_pages * PAGE) as u64)
+        .watermarks(2, 4)
+        .eviction(path);
+    match f(b).build() {
+        Ok(rt) => Some(rt),
+        Err(e @ Error::UserfaultfdUnavailable { .. }) => {
+            eprintln!("\n*** SKIPPING: {e}\n");
+            if std::env::var_os("PAGEWARDEN_SKIP_UFFD_TESTS").is_none() {
+                panic!("userfaultfd unavailable; set PAGEWARDEN_SKIP_UFFD_TESTS=1 to skip: {e}");
+            }
+            None
+        }
+        Err(e @ Error::MissingKernelFeature { .. }) if path == EvictionPath::Move => {
+            eprintln!("\n*** SKIPPING the MOVE-path variant: {e}\n");
+            None
+        }
+        Err(e) => panic!("runtime: {e}"),
+    }
+}
+
+/// Both eviction paths.
+pub(crate) const PATHS: [EvictionPath; 2] = [EvictionPath::Move, EvictionPath::WriteProtect];
+
+/// A small seeded generator (SplitMix64): deterministic, printed on failure.
+#[derive(Clone)]
+pub(crate) struct Rng(pub(crate) u64);
+
+impl Rng {
+    pub(crate) fn next(&mut self) -> u64 {
+        self.0 = self.0.wrapping_add(0x9E37_79B9_7F4A_7C15);
+        let mut z = self.0;
+        z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
+        z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
+        z ^ (z >> 31)
+    }
+    pub(crate) fn below(&mut self, n: u64) -> u64 {
+        self.next() % n.max(1)
+    }
+}
+
+/// The seed for a test: `PAGEWARDEN_SEED` if set, else a fixed default (deterministic runs).
+pub(crate) fn seed(default: u64) -> u64 {
+    std::env::var("PAGEWARDEN_SEED").ok().and_then(|s| s.parse().ok()).unwrap_or(default)
+}

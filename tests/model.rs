@@ -1,0 +1,206 @@
+//! The differential model test: random sequences of operations over several arenas, checked
+//! byte for byte against plain `Vec<u8>` models, with a budget of a few dozen frames so that
+//! eviction never stops. Run on both eviction paths. The seed is printed; rerun one with
+//! `PAGEWARDEN_SEED=<seed> cargo test --test model`.
+
+mod common;
+use common::*;
+use pagewarden::{Arena, Error, EvictionPath, Region};
+
+struct Slot {
+    region: Region,
+    model: Vec<u8>,
+}
+
+struct Guest {
+    arena: Arena,
+    regions: Vec<Slot>,
+    killed: bool,
+}
+
+fn check_range(s: &Slot, off: usize, len: usize, ctx: &str) {
+    let mut buf = vec![0u8; len];
+    s.region.read(off, &mut buf).unwrap_or_else(|e| panic!("{ctx}: read failed: {e}"));
+    if buf != s.model[off..off + len] {
+        let i = buf.iter().zip(&s.model[off..]).position(|(a, b)| a != b).unwrap();
+        panic!(
+            "{ctx}: mismatch at offset {} (page {}): got {:#04x}, model {:#04x}",
+            off + i,
+            (off + i) / PAGE,
+            buf[i],
+            s.model[off + i]
+        );
+    }
+}
+
+fn run(seed: u64, path: EvictionPath, ops: usize) {
+    eprintln!("model test: seed={seed} path={path:?} ops={ops}");
+    let Some(rt) = runtime_with(24, 2048, path, |b| b.max_readahead(8)) else { return };
+    let mut rng = Rng(seed);
+    let mut guests: Vec<Guest> = (0..3)
+        .map(|i| Guest { arena: rt.arena(&format!("g{i}")).unwrap(), regions: Vec::new(), killed: false })
+        .collect();
+    let new_region = |rng: &mut Rng, g: &Guest| -> Slot {
+        let pages = 1 + rng.below(40) as usize;
+        let region = g.arena.reserve(pages * PAGE - rng.below(PAGE as u64) as usize).unwrap();
+        Slot { model: vec![0u8; region.len()], region }
+    };
+    for g in &mut guests {
+        for _ in 0..2 {
+            let s = new_region(&mut rng, g);
+            g.regions.push(s);
+        }
+    }
+    for step in 0..ops {
+        let gi = rng.below(guests.len() as u64) as usize;
+        let ctx = format!("seed {seed} path {path:?} step {step} guest {gi}");
+        if guests[gi].killed {
+            // A killed guest refuses everything; replace it with a fresh arena now and then.
+            let g = &guests[gi];
+            if let Some(s) = g.regions.first() {
+                let mut b = [0u8; 1];
+                assert!(matches!(s.region.read(0, &mut b), Err(Error::Killed { .. })), "{ctx}: killed arena readable");
+                assert!(matches!(s.region.write(0, &b), Err(Error::Killed { .. })), "{ctx}: killed arena writable");
+            }
+            assert!(matches!(g.arena.reserve(PAGE), Err(Error::Killed { .. })));
+            if rng.below(4) == 0 {
+                guests[gi] = Guest { arena: rt.arena(&format!("g{gi}-{step}")).unwrap(), regions: Vec::new(), killed: false };
+                let s = new_region(&mut rng, &guests[gi]);
+                guests[gi].regions.push(s);
+            }
+            continue;
+        }
+        let g = &mut guests[gi];
+        if g.regions.is_empty() {
+            let s = new_region(&mut rng, g);
+            g.regions.push(s);
+        }
+        let ri = rng.below(g.regions.len() as u64) as usize;
+        let size = g.regions[ri].model.len();
+        let op = rng.below(100);
+        match op {
+            0..=29 => {
+                // Write random bytes, up to three pages, anywhere.
+                let len = 1 + rng.below((3 * PAGE) as u64) as usize;
+                let len = len.min(size);
+                let off = rng.below((size - len + 1) as u64) as usize;
+                let data: Vec<u8> = (0..len).map(|_| rng.next() as u8).collect();
+                let s = &mut g.regions[ri];
+                s.region.write(off, &data).unwrap_or_else(|e| panic!("{ctx}: write: {e}"));
+                s.model[off..off + len].copy_from_slice(&data);
+            }
+            30..=49 => {
+                let len = (1 + rng.below((3 * PAGE) as u64) as usize).min(size);
+                let off = rng.below((size - len + 1) as u64) as usize;
+                check_range(&g.regions[ri], off, len, &ctx);
+            }
+            50..=57 => {
+                let len = (1 + rng.below((5 * PAGE) as u64) as usize).min(size);
+                let off = rng.below((size - len + 1) as u64) as usize;
+                let byte = rng.next() as u8;
+                let s = &mut g.regions[ri];
+                s.region.fill(off, len, byte).unwrap_or_else(|e| panic!("{ctx}: fill: {e}"));
+                s.model[off..off + len].fill(byte);
+            }
+            58..=65 => {
+                // Raw pointer access: the same faults without the safe accessor.
+                let s = &mut g.regions[ri];
+                let off = rng.below(size as u64) as usize;
+                let v = rng.next() as u8;
+                // SAFETY: `off` < region length and the region outlives this access; no other
+                // thread touches this memory.
+                unsafe { s.region.as_ptr().add(off).write_volatile(v) };
+                s.model[off] = v;
+                let off2 = rng.below(size as u64) as usize;
+                // SAFETY: as above.
+                let got = unsafe { s.region.as_ptr().add(off2).read_volatile() };
+                assert_eq!(got, s.model[off2], "{ctx}: raw read at {off2}");
+            }
+            66..=73 => {
+                // Forced eviction of a random page range.
+                let s = &g.regions[ri];
+                let pages = size / PAGE;
+                let first = rng.below(pages as u64) as usize;
+                let n = 1 + rng.below((pages - first) as u64) as usize;
+                s.region.page_out(first * PAGE, n * PAGE).unwrap();
+            }
+            74..=77 => {
+                rt.reclaim(1 + rng.below(16) as usize);
+            }
+            78..=83 => {
+                // Sequential scan of the whole region (exercises readahead).
+                let s = &g.regions[ri];
+                check_range(s, 0, size, &ctx);
+            }
+            84..=88 => {
+                // Release a region (frames and slots freed at once) and reserve a new one.
+                g.regions.swap_remove(ri);
+                let s = new_region(&mut rng, g);
+                g.regions.push(s);
+            }
+            89..=92 => {
+                let s = new_region(&mut rng, g);
+                g.regions.push(s);
+            }
+            93 => {
+                // Kill a guest now and then; the others must be unaffected.
+                if rng.below(3) == 0 {
+                    g.arena.kill().expect("first kill reports");
+                    g.killed = true;
+                }
+            }
+            _ => {
+                // Verify every live region of every guest.
+                for (j, h) in guests.iter().enumerate() {
+                    if h.killed {
+                        continue;
+                    }
+                    for s in &h.regions {
+                        check_range(s, 0, s.model.len(), &format!("{ctx} full check of guest {j}"));
+                    }
+                }
+            }
+        }
+        let st = rt.stats();
+        assert!(st.frames_in_use <= st.budget_frames, "{ctx}: {} frames in use, budget {}", st.frames_in_use, st.budget_frames);
+    }
+    for g in &guests {
+        if !g.killed {
+            for s in &g.regions {
+                check_range(s, 0, s.model.len(), &format!("seed {seed} final"));
+            }
+        }
+    }
+    let st = rt.stats();
+    eprintln!("{st}");
+    assert!(st.totals.writebacks > 0 && st.totals.swap_ins > 0, "the test must exercise swap");
+    assert!(st.totals.clean_drops > 0, "the test must exercise clean drops");
+}
+
+#[test]
+fn model_move_path() {
+    let base = seed(0xC0FFEE);
+    for i in 0..3 {
+        run(base + i, EvictionPath::Move, 1500);
+    }
+}
+
+#[test]
+fn model_writeprotect_path() {
+    let base = seed(0xBEEF);
+    for i in 0..3 {
+        run(base + i, EvictionPath::WriteProtect, 1500);
+    }
+}
+
+/// A long version for soak runs: `cargo test --test model -- --ignored`.
+#[test]
+#[ignore]
+fn model_long() {
+    let base = seed(1);
+    for i in 0..40 {
+        for path in PATHS {
+            run(base + i, path, 20_000);
+        }
+    }
+}
