@@ -62,10 +62,13 @@ impl Arena {
         let shared = {
             let mut st = rt.core.lock();
             let id = st.next_arena;
-            st.next_arena = st.next_arena.checked_add(1).ok_or_else(|| Error::InvalidArgument {
-                what: "arena",
-                detail: "more than 2^32 arenas were created in this runtime".into(),
-            })?;
+            st.next_arena = st
+                .next_arena
+                .checked_add(1)
+                .ok_or_else(|| Error::InvalidArgument {
+                    what: "arena",
+                    detail: "more than 2^32 arenas were created in this runtime".into(),
+                })?;
             let shared = Arc::new(ArenaShared {
                 id,
                 name: name.to_string(),
@@ -75,11 +78,18 @@ impl Arena {
             });
             st.arenas.insert(
                 id,
-                ArenaState { shared: shared.clone(), regions: Vec::new(), counters: Counters::default(), hist: Histogram::default() },
+                ArenaState {
+                    shared: shared.clone(),
+                    regions: Vec::new(),
+                    counters: Counters::default(),
+                    hist: Histogram::default(),
+                },
             );
             shared
         };
-        Ok(Arena { inner: Arc::new(ArenaInner { rt, shared }) })
+        Ok(Arena {
+            inner: Arc::new(ArenaInner { rt, shared }),
+        })
     }
 
     /// The arena's name.
@@ -98,7 +108,9 @@ impl Arena {
     }
 
     fn killed_err(&self) -> Error {
-        Error::Killed { arena: self.inner.shared.name.clone() }
+        Error::Killed {
+            arena: self.inner.shared.name.clone(),
+        }
     }
 
     /// Reserves `len` bytes (rounded up to whole pages) of address space for this arena. This
@@ -107,27 +119,43 @@ impl Arena {
         let core = &self.inner.rt.core;
         let ps = core.page();
         if len == 0 {
-            return Err(Error::InvalidArgument { what: "len", detail: "a region must have at least one byte".into() });
+            return Err(Error::InvalidArgument {
+                what: "len",
+                detail: "a region must have at least one byte".into(),
+            });
         }
-        let rounded = len.checked_next_multiple_of(ps).ok_or_else(|| Error::InvalidArgument {
-            what: "len",
-            detail: format!("{len} bytes cannot be rounded up to whole pages"),
-        })?;
+        let rounded = len
+            .checked_next_multiple_of(ps)
+            .ok_or_else(|| Error::InvalidArgument {
+                what: "len",
+                detail: format!("{len} bytes cannot be rounded up to whole pages"),
+            })?;
         let pages = (rounded / ps) as u64;
         if pages > MAX_REGION_PAGES {
             return Err(Error::InvalidArgument {
                 what: "len",
-                detail: format!("{len} bytes is more than the largest region ({} bytes)", MAX_REGION_PAGES * ps as u64),
+                detail: format!(
+                    "{len} bytes is more than the largest region ({} bytes)",
+                    MAX_REGION_PAGES * ps as u64
+                ),
             });
         }
         if self.is_killed() {
             return Err(self.killed_err());
         }
-        let map = Mapping::anonymous(rounded).map_err(|e| Error::AddressSpace { requested: rounded, source: e.io() })?;
-        core.uffd.register(&map, 0, rounded, uffd::MODE_MISSING | uffd::MODE_WP).map_err(|e| match e.errno {
-            libc::ENOMEM => Error::AddressSpace { requested: rounded, source: e.io() },
-            _ => Error::from(e),
+        let map = Mapping::anonymous(rounded).map_err(|e| Error::AddressSpace {
+            requested: rounded,
+            source: e.io(),
         })?;
+        core.uffd
+            .register(&map, 0, rounded, uffd::MODE_MISSING | uffd::MODE_WP)
+            .map_err(|e| match e.errno {
+                libc::ENOMEM => Error::AddressSpace {
+                    requested: rounded,
+                    source: e.io(),
+                },
+                _ => Error::from(e),
+            })?;
         let map = Arc::new(map);
         let poisoned = Arc::new(AtomicU64::new(0));
         let mut st = core.lock();
@@ -137,10 +165,13 @@ impl Arena {
             return Err(self.killed_err());
         }
         let id = st.next_region;
-        st.next_region = st.next_region.checked_add(1).ok_or_else(|| Error::InvalidArgument {
-            what: "region",
-            detail: "more than 2^32 regions were created in this runtime".into(),
-        })?;
+        st.next_region = st
+            .next_region
+            .checked_add(1)
+            .ok_or_else(|| Error::InvalidArgument {
+                what: "region",
+                detail: "more than 2^32 regions were created in this runtime".into(),
+            })?;
         st.regions.0.insert(
             id,
             RegionState {
@@ -160,7 +191,12 @@ impl Arena {
         if let Some(a) = st.arenas.get_mut(&self.inner.shared.id) {
             a.regions.push(id);
         }
-        Ok(Region { arena: self.clone(), id, map, poisoned })
+        Ok(Region {
+            arena: self.clone(),
+            id,
+            map,
+            poisoned,
+        })
     }
 
     /// Kills the arena now: its frames and swap slots are freed at once, every safe accessor of
@@ -190,7 +226,13 @@ struct AccessGuard<'a> {
 impl<'a> AccessGuard<'a> {
     fn enter(arena: &'a Arena) -> AccessGuard<'a> {
         let tid = crate::sys::gettid();
-        arena.inner.shared.accessors.lock().unwrap_or_else(|p| p.into_inner()).push(tid);
+        arena
+            .inner
+            .shared
+            .accessors
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .push(tid);
         AccessGuard { arena, tid }
     }
 }
@@ -279,15 +321,27 @@ impl Region {
     }
 
     fn check(&self, offset: usize, len: usize) -> Result<()> {
-        if offset.checked_add(len).is_none_or(|end| end > self.map.len()) {
-            return Err(Error::OutOfBounds { offset, len, size: self.map.len() });
+        if offset
+            .checked_add(len)
+            .is_none_or(|end| end > self.map.len())
+        {
+            return Err(Error::OutOfBounds {
+                offset,
+                len,
+                size: self.map.len(),
+            });
         }
         Ok(())
     }
 
     /// Runs `f(offset, done, n)` over page-sized chunks of `[offset, offset + len)` as a safe
     /// accessor, stopping early if the arena is killed.
-    fn access(&self, offset: usize, len: usize, mut f: impl FnMut(usize, usize, usize) -> Result<()>) -> Result<()> {
+    fn access(
+        &self,
+        offset: usize,
+        len: usize,
+        mut f: impl FnMut(usize, usize, usize) -> Result<()>,
+    ) -> Result<()> {
         self.check(offset, len)?;
         if len == 0 {
             return Ok(());
@@ -328,7 +382,7 @@ impl Region {
             .entries()
             .into_iter()
             .find(|&(p, e)| p >= first && p <= last && e.state() == PageState::Poisoned)
-            .map(|(p, _)| p as usize * ps)
+            .map(|(p, _)| crate::core::idx(p) * ps)
     }
 
     /// Copies `buf.len()` bytes starting at `offset` into `buf`.
@@ -336,14 +390,18 @@ impl Region {
     /// Errors: [`Error::OutOfBounds`], [`Error::Killed`], [`Error::Corrupted`].
     pub fn read(&self, offset: usize, buf: &mut [u8]) -> Result<()> {
         let len = buf.len();
-        self.access(offset, len, |off, done, n| Ok(self.map.read(off, &mut buf[done..done + n])?))
+        self.access(offset, len, |off, done, n| {
+            Ok(self.map.read(off, &mut buf[done..done + n])?)
+        })
     }
 
     /// Copies `data` into the region at `offset`.
     ///
     /// Errors: [`Error::OutOfBounds`], [`Error::Killed`], [`Error::Corrupted`].
     pub fn write(&self, offset: usize, data: &[u8]) -> Result<()> {
-        self.access(offset, data.len(), |off, done, n| Ok(self.map.write(off, &data[done..done + n])?))
+        self.access(offset, data.len(), |off, done, n| {
+            Ok(self.map.write(off, &data[done..done + n])?)
+        })
     }
 
     /// Sets `len` bytes at `offset` to `byte`.
@@ -360,7 +418,10 @@ impl Region {
     pub fn page_out(&self, offset: usize, len: usize) -> Result<usize> {
         let ps = self.map_page();
         if offset % ps != 0 {
-            return Err(Error::InvalidArgument { what: "offset", detail: format!("{offset} is not page-aligned ({ps})") });
+            return Err(Error::InvalidArgument {
+                what: "offset",
+                detail: format!("{offset} is not page-aligned ({ps})"),
+            });
         }
         self.check(offset, len)?;
         if self.arena.is_killed() {

@@ -172,21 +172,34 @@ impl RuntimeBuilder {
         if budget_frames < MIN_FRAMES {
             return Err(invalid(
                 "frame_budget",
-                format!("{budget_bytes} bytes is {budget_frames} frames; the minimum is {MIN_FRAMES} frames ({} bytes)", MIN_FRAMES * page),
+                format!(
+                    "{budget_bytes} bytes is {budget_frames} frames; the minimum is {MIN_FRAMES} frames ({} bytes)",
+                    MIN_FRAMES * page
+                ),
             ));
         }
         if budget_bytes as u64 > mem.total {
             return Err(invalid(
                 "frame_budget",
-                format!("{budget_bytes} bytes is more than this machine's {} bytes of RAM; a budget is a limit on real memory", mem.total),
+                format!(
+                    "{budget_bytes} bytes is more than this machine's {} bytes of RAM; a budget is a limit on real memory",
+                    mem.total
+                ),
             ));
         }
         if budget_frames > u32::MAX as usize {
-            return Err(invalid("frame_budget", format!("{budget_frames} frames is more than 2^32")));
+            return Err(invalid(
+                "frame_budget",
+                format!("{budget_frames} frames is more than 2^32"),
+            ));
         }
         let swap = self.swap.unwrap_or_else(|| {
             let mut dir = std::env::temp_dir();
-            if sys::file::fs_info(&dir).map(|(_, ram)| ram).unwrap_or(false) && std::path::Path::new("/var/tmp").is_dir() {
+            if sys::file::fs_info(&dir)
+                .map(|(_, ram)| ram)
+                .unwrap_or(false)
+                && std::path::Path::new("/var/tmp").is_dir()
+            {
                 // A swap file on tmpfs would live in RAM: prefer a disk-backed directory.
                 dir = PathBuf::from("/var/tmp");
             }
@@ -194,7 +207,10 @@ impl RuntimeBuilder {
         });
         let dir = match &swap {
             SwapLocation::TempIn(d) => d.clone(),
-            SwapLocation::Named(p) => p.parent().filter(|p| !p.as_os_str().is_empty()).map_or_else(|| PathBuf::from("."), |p| p.to_path_buf()),
+            SwapLocation::Named(p) => p
+                .parent()
+                .filter(|p| !p.as_os_str().is_empty())
+                .map_or_else(|| PathBuf::from("."), |p| p.to_path_buf()),
         };
         let swap_bytes = match self.swap_capacity {
             Some(c) => c,
@@ -204,11 +220,18 @@ impl RuntimeBuilder {
             }
         };
         let slots = swap_bytes / page as u64;
-        let swap_slots = u32::try_from(slots)
-            .map_err(|_| invalid("swap_capacity", format!("{swap_bytes} bytes is more than 2^32 pages")))?;
+        let swap_slots = u32::try_from(slots).map_err(|_| {
+            invalid(
+                "swap_capacity",
+                format!("{swap_bytes} bytes is more than 2^32 pages"),
+            )
+        })?;
         let handler_threads = self.handler_threads.unwrap_or(1);
         if !(1..=64).contains(&handler_threads) {
-            return Err(invalid("handler_threads", format!("{handler_threads}; must be 1..=64")));
+            return Err(invalid(
+                "handler_threads",
+                format!("{handler_threads}; must be 1..=64"),
+            ));
         }
         let (low, high) = match self.watermarks {
             Some(w) => w,
@@ -220,12 +243,18 @@ impl RuntimeBuilder {
         if low == 0 || low > high || high > budget_frames / 2 {
             return Err(invalid(
                 "watermarks",
-                format!("low {low}, high {high}: need 0 < low <= high <= budget/2 ({})", budget_frames / 2),
+                format!(
+                    "low {low}, high {high}: need 0 < low <= high <= budget/2 ({})",
+                    budget_frames / 2
+                ),
             ));
         }
         let max_readahead = self.max_readahead.unwrap_or(64);
         if !(1..=1024).contains(&max_readahead) {
-            return Err(invalid("max_readahead", format!("{max_readahead} pages; must be 1..=1024")));
+            return Err(invalid(
+                "max_readahead",
+                format!("{max_readahead} pages; must be 1..=1024"),
+            ));
         }
         let max_readahead = max_readahead.min(budget_frames / 4).max(1);
         let event_capacity = self.event_capacity.unwrap_or(1024);

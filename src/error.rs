@@ -90,14 +90,21 @@ pub enum Error {
 
 impl From<crate::sys::SysError> for Error {
     fn from(e: crate::sys::SysError) -> Self {
-        Error::Sys { op: e.op, source: e.io() }
+        Error::Sys {
+            op: e.op,
+            source: e.io(),
+        }
     }
 }
 
 impl fmt::Display for Error {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
-            Error::UserfaultfdUnavailable { device, syscall, user_mode_only } => write!(
+            Error::UserfaultfdUnavailable {
+                device,
+                syscall,
+                user_mode_only,
+            } => write!(
                 f,
                 "userfaultfd is unavailable: /dev/userfaultfd: {device}; userfaultfd(2): {syscall}; \
                  userfaultfd(2) with UFFD_USER_MODE_ONLY: {user_mode_only}. \
@@ -106,21 +113,37 @@ impl fmt::Display for Error {
                  CAP_SYS_PTRACE. In a container, the seccomp profile must allow the userfaultfd syscall \
                  (Docker's default blocks it: use --security-opt seccomp=<profile allowing it>)."
             ),
-            Error::MissingKernelFeature { feature, needed_for } => {
-                write!(f, "the kernel lacks userfaultfd feature {feature}, needed for {needed_for}")
+            Error::MissingKernelFeature {
+                feature,
+                needed_for,
+            } => {
+                write!(
+                    f,
+                    "the kernel lacks userfaultfd feature {feature}, needed for {needed_for}"
+                )
             }
             Error::SwapFile { path, source } => {
                 let hint = match source.raw_os_error() {
                     Some(libc::ENOSPC) => "free disk space there or choose a smaller swap capacity",
                     Some(libc::EACCES | libc::EPERM) => "choose a directory you can write to",
                     Some(libc::EROFS) => "the file system is read-only: choose another directory",
-                    Some(libc::ENOENT | libc::ENOTDIR) => "the directory does not exist: create it or choose another",
+                    Some(libc::ENOENT | libc::ENOTDIR) => {
+                        "the directory does not exist: create it or choose another"
+                    }
                     _ => "choose another location with `RuntimeBuilder::swap_dir` or `swap_file`",
                 };
-                write!(f, "cannot create the swap file at {}: {source} ({hint})", path.display())
+                write!(
+                    f,
+                    "cannot create the swap file at {}: {source} ({hint})",
+                    path.display()
+                )
             }
-            Error::InvalidConfig { what, detail } => write!(f, "invalid configuration: {what}: {detail}"),
-            Error::InvalidArgument { what, detail } => write!(f, "invalid argument: {what}: {detail}"),
+            Error::InvalidConfig { what, detail } => {
+                write!(f, "invalid configuration: {what}: {detail}")
+            }
+            Error::InvalidArgument { what, detail } => {
+                write!(f, "invalid argument: {what}: {detail}")
+            }
             Error::OutOfBounds { offset, len, size } => write!(
                 f,
                 "access of {len} bytes at offset {offset} is outside the region of {size} bytes"
@@ -138,7 +161,9 @@ impl fmt::Display for Error {
                 f,
                 "the page at region offset {offset} could not be read back from swap and is poisoned"
             ),
-            Error::RuntimeFailed { detail } => write!(f, "the runtime stopped serving faults: {detail}"),
+            Error::RuntimeFailed { detail } => {
+                write!(f, "the runtime stopped serving faults: {detail}")
+            }
             Error::Sys { op, source } => write!(f, "{op} failed: {source}"),
         }
     }
@@ -147,9 +172,9 @@ impl fmt::Display for Error {
 impl std::error::Error for Error {
     fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
         match self {
-            Error::SwapFile { source, .. } | Error::AddressSpace { source, .. } | Error::Sys { source, .. } => {
-                Some(source)
-            }
+            Error::SwapFile { source, .. }
+            | Error::AddressSpace { source, .. }
+            | Error::Sys { source, .. } => Some(source),
             _ => None,
         }
     }

@@ -58,7 +58,9 @@ impl fmt::Display for OomReport {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         let trig = match &self.trigger {
             KillTrigger::Exhaustion { faulting_arena } => {
-                format!("out of memory: fault in '{faulting_arena}', no free frame, nothing reclaimable, swap full")
+                format!(
+                    "out of memory: fault in '{faulting_arena}', no free frame, nothing reclaimable, swap full"
+                )
             }
             KillTrigger::Manual => "killed on request".to_string(),
         };

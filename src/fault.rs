@@ -15,6 +15,7 @@
 use crate::config::EvictionPath;
 use crate::core::lru::key;
 use crate::core::page::{Entry, PageState};
+use crate::core::{idx, n32};
 use crate::runtime::{Core, Guard, Liveness};
 use crate::sys::mem::Mapping;
 use crate::sys::poll::poll2;
@@ -61,8 +62,15 @@ pub(crate) fn handler_loop(core: &Core) {
             }
             for ev in &evs[..n] {
                 match *ev {
-                    UffdEvent::PageFault { addr, write, wp, tid } => core.fault(addr, write, wp, tid, &mut scratch),
-                    UffdEvent::Other(kind) => log::warn!("pagewarden: unexpected userfaultfd event {kind}"),
+                    UffdEvent::PageFault {
+                        addr,
+                        write,
+                        wp,
+                        tid,
+                    } => core.fault(addr, write, wp, tid, &mut scratch),
+                    UffdEvent::Other(kind) => {
+                        log::warn!("pagewarden: unexpected userfaultfd event {kind}")
+                    }
                 }
             }
         }
@@ -78,7 +86,14 @@ enum Source {
 
 impl Core {
     /// Resolves one fault event.
-    pub(crate) fn fault(&self, addr: usize, write: bool, wp: bool, tid: u32, scratch: &mut Scratch) {
+    pub(crate) fn fault(
+        &self,
+        addr: usize,
+        write: bool,
+        wp: bool,
+        tid: u32,
+        scratch: &mut Scratch,
+    ) {
         let t0 = Instant::now();
         let ps = self.page();
         let mut st = self.lock();
@@ -116,21 +131,24 @@ impl Core {
                 self.wake(&st, rid, page, 1);
                 st.counters(rid).spurious += 1;
             }
-            PageState::Unpopulated | PageState::Swapped => self.page_in(st, rid, page, write, tid, scratch, t0),
+            PageState::Unpopulated | PageState::Swapped => {
+                self.page_in(st, rid, page, write, tid, scratch, t0)
+            }
         }
     }
 
     fn record(&self, st: &mut Guard<'_>, rid: u32, t0: Instant) {
         let a = st.region(rid).arena;
         if let Some(a) = st.arenas.get_mut(&a) {
-            a.hist.record(u64::try_from(t0.elapsed().as_nanos()).unwrap_or(u64::MAX));
+            a.hist
+                .record(u64::try_from(t0.elapsed().as_nanos()).unwrap_or(u64::MAX));
         }
     }
 
     pub(crate) fn wake(&self, st: &Guard<'_>, rid: u32, page: u64, n: u64) {
         let ps = self.page();
         let r = st.region(rid);
-        if let Err(e) = self.uffd.wake(&r.map, page as usize * ps, n as usize * ps) {
+        if let Err(e) = self.uffd.wake(&r.map, idx(page) * ps, idx(n) * ps) {
             log::error!("pagewarden: wake failed: {e}");
         }
     }
@@ -148,7 +166,10 @@ impl Core {
         let ps = self.page();
         let r = st.region_mut(rid);
         r.pages.set(page, e);
-        if let Err(err) = self.uffd.writeprotect(&r.map, page as usize * ps, ps, false, true) {
+        if let Err(err) = self
+            .uffd
+            .writeprotect(&r.map, idx(page) * ps, ps, false, true)
+        {
             log::error!("pagewarden: lifting write protection failed: {err}");
             self.wake(st, rid, page, 1);
         }
@@ -161,10 +182,17 @@ impl Core {
     pub(crate) fn resolve_dead(&self, st: &mut Guard<'_>, rid: u32, page: u64, tid: u32) {
         let ps = self.page();
         let arena = st.region(rid).arena;
-        let Some(shared) = st.arenas.get(&arena).map(|a| a.shared.clone()) else { return };
-        let accessor = !self.has_tid || shared.accessors.lock().unwrap_or_else(|p| p.into_inner()).contains(&tid);
+        let Some(shared) = st.arenas.get(&arena).map(|a| a.shared.clone()) else {
+            return;
+        };
+        let accessor = !self.has_tid
+            || shared
+                .accessors
+                .lock()
+                .unwrap_or_else(|p| p.into_inner())
+                .contains(&tid);
         let map = st.region(rid).map.clone();
-        let off = page as usize * ps;
+        let off = idx(page) * ps;
         if accessor || !self.can_poison {
             match self.uffd.copy(&map, off, &self.zero, 0, ps, false, true) {
                 Ok(Filled::All) => {
@@ -185,28 +213,51 @@ impl Core {
 
     /// Brings a missing page (and, for a sequential stream, its successors) into memory.
     #[allow(clippy::too_many_arguments)]
-    fn page_in<'a>(&'a self, mut st: Guard<'a>, rid: u32, page: u64, write: bool, tid: u32, scratch: &mut Scratch, t0: Instant) {
+    fn page_in<'a>(
+        &'a self,
+        mut st: Guard<'a>,
+        rid: u32,
+        page: u64,
+        write: bool,
+        tid: u32,
+        scratch: &mut Scratch,
+        t0: Instant,
+    ) {
         let ps = self.page();
         let (want, hits) = {
             let r = st.region_mut(rid);
-            let d = r.stream.on_fault(page, self.cfg.max_readahead as u32);
+            let d = r.stream.on_fault(page, n32(self.cfg.max_readahead));
             (u64::from(d.window).min(r.npages - page), d.hits)
         };
         st.counters(rid).readahead_hits += u64::from(hits);
         let arena = st.region(rid).arena;
-        let (g, got) = self.acquire(st, want as usize, arena);
+        let (g, got) = self.acquire(st, idx(want), arena);
         st = g;
         let Some(got) = got else {
             // Out of frames, nothing reclaimable, swap full: the faulting arena is the victim.
-            let name = st.arenas.get(&arena).map(|a| a.shared.name.clone()).unwrap_or_default();
-            self.kill_arena(&mut st, arena, crate::event::KillTrigger::Exhaustion { faulting_arena: name });
+            let name = st
+                .arenas
+                .get(&arena)
+                .map(|a| a.shared.name.clone())
+                .unwrap_or_default();
+            self.kill_arena(
+                &mut st,
+                arena,
+                crate::event::KillTrigger::Exhaustion {
+                    faulting_arena: name,
+                },
+            );
             if st.regions.0.contains_key(&rid) {
                 self.resolve_dead(&mut st, rid, page, tid);
             }
             return;
         };
         // The lock may have been dropped while reclaiming: look again.
-        let still = st.regions.0.get(&rid).map(|r| (r.live, r.pages.get(page).state()));
+        let still = st
+            .regions
+            .0
+            .get(&rid)
+            .map(|r| (r.live, r.pages.get(page).state()));
         match still {
             Some((Liveness::Live, PageState::Unpopulated | PageState::Swapped)) => {}
             Some((Liveness::Killed, _)) => {
@@ -244,16 +295,26 @@ impl Core {
         let n = run.len();
         st.frames.give(got - n);
         st.paging_in += n;
-        let sources: Vec<Source> = run.iter().map(|(_, e)| e.slot().map_or(Source::Zero, Source::Slot)).collect();
+        let sources: Vec<Source> = run
+            .iter()
+            .map(|(_, e)| e.slot().map_or(Source::Zero, Source::Slot))
+            .collect();
         let all_zero = sources.iter().all(|s| matches!(s, Source::Zero));
         // A single page written at once can take a free pool frame by MOVE: no allocation, no copy.
-        let pool_frame = if self.path == EvictionPath::Move && n == 1 && write { st.frames.pop_populated() } else { None };
+        let pool_frame = if self.path == EvictionPath::Move && n == 1 && write {
+            st.frames.pop_populated()
+        } else {
+            None
+        };
         let map = st.region(rid).map.clone();
         drop(st);
 
         // Fill the staging buffer without the lock.
         let (buf, buf_off): (&Mapping, usize) = match (pool_frame, all_zero) {
-            (Some(f), _) => (self.pool.as_ref().expect("pool exists on the MOVE path"), f as usize * ps),
+            (Some(f), _) => (
+                self.pool.as_ref().expect("pool exists on the MOVE path"),
+                f as usize * ps,
+            ),
             (None, true) => (&self.zero, 0),
             (None, false) => (&scratch.bounce, 0),
         };
@@ -269,13 +330,20 @@ impl Core {
                     Source::Slot(s) => {
                         // Coalesce consecutive slots into one read.
                         let mut j = i + 1;
-                        while j < n && matches!(sources[j], Source::Slot(t) if t == s + (j - i) as u32) {
+                        while j < n && matches!(sources[j], Source::Slot(t) if t == s + n32(j - i))
+                        {
                             j += 1;
                         }
-                        let dst: Vec<(&Mapping, usize)> = (i..j).map(|k| (buf, buf_off + k * ps)).collect();
-                        let swap = self.swap.as_ref().expect("a page has a slot only when swap exists");
+                        let dst: Vec<(&Mapping, usize)> =
+                            (i..j).map(|k| (buf, buf_off + k * ps)).collect();
+                        let swap = self
+                            .swap
+                            .as_ref()
+                            .expect("a page has a slot only when swap exists");
                         if let Err(e) = swap.read_pages(u64::from(s) * ps as u64, &dst) {
-                            log::error!("pagewarden: swap read of slot {s} failed: {e}; page poisoned");
+                            log::error!(
+                                "pagewarden: swap read of slot {s} failed: {e}; page poisoned"
+                            );
                             io_ok = false;
                         }
                         i = j;
@@ -329,14 +397,18 @@ impl Core {
             }
         }
         let res = if pool_frame.is_some() {
-            self.uffd.move_pages(&map, page as usize * ps, buf, buf_off, ps, true)
+            self.uffd
+                .move_pages(&map, idx(page) * ps, buf, buf_off, ps, true)
         } else {
-            self.uffd.copy(&map, page as usize * ps, buf, buf_off, n * ps, !write, true)
+            self.uffd
+                .copy(&map, idx(page) * ps, buf, buf_off, n * ps, !write, true)
         };
         let installed = match res {
             Ok(Filled::All) => n,
             Ok(Filled::Exists { bytes }) => {
-                log::error!("pagewarden: page {page} of region {rid} was populated behind the runtime's back");
+                log::error!(
+                    "pagewarden: page {page} of region {rid} was populated behind the runtime's back"
+                );
                 bytes / ps
             }
             Err(e) => {
@@ -347,7 +419,13 @@ impl Core {
         if installed < n {
             // Give back what was not installed; the threads retry.
             let (done, rest) = run.split_at(installed);
-            self.abandon_run(&mut st, rid, rest, if installed == 0 { pool_frame } else { None }, false);
+            self.abandon_run(
+                &mut st,
+                rid,
+                rest,
+                if installed == 0 { pool_frame } else { None },
+                false,
+            );
             run = done.to_vec();
             if run.is_empty() {
                 return;
@@ -382,7 +460,7 @@ impl Core {
                 }
             }
         }
-        st.region_mut(rid).stream.installed(page, n as u32);
+        st.region_mut(rid).stream.installed(page, n32(n));
         {
             let c = st.counters(rid);
             c.readahead += n as u64 - 1;
@@ -397,7 +475,14 @@ impl Core {
     /// Puts a page-in run back as it was (frames returned, pages missing again) and wakes its
     /// threads so they retry. With `poison`, the pages whose slot could not be read are marked
     /// poisoned instead.
-    fn abandon_run(&self, st: &mut Guard<'_>, rid: u32, run: &[(u64, Entry)], pool_frame: Option<u32>, poison: bool) {
+    fn abandon_run(
+        &self,
+        st: &mut Guard<'_>,
+        rid: u32,
+        run: &[(u64, Entry)],
+        pool_frame: Option<u32>,
+        poison: bool,
+    ) {
         st.frames.give(run.len());
         if let Some(f) = pool_frame {
             st.frames.unpop(f);

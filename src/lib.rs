@@ -83,9 +83,13 @@ pub(crate) mod test_support {
     /// Reports, loudly, that a test needing userfaultfd cannot run here; fails unless the
     /// environment says skipping is acceptable.
     pub(crate) fn uffd_unavailable(why: &str) {
-        eprintln!("\n*** userfaultfd unavailable: {why}\n*** this test needs root or vm.unprivileged_userfaultfd=1\n");
+        eprintln!(
+            "\n*** userfaultfd unavailable: {why}\n*** this test needs root or vm.unprivileged_userfaultfd=1\n"
+        );
         if std::env::var_os("PAGEWARDEN_SKIP_UFFD_TESTS").is_none() {
-            panic!("userfaultfd unavailable ({why}); set PAGEWARDEN_SKIP_UFFD_TESTS=1 to skip such tests");
+            panic!(
+                "userfaultfd unavailable ({why}); set PAGEWARDEN_SKIP_UFFD_TESTS=1 to skip such tests"
+            );
         }
     }
 }

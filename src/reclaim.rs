@@ -26,6 +26,7 @@
 use crate::config::EvictionPath;
 use crate::core::lru::{PageKey, key, unkey};
 use crate::core::page::{Entry, PageState};
+use crate::core::{idx, n32};
 use crate::event::{Event, KillTrigger, OomReport};
 use crate::runtime::{Core, Guard, Liveness};
 use crate::sys::mem::Mapping;
@@ -82,7 +83,12 @@ impl Core {
     /// Takes frames for a fault: at least one, up to `want` when there are frames to spare above
     /// the low watermark. Reclaims directly when none is free. `None` means exhaustion: no frame,
     /// nothing evictable, nothing in flight that will free one.
-    pub(crate) fn acquire<'a>(&'a self, mut st: Guard<'a>, want: usize, _arena: u32) -> (Guard<'a>, Option<usize>) {
+    pub(crate) fn acquire<'a>(
+        &'a self,
+        mut st: Guard<'a>,
+        want: usize,
+        _arena: u32,
+    ) -> (Guard<'a>, Option<usize>) {
         loop {
             let free = st.frames.free();
             if free > 0 {
@@ -94,7 +100,8 @@ impl Core {
                 return (st, Some(n));
             }
             self.reclaim_cv.notify_one();
-            let (g, freed) = self.evict(st, Victims::Policy(DIRECT_BATCH));
+            // Reclaim toward the high watermark, as the background reclaimer would.
+            let (g, freed) = self.evict(st, Victims::Policy(self.cfg.high.clamp(1, DIRECT_BATCH)));
             st = g;
             if freed > 0 || st.frames.free() > 0 {
                 continue;
@@ -112,7 +119,8 @@ impl Core {
         let mut st = self.lock();
         let mut total = 0;
         while total < frames {
-            let (g, freed) = self.evict(st, Victims::Policy((frames - total).min(BACKGROUND_BATCH)));
+            let (g, freed) =
+                self.evict(st, Victims::Policy((frames - total).min(BACKGROUND_BATCH)));
             st = g;
             if freed == 0 {
                 break;
@@ -138,7 +146,10 @@ impl Core {
                 while chosen.len() < max {
                     let can_dirty = st.swap_writable() && (st.slots.available() as usize) > dirty;
                     let st = &mut *st;
-                    let Some(k) = st.lru.victim(&mut st.regions, |e| !e.dirty() || can_dirty) else { break };
+                    let Some(k) = st.lru.victim(&mut st.regions, |e| !e.dirty() || can_dirty)
+                    else {
+                        break;
+                    };
                     let e = st.regions.0[&unkey(k).0].pages.get(unkey(k).1);
                     dirty += usize::from(e.dirty());
                     chosen.push(k);
@@ -146,7 +157,9 @@ impl Core {
             }
             Victims::Pages(rid, range) => {
                 let mut dirty = 0usize;
-                let Some(r) = st.regions.0.get(&rid) else { return (st, 0) };
+                let Some(r) = st.regions.0.get(&rid) else {
+                    return (st, 0);
+                };
                 if r.live != Liveness::Live {
                     return (st, 0);
                 }
@@ -170,11 +183,14 @@ impl Core {
         }
         let mut freed = 0;
         let mut jobs: Vec<Job> = Vec::new();
-        let n_dirty = chosen.iter().filter(|&&k| st.regions.0[&unkey(k).0].pages.get(unkey(k).1).dirty()).count();
-        let run = st.slots.alloc_run(n_dirty as u32);
+        let n_dirty = chosen
+            .iter()
+            .filter(|&&k| st.regions.0[&unkey(k).0].pages.get(unkey(k).1).dirty())
+            .count();
+        let run = st.slots.alloc_run(n32(n_dirty));
         for k in chosen {
             let (rid, page) = unkey(k);
-            let off = page as usize * ps;
+            let off = idx(page) * ps;
             let mut e = st.region(rid).pages.get(page);
             if !e.dirty() {
                 // Clean: the swap copy is valid (or the page was never written). No I/O.
@@ -204,7 +220,7 @@ impl Core {
                 continue;
             }
             let slot = match run {
-                Some(start) => start + jobs.len() as u32,
+                Some(start) => start + n32(jobs.len()),
                 None => match st.slots.alloc() {
                     Some(s) => s,
                     None => {
@@ -218,9 +234,15 @@ impl Core {
             let mut hole = None;
             let taken = match self.path {
                 EvictionPath::Move => {
-                    let h = st.frames.take_hole().expect("a resident page implies a pool hole");
+                    let h = st
+                        .frames
+                        .take_hole()
+                        .expect("a resident page implies a pool hole");
                     let pool = self.pool.as_ref().expect("pool exists on the MOVE path");
-                    match self.uffd.move_pages(pool, h as usize * ps, &map, off, ps, false) {
+                    match self
+                        .uffd
+                        .move_pages(pool, h as usize * ps, &map, off, ps, false)
+                    {
                         Ok(Filled::All) => {
                             hole = Some(h);
                             Ok(())
@@ -236,7 +258,10 @@ impl Core {
                         }
                     }
                 }
-                _ => self.uffd.writeprotect(&map, off, ps, true, false).map_err(|e| e.errno),
+                _ => self
+                    .uffd
+                    .writeprotect(&map, off, ps, true, false)
+                    .map_err(|e| e.errno),
             };
             match taken {
                 Ok(()) => {}
@@ -253,7 +278,9 @@ impl Core {
                 }
                 Err(errno) => {
                     // EBUSY: pinned by in-progress I/O or shared. Try it another time.
-                    log::debug!("pagewarden: cannot evict page {page} of region {rid} now (errno {errno})");
+                    log::debug!(
+                        "pagewarden: cannot evict page {page} of region {rid} now (errno {errno})"
+                    );
                     self.free_job_slot(&mut st, run.is_some(), slot);
                     st.lru.requeue(k, &mut e);
                     st.region_mut(rid).pages.set(page, e);
@@ -266,12 +293,19 @@ impl Core {
             r.pages.set(page, e);
             r.inflight += 1;
             st.evicting += 1;
-            jobs.push(Job { rid, page, slot, hole, map, ok: false });
+            jobs.push(Job {
+                rid,
+                page,
+                slot,
+                hole,
+                map,
+                ok: false,
+            });
         }
         if jobs.is_empty() {
             if let Some(start) = run {
                 // The run was not used; hand its slots back.
-                for s in start..start + n_dirty as u32 {
+                for s in start..start + n32(n_dirty) {
                     st.slots.free(s);
                 }
             }
@@ -281,7 +315,7 @@ impl Core {
             return (st, freed);
         }
         if let Some(start) = run {
-            for s in start + jobs.len() as u32..start + n_dirty as u32 {
+            for s in start + n32(jobs.len())..start + n32(n_dirty) {
                 st.slots.free(s);
             }
         }
@@ -293,7 +327,7 @@ impl Core {
         let mut i = 0;
         while i < jobs.len() {
             let mut j = i + 1;
-            while j < jobs.len() && jobs[j].slot == jobs[i].slot + (j - i) as u32 {
+            while j < jobs.len() && jobs[j].slot == jobs[i].slot + n32(j - i) {
                 j += 1;
             }
             let pool = self.pool.as_ref();
@@ -301,12 +335,14 @@ impl Core {
                 .iter()
                 .map(|job| match job.hole {
                     Some(h) => (pool.expect("pool exists on the MOVE path"), h as usize * ps),
-                    None => (&*job.map, job.page as usize * ps),
+                    None => (&*job.map, idx(job.page) * ps),
                 })
                 .collect();
             let res = swap.write_pages(u64::from(jobs[i].slot) * ps as u64, &srcs);
             if let Err(e) = &res {
-                log::error!("pagewarden: swap write failed: {e}; swap is treated as full from now on");
+                log::error!(
+                    "pagewarden: swap write failed: {e}; swap is treated as full from now on"
+                );
             }
             for job in &mut jobs[i..j] {
                 job.ok = res.is_ok();
@@ -318,8 +354,15 @@ impl Core {
         let mut failed = None;
         for job in jobs {
             st.evicting -= 1;
-            let Job { rid, page, slot, hole, map, ok } = job;
-            let off = page as usize * ps;
+            let Job {
+                rid,
+                page,
+                slot,
+                hole,
+                map,
+                ok,
+            } = job;
+            let off = idx(page) * ps;
             let live = st.region(rid).live;
             let mut e = st.region(rid).pages.get(page);
             st.region_mut(rid).inflight -= 1;
@@ -359,7 +402,9 @@ impl Core {
                 let back = match hole {
                     Some(h) => {
                         let pool = self.pool.as_ref().expect("pool exists on the MOVE path");
-                        let r = self.uffd.move_pages(&map, off, pool, h as usize * ps, ps, true);
+                        let r = self
+                            .uffd
+                            .move_pages(&map, off, pool, h as usize * ps, ps, true);
                         if r.is_ok() {
                             st.frames.return_hole(h);
                         }
@@ -368,7 +413,9 @@ impl Core {
                     None => self.uffd.writeprotect(&map, off, ps, false, true),
                 };
                 if let Err(err) = back {
-                    log::error!("pagewarden: restoring page {page} after a failed write failed: {err}");
+                    log::error!(
+                        "pagewarden: restoring page {page} after a failed write failed: {err}"
+                    );
                 }
                 e.set_state(PageState::Resident);
                 e.set_slot(None);
@@ -384,7 +431,9 @@ impl Core {
         }
         if failed.is_some() && !st.swap_broken {
             st.swap_broken = true;
-            self.publish(Event::SwapFailed { error: "swap write failed; dirty pages stay in memory".into() });
+            self.publish(Event::SwapFailed {
+                error: "swap write failed; dirty pages stay in memory".into(),
+            });
         }
         self.progress.notify_all();
         (st, freed)
@@ -408,7 +457,7 @@ impl Core {
         let mut run_start: Option<u64> = None;
         let mut prev = 0u64;
         let flush = |start: u64, end: u64| {
-            if let Err(e) = map.discard(start as usize * ps, (end - start) as usize * ps) {
+            if let Err(e) = map.discard(idx(start) * ps, idx(end - start) * ps) {
                 log::error!("pagewarden: discarding pages failed: {e}");
             }
         };
@@ -446,7 +495,7 @@ impl Core {
         if let Some(s) = run_start {
             flush(s, prev + 1);
         }
-        st.frames.give(frames as usize);
+        st.frames.give(idx(frames));
         let r = st.region_mut(rid);
         r.resident -= frames;
         r.swapped = 0;
@@ -456,7 +505,12 @@ impl Core {
 
     /// Kills an arena: marks it, frees its frames and slots at once, and reports. Threads parked
     /// on its faults are released by [`Core::resolve_dead`] as their events come in.
-    pub(crate) fn kill_arena(&self, st: &mut Guard<'_>, aid: u32, trigger: KillTrigger) -> Option<OomReport> {
+    pub(crate) fn kill_arena(
+        &self,
+        st: &mut Guard<'_>,
+        aid: u32,
+        trigger: KillTrigger,
+    ) -> Option<OomReport> {
         let t0 = Instant::now();
         let a = st.arenas.get(&aid)?;
         if a.shared.killed.swap(true, Ordering::AcqRel) {
@@ -495,7 +549,9 @@ impl Core {
     /// is unmapped when the last in-flight operation on it ends.
     pub(crate) fn release_region(&self, rid: u32) {
         let mut st = self.lock();
-        let Some(r) = st.regions.0.get_mut(&rid) else { return };
+        let Some(r) = st.regions.0.get_mut(&rid) else {
+            return;
+        };
         r.live = Liveness::Released;
         let (addr, arena, map) = (r.map.addr(), r.arena, r.map.clone());
         st.by_addr.remove(&addr);
@@ -518,7 +574,12 @@ impl Core {
 
     /// Removes a released region's state once nothing is in flight on it.
     pub(crate) fn forget_if_done(&self, st: &mut Guard<'_>, rid: u32) {
-        if st.regions.0.get(&rid).is_some_and(|r| r.live == Liveness::Released && r.inflight == 0) {
+        if st
+            .regions
+            .0
+            .get(&rid)
+            .is_some_and(|r| r.live == Liveness::Released && r.inflight == 0)
+        {
             st.regions.0.remove(&rid);
         }
     }
@@ -528,8 +589,15 @@ impl Core {
     pub(crate) fn scrub_reserve(&self, aid: u32) {
         let ps = self.page();
         let mut st = self.lock();
-        let Some(shared) = st.arenas.get(&aid).map(|a| a.shared.clone()) else { return };
-        if !shared.accessors.lock().unwrap_or_else(|p| p.into_inner()).is_empty() {
+        let Some(shared) = st.arenas.get(&aid).map(|a| a.shared.clone()) else {
+            return;
+        };
+        if !shared
+            .accessors
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .is_empty()
+        {
             return;
         }
         let mut keep = Vec::new();
@@ -537,7 +605,7 @@ impl Core {
         for (rid, page) in std::mem::take(&mut st.reserve) {
             match st.regions.0.get(&rid) {
                 Some(r) if r.arena == aid => {
-                    let _ = r.map.discard(page as usize * ps, ps);
+                    let _ = r.map.discard(idx(page) * ps, ps);
                     n += 1;
                 }
                 Some(_) => keep.push((rid, page)),
@@ -545,6 +613,9 @@ impl Core {
             }
         }
         st.reserve = keep;
-        shared.reserve_pages.fetch_sub(n.min(shared.reserve_pages.load(Ordering::Acquire)), Ordering::AcqRel);
+        shared.reserve_pages.fetch_sub(
+            n.min(shared.reserve_pages.load(Ordering::Acquire)),
+            Ordering::AcqRel,
+        );
     }
 }

@@ -122,19 +122,28 @@ impl State {
     }
 
     pub(crate) fn region_mut(&mut self, rid: u32) -> &mut RegionState {
-        self.regions.0.get_mut(&rid).expect("region id refers to a live region")
+        self.regions
+            .0
+            .get_mut(&rid)
+            .expect("region id refers to a live region")
     }
 
     /// The region containing `addr` and the page index in it.
     pub(crate) fn locate(&self, addr: usize, page: usize) -> Option<(u32, u64)> {
         let (_, &rid) = self.by_addr.range(..=addr).next_back()?;
         let r = self.regions.0.get(&rid)?;
-        r.map.contains(addr).then(|| (rid, ((addr - r.map.addr()) / page) as u64))
+        r.map
+            .contains(addr)
+            .then(|| (rid, ((addr - r.map.addr()) / page) as u64))
     }
 
     pub(crate) fn counters(&mut self, rid: u32) -> &mut Counters {
         let a = self.regions.0[&rid].arena;
-        &mut self.arenas.get_mut(&a).expect("region's arena exists").counters
+        &mut self
+            .arenas
+            .get_mut(&a)
+            .expect("region's arena exists")
+            .counters
     }
 
     /// Whether dirty pages can be written out now.
@@ -205,7 +214,12 @@ impl Core {
         let mut tracked = 0u64;
         for r in st.regions.0.values() {
             metadata += r.pages.heap_bytes() as u64;
-            tracked += r.pages.entries().iter().filter(|(_, e)| !matches!(e.state(), crate::core::page::PageState::Unpopulated)).count() as u64;
+            tracked += r
+                .pages
+                .entries()
+                .iter()
+                .filter(|(_, e)| !matches!(e.state(), crate::core::page::PageState::Unpopulated))
+                .count() as u64;
         }
         metadata += (st.lru.resident() * std::mem::size_of::<PageKey>()) as u64;
         let mut ids: Vec<u32> = st.arenas.keys().copied().collect();
@@ -325,20 +339,25 @@ impl Runtime {
 
     pub(crate) fn start(cfg: Config) -> Result<Runtime> {
         let ps = cfg.page;
-        let wanted = uffd::feature::MOVE | uffd::feature::POISON | uffd::feature::THREAD_ID | uffd::feature::PAGEFAULT_FLAG_WP;
+        let wanted = uffd::feature::MOVE
+            | uffd::feature::POISON
+            | uffd::feature::THREAD_ID
+            | uffd::feature::PAGEFAULT_FLAG_WP;
         let ufd = Uffd::open(wanted).map_err(open_failure)?;
         // Probe what an anonymous range supports on this kernel.
         let probe = Mapping::anonymous(ps)?;
-        let ioctls = ufd.register(&probe, 0, ps, uffd::MODE_MISSING | uffd::MODE_WP).map_err(|e| {
-            if e.errno == libc::EINVAL {
-                Error::MissingKernelFeature {
-                    feature: "UFFDIO_REGISTER_MODE_WP on anonymous memory",
-                    needed_for: "dirty tracking and race-free eviction (Linux 5.7+)",
+        let ioctls = ufd
+            .register(&probe, 0, ps, uffd::MODE_MISSING | uffd::MODE_WP)
+            .map_err(|e| {
+                if e.errno == libc::EINVAL {
+                    Error::MissingKernelFeature {
+                        feature: "UFFDIO_REGISTER_MODE_WP on anonymous memory",
+                        needed_for: "dirty tracking and race-free eviction (Linux 5.7+)",
+                    }
+                } else {
+                    e.into()
                 }
-            } else {
-                e.into()
-            }
-        })?;
+            })?;
         ufd.unregister(&probe, 0, ps)?;
         drop(probe);
         if ioctls & uffd::ioctl_bit::WRITEPROTECT == 0 {
@@ -347,7 +366,8 @@ impl Runtime {
                 needed_for: "dirty tracking and race-free eviction (Linux 5.7+)",
             });
         }
-        let has_move = ufd.features() & uffd::feature::MOVE != 0 && ioctls & uffd::ioctl_bit::MOVE != 0;
+        let has_move =
+            ufd.features() & uffd::feature::MOVE != 0 && ioctls & uffd::ioctl_bit::MOVE != 0;
         let path = match cfg.eviction {
             EvictionPath::Auto if has_move => EvictionPath::Move,
             EvictionPath::Auto => EvictionPath::WriteProtect,
@@ -359,11 +379,15 @@ impl Runtime {
             }
             p => p,
         };
-        let can_poison = ufd.features() & uffd::feature::POISON != 0 && ioctls & uffd::ioctl_bit::POISON != 0;
+        let can_poison =
+            ufd.features() & uffd::feature::POISON != 0 && ioctls & uffd::ioctl_bit::POISON != 0;
         let has_tid = ufd.features() & uffd::feature::THREAD_ID != 0;
         let pool = if path == EvictionPath::Move {
-            let m = Mapping::anonymous(cfg.budget_frames * ps)
-                .map_err(|e| Error::AddressSpace { requested: cfg.budget_frames * ps, source: e.io() })?;
+            let m =
+                Mapping::anonymous(cfg.budget_frames * ps).map_err(|e| Error::AddressSpace {
+                    requested: cfg.budget_frames * ps,
+                    source: e.io(),
+                })?;
             // The pool is a MOVE destination, so it must be registered with the same uffd. We never
             // touch a hole in it (trap 9: that would fault into our own handler).
             ufd.register(&m, 0, m.len(), uffd::MODE_MISSING)?;
@@ -379,9 +403,14 @@ impl Runtime {
                 SwapLocation::TempIn(d) => (Location::TempIn(d), d.clone()),
                 SwapLocation::Named(p) => (Location::Named(p), p.clone()),
             };
-            let f = SwapFile::create(loc, cap, direct).map_err(|e| Error::SwapFile { path, source: e.io() })?;
+            let f = SwapFile::create(loc, cap, direct).map_err(|e| Error::SwapFile {
+                path,
+                source: e.io(),
+            })?;
             if direct && !f.is_direct() {
-                log::warn!("pagewarden: the swap file system refuses O_DIRECT; swap I/O goes through the page cache");
+                log::warn!(
+                    "pagewarden: the swap file system refuses O_DIRECT; swap I/O goes through the page cache"
+                );
             }
             Some(f)
         } else {
@@ -429,14 +458,20 @@ impl Runtime {
             let t = std::thread::Builder::new()
                 .name(format!("pagewarden-fault-{i}"))
                 .spawn(move || crate::fault::handler_loop(&c))
-                .map_err(|e| Error::Sys { op: "spawn handler thread", source: e })?;
+                .map_err(|e| Error::Sys {
+                    op: "spawn handler thread",
+                    source: e,
+                })?;
             threads.push(t);
         }
         let c = core.clone();
         let t = std::thread::Builder::new()
             .name("pagewarden-reclaim".into())
             .spawn(move || crate::reclaim::reclaimer_loop(&c))
-            .map_err(|e| Error::Sys { op: "spawn reclaim thread", source: e })?;
+            .map_err(|e| Error::Sys {
+                op: "spawn reclaim thread",
+                source: e,
+            })?;
         threads.push(t);
         log::debug!(
             "pagewarden: runtime up: budget {} frames, swap {} slots, path {:?}, uffd {:?}",
@@ -445,7 +480,12 @@ impl Runtime {
             core.path,
             core.uffd.source()
         );
-        Ok(Runtime { h: Arc::new(RtHandle { core, threads: Mutex::new(threads) }) })
+        Ok(Runtime {
+            h: Arc::new(RtHandle {
+                core,
+                threads: Mutex::new(threads),
+            }),
+        })
     }
 
     /// Creates an arena named `name`. Names need not be unique; ids are.
@@ -492,12 +532,16 @@ impl Runtime {
 
     /// Physical pages the runtime holds right now, counted by the kernel (`mincore`) over every
     /// region and the frame pool. For checking the budget from outside the accounting.
+    ///
+    /// The count is taken with the runtime's state lock held, so no page moves between an arena
+    /// and the pool while it is counted: it is an exact snapshot (and it stalls faults while it
+    /// runs, so call it for checks, not on a hot path).
     pub fn resident_frames_measured(&self) -> Result<usize> {
         let c = &self.h.core;
-        let maps: Vec<Arc<Mapping>> = c.lock().regions.0.values().map(|r| r.map.clone()).collect();
+        let st = c.lock();
         let mut n = 0;
-        for m in &maps {
-            n += m.resident_pages(0, m.len())?;
+        for r in st.regions.0.values() {
+            n += r.map.resident_pages(0, r.map.len())?;
         }
         if let Some(p) = &c.pool {
             n += p.resident_pages(0, p.len())?;

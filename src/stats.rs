@@ -13,14 +13,18 @@ pub(crate) struct Histogram {
 
 impl Default for Histogram {
     fn default() -> Self {
-        Histogram { buckets: Box::new([0; 512]), count: 0, max: 0 }
+        Histogram {
+            buckets: Box::new([0; 512]),
+            count: 0,
+            max: 0,
+        }
     }
 }
 
 impl Histogram {
     fn index(v: u64) -> usize {
         if v < 8 {
-            return v as usize;
+            return crate::core::idx(v);
         }
         let msb = 63 - v.leading_zeros() as usize;
         let sub = ((v >> (msb - 3)) & 7) as usize;
@@ -50,12 +54,14 @@ impl Histogram {
         self.max = self.max.max(o.max);
     }
 
-    /// The value at quantile `q` (0..=1), as the upper edge of its bucket.
-    pub(crate) fn quantile(&self, q: f64) -> u64 {
+    /// The value at quantile `ppm` (parts per million), as the upper edge of its bucket.
+    pub(crate) fn quantile(&self, ppm: u64) -> u64 {
         if self.count == 0 {
             return 0;
         }
-        let rank = ((self.count as f64) * q).ceil().max(1.0) as u64;
+        // Nearest rank: the smallest value with at least ppm/10^6 of the samples at or below it.
+        let rank = (u128::from(self.count) * u128::from(ppm)).div_ceil(1_000_000);
+        let rank = u64::try_from(rank).unwrap_or(u64::MAX).max(1);
         let mut seen = 0;
         for (i, &b) in self.buckets.iter().enumerate() {
             seen += b;
@@ -69,9 +75,9 @@ impl Histogram {
     pub(crate) fn summary(&self) -> Latency {
         Latency {
             count: self.count,
-            p50: Duration::from_nanos(self.quantile(0.50)),
-            p99: Duration::from_nanos(self.quantile(0.99)),
-            p999: Duration::from_nanos(self.quantile(0.999)),
+            p50: Duration::from_nanos(self.quantile(500_000)),
+            p99: Duration::from_nanos(self.quantile(990_000)),
+            p999: Duration::from_nanos(self.quantile(999_000)),
             max: Duration::from_nanos(self.max),
         }
     }
@@ -210,7 +216,11 @@ fn mib(pages: u64, ps: usize) -> String {
 
 fn us(d: Duration) -> String {
     let n = d.as_nanos();
-    if n >= 10_000_000 { format!("{}ms", n / 1_000_000) } else { format!("{:.1}µs", n as f64 / 1000.0) }
+    if n >= 10_000_000 {
+        format!("{}ms", n / 1_000_000)
+    } else {
+        format!("{:.1}µs", n as f64 / 1000.0)
+    }
 }
 
 impl fmt::Display for Stats {
@@ -228,7 +238,11 @@ impl fmt::Display for Stats {
             self.swap_slots,
             mib(self.swap_used, ps),
             mib(self.swap_slots, ps),
-            if self.swap_direct { "O_DIRECT" } else { "buffered" },
+            if self.swap_direct {
+                "O_DIRECT"
+            } else {
+                "buffered"
+            },
             self.eviction,
             self.uffd_source,
         )?;
@@ -243,10 +257,27 @@ impl fmt::Display for Stats {
         writeln!(
             f,
             "{:<14} {:>8} {:>8} {:>8} {:>9} {:>9} {:>7} {:>9} {:>9} {:>9} {:>8} {:>8} {:>8}",
-            "arena", "reserved", "resident", "swapped", "zero-fill", "swap-in", "wp", "evicted", "written",
-            "clean", "ra-hits", "p50", "p99"
+            "arena",
+            "reserved",
+            "resident",
+            "swapped",
+            "zero-fill",
+            "swap-in",
+            "wp",
+            "evicted",
+            "written",
+            "clean",
+            "ra-hits",
+            "p50",
+            "p99"
         )?;
-        let row = |f: &mut fmt::Formatter<'_>, name: &str, res: String, rs: u64, sw: u64, c: &Counters, l: &Latency| {
+        let row = |f: &mut fmt::Formatter<'_>,
+                   name: &str,
+                   res: String,
+                   rs: u64,
+                   sw: u64,
+                   c: &Counters,
+                   l: &Latency| {
             writeln!(
                 f,
                 "{:<14} {:>8} {:>8} {:>8} {:>9} {:>9} {:>7} {:>9} {:>9} {:>9} {:>8} {:>8} {:>8}",
@@ -271,13 +302,34 @@ impl fmt::Display for Stats {
                 name.push_str(" †");
             }
             let reserved = mib(a.reserved_bytes / ps as u64, ps);
-            row(f, &name, reserved, a.resident_pages, a.swapped_pages, &a.counters, &a.latency)?;
+            row(
+                f,
+                &name,
+                reserved,
+                a.resident_pages,
+                a.swapped_pages,
+                &a.counters,
+                &a.latency,
+            )?;
         }
         let rs: u64 = self.arenas.iter().map(|a| a.resident_pages).sum();
         let sw: u64 = self.arenas.iter().map(|a| a.swapped_pages).sum();
         let reserved: u64 = self.arenas.iter().map(|a| a.reserved_bytes).sum();
-        row(f, "total", mib(reserved / ps as u64, ps), rs, sw, &self.totals, &self.latency)?;
-        write!(f, "(† killed; latency is handler service time: p99.9 {}, max {})", us(self.latency.p999), us(self.latency.max))
+        row(
+            f,
+            "total",
+            mib(reserved / ps as u64, ps),
+            rs,
+            sw,
+            &self.totals,
+            &self.latency,
+        )?;
+        write!(
+            f,
+            "(† killed; latency is handler service time: p99.9 {}, max {})",
+            us(self.latency.p999),
+            us(self.latency.max)
+        )
     }
 }
 
@@ -291,11 +343,11 @@ mod tests {
         for v in 1..=10_000u64 {
             h.record(v * 1000);
         }
-        let p50 = h.quantile(0.5) as f64;
+        let p50 = h.quantile(500_000) as f64;
         assert!((p50 / 5_000_000.0 - 1.0).abs() < 0.13, "p50 {p50}");
-        let p99 = h.quantile(0.99) as f64;
+        let p99 = h.quantile(990_000) as f64;
         assert!((p99 / 9_900_000.0 - 1.0).abs() < 0.13, "p99 {p99}");
-        assert_eq!(h.quantile(1.0), 10_000_000);
+        assert_eq!(h.quantile(1_000_000), 10_000_000);
         for v in 0..100u64 {
             let i = Histogram::index(v * 37 + 5);
             assert!(Histogram::upper(i) >= v * 37 + 5);

@@ -3,6 +3,8 @@
 //! eviction never stops. Run on both eviction paths. The seed is printed; rerun one with
 //! `PAGEWARDEN_SEED=<seed> cargo test --test model`.
 
+#![allow(clippy::cast_possible_truncation)]
+
 mod common;
 use common::*;
 use pagewarden::{Arena, Error, EvictionPath, Region};
@@ -20,9 +22,15 @@ struct Guest {
 
 fn check_range(s: &Slot, off: usize, len: usize, ctx: &str) {
     let mut buf = vec![0u8; len];
-    s.region.read(off, &mut buf).unwrap_or_else(|e| panic!("{ctx}: read failed: {e}"));
+    s.region
+        .read(off, &mut buf)
+        .unwrap_or_else(|e| panic!("{ctx}: read failed: {e}"));
     if buf != s.model[off..off + len] {
-        let i = buf.iter().zip(&s.model[off..]).position(|(a, b)| a != b).unwrap();
+        let i = buf
+            .iter()
+            .zip(&s.model[off..])
+            .position(|(a, b)| a != b)
+            .unwrap();
         panic!(
             "{ctx}: mismatch at offset {} (page {}): got {:#04x}, model {:#04x}",
             off + i,
@@ -35,15 +43,27 @@ fn check_range(s: &Slot, off: usize, len: usize, ctx: &str) {
 
 fn run(seed: u64, path: EvictionPath, ops: usize) {
     eprintln!("model test: seed={seed} path={path:?} ops={ops}");
-    let Some(rt) = runtime_with(24, 2048, path, |b| b.max_readahead(8)) else { return };
+    let Some(rt) = runtime_with(24, 2048, path, |b| b.max_readahead(8)) else {
+        return;
+    };
     let mut rng = Rng(seed);
     let mut guests: Vec<Guest> = (0..3)
-        .map(|i| Guest { arena: rt.arena(&format!("g{i}")).unwrap(), regions: Vec::new(), killed: false })
+        .map(|i| Guest {
+            arena: rt.arena(&format!("g{i}")).unwrap(),
+            regions: Vec::new(),
+            killed: false,
+        })
         .collect();
     let new_region = |rng: &mut Rng, g: &Guest| -> Slot {
         let pages = 1 + rng.below(40) as usize;
-        let region = g.arena.reserve(pages * PAGE - rng.below(PAGE as u64) as usize).unwrap();
-        Slot { model: vec![0u8; region.len()], region }
+        let region = g
+            .arena
+            .reserve(pages * PAGE - rng.below(PAGE as u64) as usize)
+            .unwrap();
+        Slot {
+            model: vec![0u8; region.len()],
+            region,
+        }
     };
     for g in &mut guests {
         for _ in 0..2 {
@@ -59,12 +79,22 @@ fn run(seed: u64, path: EvictionPath, ops: usize) {
             let g = &guests[gi];
             if let Some(s) = g.regions.first() {
                 let mut b = [0u8; 1];
-                assert!(matches!(s.region.read(0, &mut b), Err(Error::Killed { .. })), "{ctx}: killed arena readable");
-                assert!(matches!(s.region.write(0, &b), Err(Error::Killed { .. })), "{ctx}: killed arena writable");
+                assert!(
+                    matches!(s.region.read(0, &mut b), Err(Error::Killed { .. })),
+                    "{ctx}: killed arena readable"
+                );
+                assert!(
+                    matches!(s.region.write(0, &b), Err(Error::Killed { .. })),
+                    "{ctx}: killed arena writable"
+                );
             }
             assert!(matches!(g.arena.reserve(PAGE), Err(Error::Killed { .. })));
             if rng.below(4) == 0 {
-                guests[gi] = Guest { arena: rt.arena(&format!("g{gi}-{step}")).unwrap(), regions: Vec::new(), killed: false };
+                guests[gi] = Guest {
+                    arena: rt.arena(&format!("g{gi}-{step}")).unwrap(),
+                    regions: Vec::new(),
+                    killed: false,
+                };
                 let s = new_region(&mut rng, &guests[gi]);
                 guests[gi].regions.push(s);
             }
@@ -86,7 +116,9 @@ fn run(seed: u64, path: EvictionPath, ops: usize) {
                 let off = rng.below((size - len + 1) as u64) as usize;
                 let data: Vec<u8> = (0..len).map(|_| rng.next() as u8).collect();
                 let s = &mut g.regions[ri];
-                s.region.write(off, &data).unwrap_or_else(|e| panic!("{ctx}: write: {e}"));
+                s.region
+                    .write(off, &data)
+                    .unwrap_or_else(|e| panic!("{ctx}: write: {e}"));
                 s.model[off..off + len].copy_from_slice(&data);
             }
             30..=49 => {
@@ -99,7 +131,9 @@ fn run(seed: u64, path: EvictionPath, ops: usize) {
                 let off = rng.below((size - len + 1) as u64) as usize;
                 let byte = rng.next() as u8;
                 let s = &mut g.regions[ri];
-                s.region.fill(off, len, byte).unwrap_or_else(|e| panic!("{ctx}: fill: {e}"));
+                s.region
+                    .fill(off, len, byte)
+                    .unwrap_or_else(|e| panic!("{ctx}: fill: {e}"));
                 s.model[off..off + len].fill(byte);
             }
             58..=65 => {
@@ -156,13 +190,23 @@ fn run(seed: u64, path: EvictionPath, ops: usize) {
                         continue;
                     }
                     for s in &h.regions {
-                        check_range(s, 0, s.model.len(), &format!("{ctx} full check of guest {j}"));
+                        check_range(
+                            s,
+                            0,
+                            s.model.len(),
+                            &format!("{ctx} full check of guest {j}"),
+                        );
                     }
                 }
             }
         }
         let st = rt.stats();
-        assert!(st.frames_in_use <= st.budget_frames, "{ctx}: {} frames in use, budget {}", st.frames_in_use, st.budget_frames);
+        assert!(
+            st.frames_in_use <= st.budget_frames,
+            "{ctx}: {} frames in use, budget {}",
+            st.frames_in_use,
+            st.budget_frames
+        );
     }
     for g in &guests {
         if !g.killed {
@@ -173,8 +217,14 @@ fn run(seed: u64, path: EvictionPath, ops: usize) {
     }
     let st = rt.stats();
     eprintln!("{st}");
-    assert!(st.totals.writebacks > 0 && st.totals.swap_ins > 0, "the test must exercise swap");
-    assert!(st.totals.clean_drops > 0, "the test must exercise clean drops");
+    assert!(
+        st.totals.writebacks > 0 && st.totals.swap_ins > 0,
+        "the test must exercise swap"
+    );
+    assert!(
+        st.totals.clean_drops > 0,
+        "the test must exercise clean drops"
+    );
 }
 
 #[test]

@@ -1,10 +1,16 @@
+//! Smoke test: write pages past the budget, read them back, on both eviction paths.
+
+#![allow(clippy::cast_possible_truncation)]
+
 mod common;
 use common::*;
 
 #[test]
 fn write_evict_read_back() {
     for path in PATHS {
-        let Some(rt) = runtime(16, 256, path) else { continue };
+        let Some(rt) = runtime(16, 256, path) else {
+            continue;
+        };
         let a = rt.arena("a").unwrap();
         let r = a.reserve(64 * PAGE).unwrap();
         for i in 0..64usize {

@@ -62,7 +62,13 @@ const CLOCK_MASK: u32 = (1 << SHADOW_BITS) - 1;
 
 impl Default for Lru {
     fn default() -> Self {
-        Lru { inactive: VecDeque::new(), active: VecDeque::new(), n_active: 0, n_inactive: 0, clock: 1 }
+        Lru {
+            inactive: VecDeque::new(),
+            active: VecDeque::new(),
+            n_active: 0,
+            n_inactive: 0,
+            clock: 1,
+        }
     }
 }
 
@@ -93,7 +99,11 @@ impl Lru {
         }
         if !e.queued() {
             e.set_queued(true);
-            if activate { self.active.push_back(k) } else { self.inactive.push_back(k) }
+            if activate {
+                self.active.push_back(k)
+            } else {
+                self.inactive.push_back(k)
+            }
         }
     }
 
@@ -121,21 +131,37 @@ impl Lru {
     pub(crate) fn requeue(&mut self, k: PageKey, e: &mut Entry) {
         if !e.queued() {
             e.set_queued(true);
-            if e.active() { self.active.push_back(k) } else { self.inactive.push_back(k) }
+            if e.active() {
+                self.active.push_back(k)
+            } else {
+                self.inactive.push_back(k)
+            }
         }
     }
 
     /// Picks the next page to evict among those `can_evict` accepts, or `None` when none is left.
     /// The returned page is no longer queued; the caller evicts it (then [`Lru::leave`]) or hands
     /// it back with [`Lru::requeue`].
-    pub(crate) fn victim(&mut self, store: &mut impl PageStore, can_evict: impl Fn(Entry) -> bool) -> Option<PageKey> {
-        let mut steps = 2 * (self.inactive.len() + self.active.len()) + 4;
+    pub(crate) fn victim(
+        &mut self,
+        store: &mut impl PageStore,
+        can_evict: impl Fn(Entry) -> bool,
+    ) -> Option<PageKey> {
+        let mut steps = 3 * (self.inactive.len() + self.active.len()) + 4;
+        // Inactive pages passed over because `can_evict` refused them. After a full pass, active
+        // pages are demoted to the front of the inactive list so they are considered at once.
+        let mut skipped = 0;
         while steps > 0 {
             steps -= 1;
             let resident = self.resident();
-            if (self.n_inactive * 3 < resident || self.inactive.is_empty()) && !self.active.is_empty() {
+            let forced = skipped > 0 && skipped >= self.inactive.len();
+            if (self.n_inactive * 3 < resident || self.inactive.is_empty() || forced)
+                && !self.active.is_empty()
+            {
                 let k = self.active.pop_front()?;
-                let Some(mut e) = store.entry(k) else { continue };
+                let Some(mut e) = store.entry(k) else {
+                    continue;
+                };
                 if !e.is_resident() {
                     e.set_queued(false);
                     store.set_entry(k, e);
@@ -147,12 +173,19 @@ impl Lru {
                     self.n_inactive += 1;
                 }
                 e.set_referenced(false);
-                self.inactive.push_back(k);
+                if forced {
+                    self.inactive.push_front(k);
+                    skipped = 0;
+                } else {
+                    self.inactive.push_back(k);
+                }
                 store.set_entry(k, e);
                 continue;
             }
             let k = self.inactive.pop_front()?;
-            let Some(mut e) = store.entry(k) else { continue };
+            let Some(mut e) = store.entry(k) else {
+                continue;
+            };
             if !e.is_resident() {
                 e.set_queued(false);
                 store.set_entry(k, e);
@@ -173,6 +206,7 @@ impl Lru {
             }
             if !can_evict(e) {
                 self.inactive.push_back(k);
+                skipped += 1;
                 continue;
             }
             e.set_queued(false);
@@ -256,7 +290,7 @@ mod tests {
     fn zipf_trace(n: u64, len: usize, seed: u64) -> Vec<u64> {
         // Inverse-CDF sampling of Zipf(0.99) over n items, items shuffled over the page space.
         let s = 0.99f64;
-        let mut cdf = Vec::with_capacity(n as usize);
+        let mut cdf = Vec::with_capacity(super::super::idx(n));
         let mut acc = 0.0;
         for i in 1..=n {
             acc += 1.0 / (i as f64).powf(s);
@@ -283,7 +317,10 @@ mod tests {
         let trace = zipf_trace(4096, 200_000, 0x1234_5678);
         let ours = simulate(&trace, 1024);
         let base = fifo(&trace, 1024);
-        assert!(ours > base + 0.01, "policy hit ratio {ours:.3} vs FIFO {base:.3}");
+        assert!(
+            ours > base + 0.01,
+            "policy hit ratio {ours:.3} vs FIFO {base:.3}"
+        );
     }
 
     #[test]
@@ -326,6 +363,24 @@ mod tests {
             s.set_entry(k, e);
         }
         assert!(hits_tail >= 60, "hot set hits after scan: {hits_tail}/100");
+    }
+
+    #[test]
+    fn unevictable_inactive_pages_do_not_hide_evictable_active_ones() {
+        let mut lru = Lru::default();
+        let mut s = Store::default();
+        // One clean active page behind many dirty inactive ones.
+        let mut e = Entry::default().with_state(PageState::Resident);
+        lru.admit(key(2, 0), &mut e, true);
+        s.set_entry(key(2, 0), e);
+        for p in 1..10 {
+            let mut e = Entry::default().with_state(PageState::Resident);
+            e.set_dirty(true);
+            lru.admit(key(2, p), &mut e, false);
+            s.set_entry(key(2, p), e);
+        }
+        assert_eq!(lru.victim(&mut s, |e| !e.dirty()), Some(key(2, 0)));
+        assert_eq!(lru.victim(&mut s, |e| !e.dirty()), None);
     }
 
     #[test]

@@ -58,11 +58,7 @@ macro_rules! flag {
             self.0 & $bit != 0
         }
         pub(crate) fn $set(&mut self, on: bool) {
-            if on {
-                self.0 |= $bit
-            } else {
-                self.0 &= !$bit
-            }
+            if on { self.0 |= $bit } else { self.0 &= !$bit }
         }
     };
 }
@@ -164,12 +160,14 @@ pub(crate) struct PageTable {
 
 impl PageTable {
     pub(crate) fn get(&self, page: u64) -> Entry {
-        self.leaves.get(&(page / LEAF as u64)).map_or(Entry::default(), |l| l.e[(page % LEAF as u64) as usize])
+        self.leaves
+            .get(&(page / LEAF as u64))
+            .map_or(Entry::default(), |l| l.e[super::idx(page % LEAF as u64)])
     }
 
     pub(crate) fn set(&mut self, page: u64, e: Entry) {
         let key = page / LEAF as u64;
-        let i = (page % LEAF as u64) as usize;
+        let i = super::idx(page % LEAF as u64);
         if e.is_empty() {
             if let Some(l) = self.leaves.get_mut(&key) {
                 if !l.e[i].is_empty() {
@@ -182,7 +180,12 @@ impl PageTable {
             }
             return;
         }
-        let l = self.leaves.entry(key).or_insert_with(|| Box::new(Leaf { e: [Entry::default(); LEAF], used: 0 }));
+        let l = self.leaves.entry(key).or_insert_with(|| {
+            Box::new(Leaf {
+                e: [Entry::default(); LEAF],
+                used: 0,
+            })
+        });
         if l.e[i].is_empty() {
             l.used += 1;
         }
@@ -244,7 +247,10 @@ mod tests {
         t.set(3, Entry::default().with_state(PageState::Swapped));
         assert_eq!(t.get(big).state(), PageState::Resident);
         assert_eq!(t.get(big + 1).state(), PageState::Unpopulated);
-        assert_eq!(t.entries().iter().map(|x| x.0).collect::<Vec<_>>(), vec![3, big]);
+        assert_eq!(
+            t.entries().iter().map(|x| x.0).collect::<Vec<_>>(),
+            vec![3, big]
+        );
         t.set(big, Entry::default());
         t.set(3, Entry::default());
         assert!(t.entries().is_empty());

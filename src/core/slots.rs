@@ -16,7 +16,11 @@ pub(crate) struct Slots {
 
 impl Slots {
     pub(crate) fn new(capacity: u32) -> Slots {
-        Slots { capacity, next: 0, free: Vec::new() }
+        Slots {
+            capacity,
+            next: 0,
+            free: Vec::new(),
+        }
     }
 
     pub(crate) fn capacity(&self) -> u32 {
@@ -25,7 +29,7 @@ impl Slots {
 
     /// Slots holding a page.
     pub(crate) fn used(&self) -> u32 {
-        self.next - self.free.len() as u32
+        self.next - super::n32(self.free.len())
     }
 
     pub(crate) fn available(&self) -> u32 {
@@ -53,10 +57,13 @@ impl Slots {
 
     pub(crate) fn free(&mut self, s: u32) {
         debug_assert!(s < self.next, "freeing a slot never handed out");
-        debug_assert!(!cfg!(debug_assertions) || self.free.len() > 4096 || !self.free.contains(&s), "double free of slot {s}");
+        debug_assert!(
+            !cfg!(debug_assertions) || self.free.len() > 4096 || !self.free.contains(&s),
+            "double free of slot {s}"
+        );
         self.free.push(s);
         // Give the tail back when it is entirely free, so runs stay available.
-        if self.free.len() as u32 == self.next {
+        if super::n32(self.free.len()) == self.next {
             self.free.clear();
             self.next = 0;
         }

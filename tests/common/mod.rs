@@ -7,7 +7,11 @@ pub(crate) const PAGE: usize = 4096;
 
 /// Builds a runtime with a small budget, or reports loudly why userfaultfd is unavailable.
 /// Fails the test unless `PAGEWARDEN_SKIP_UFFD_TESTS=1` is set.
-pub(crate) fn runtime(budget_frames: usize, swap_pages: usize, path: EvictionPath) -> Option<Runtime> {
+pub(crate) fn runtime(
+    budget_frames: usize,
+    swap_pages: usize,
+    path: EvictionPath,
+) -> Option<Runtime> {
     runtime_with(budget_frames, swap_pages, path, |b| b)
 }
 
@@ -61,5 +65,8 @@ impl Rng {
 
 /// The seed for a test: `PAGEWARDEN_SEED` if set, else a fixed default (deterministic runs).
 pub(crate) fn seed(default: u64) -> u64 {
-    std::env::var("PAGEWARDEN_SEED").ok().and_then(|s| s.parse().ok()).unwrap_or(default)
+    std::env::var("PAGEWARDEN_SEED")
+        .ok()
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(default)
 }
