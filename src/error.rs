@@ -74,11 +74,6 @@ pub enum Error {
         /// Offset of the first poisoned page in the region.
         offset: usize,
     },
-    /// The runtime's fault handling failed and it no longer serves faults.
-    RuntimeFailed {
-        /// What failed.
-        detail: String,
-    },
     /// An unexpected system call failure.
     Sys {
         /// The call.
@@ -161,9 +156,6 @@ impl fmt::Display for Error {
                 f,
                 "the page at region offset {offset} could not be read back from swap and is poisoned"
             ),
-            Error::RuntimeFailed { detail } => {
-                write!(f, "the runtime stopped serving faults: {detail}")
-            }
             Error::Sys { op, source } => write!(f, "{op} failed: {source}"),
         }
     }

@@ -231,7 +231,7 @@ impl Core {
         };
         st.counters(rid).readahead_hits += u64::from(hits);
         let arena = st.region(rid).arena;
-        let (g, got) = self.acquire(st, idx(want), arena);
+        let (g, got) = self.acquire(st, idx(want), rid);
         st = g;
         let Some(got) = got else {
             // Out of frames, nothing reclaimable, swap full: the faulting arena is the victim.

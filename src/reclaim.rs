@@ -82,13 +82,16 @@ pub(crate) fn reclaimer_loop(core: &Core) {
 impl Core {
     /// Takes frames for a fault: at least one, up to `want` when there are frames to spare above
     /// the low watermark. Reclaims directly when none is free. `None` means exhaustion: no frame,
-    /// nothing evictable, nothing in flight that will free one.
+    /// nothing evictable, nothing in flight that will free one. `rid` is the faulting region.
     pub(crate) fn acquire<'a>(
         &'a self,
         mut st: Guard<'a>,
         want: usize,
-        _arena: u32,
+        rid: u32,
     ) -> (Guard<'a>, Option<usize>) {
+        if st.frames.free() == 0 {
+            st.counters(rid).direct_reclaims += 1;
+        }
         loop {
             let free = st.frames.free();
             if free > 0 {
@@ -545,8 +548,8 @@ impl Core {
         Some(report)
     }
 
-    /// Releases a region: frames and slots freed at once, range unregistered. The mapping itself
-    /// is unmapped when the last in-flight operation on it ends.
+    /// Releases a region: frames and slots freed at once (after waiting for the region's
+    /// in-flight I/O to end), range unregistered, mapping unmapped.
     pub(crate) fn release_region(&self, rid: u32) {
         let mut st = self.lock();
         let Some(r) = st.regions.0.get_mut(&rid) else {
@@ -568,6 +571,11 @@ impl Core {
             a.shared.reserve_pages.fetch_sub(scrubbed, Ordering::AcqRel);
         }
         st.lru.forget_region(rid);
+        // Pages in flight are finished by their owners (they see the region released). Wait for
+        // them, so that when the region's drop returns all of its frames and slots are free.
+        while st.regions.0.get(&rid).is_some_and(|r| r.inflight > 0) {
+            st = self.wait(st, &self.progress, Duration::from_millis(5));
+        }
         self.forget_if_done(&mut st, rid);
         self.progress.notify_all();
     }

@@ -214,12 +214,7 @@ impl Core {
         let mut tracked = 0u64;
         for r in st.regions.0.values() {
             metadata += r.pages.heap_bytes() as u64;
-            tracked += r
-                .pages
-                .entries()
-                .iter()
-                .filter(|(_, e)| !matches!(e.state(), crate::core::page::PageState::Unpopulated))
-                .count() as u64;
+            tracked += r.resident + r.swapped;
         }
         metadata += (st.lru.resident() * std::mem::size_of::<PageKey>()) as u64;
         let mut ids: Vec<u32> = st.arenas.keys().copied().collect();
@@ -456,7 +451,7 @@ impl Runtime {
         for i in 0..core.cfg.handler_threads {
             let c = core.clone();
             let t = std::thread::Builder::new()
-                .name(format!("pagewarden-fault-{i}"))
+                .name(format!("pw-fault-{i}"))
                 .spawn(move || crate::fault::handler_loop(&c))
                 .map_err(|e| Error::Sys {
                     op: "spawn handler thread",
@@ -466,7 +461,7 @@ impl Runtime {
         }
         let c = core.clone();
         let t = std::thread::Builder::new()
-            .name("pagewarden-reclaim".into())
+            .name("pw-reclaim".into())
             .spawn(move || crate::reclaim::reclaimer_loop(&c))
             .map_err(|e| Error::Sys {
                 op: "spawn reclaim thread",

@@ -124,6 +124,9 @@ pub struct Counters {
     pub refault_activations: u64,
     /// Pages whose swap copy could not be read back (poisoned).
     pub lost_pages: u64,
+    /// Faults that found no free frame and had to reclaim (or wait) before being served; the
+    /// background reclaimer's job is to keep this near zero.
+    pub direct_reclaims: u64,
 }
 
 impl Counters {
@@ -139,6 +142,7 @@ impl Counters {
         self.readahead_hits += o.readahead_hits;
         self.refault_activations += o.refault_activations;
         self.lost_pages += o.lost_pages;
+        self.direct_reclaims += o.direct_reclaims;
     }
 
     /// All missing and write-protect faults.
@@ -193,7 +197,7 @@ pub struct Stats {
     pub uffd_source: crate::UffdSource,
     /// Bytes of page-table metadata.
     pub metadata_bytes: u64,
-    /// Pages ever touched and still tracked (resident, swapped or in flight).
+    /// Pages holding data: resident (or being evicted) plus swapped.
     pub tracked_pages: u64,
     /// Arenas killed so far.
     pub kills: u64,
@@ -248,11 +252,12 @@ impl fmt::Display for Stats {
         )?;
         writeln!(
             f,
-            "metadata {} bytes for {} tracked pages ({:.1} B/page); kills {}",
+            "metadata {} bytes for {} tracked pages ({:.1} B/page); kills {}; faults that reclaimed directly {}",
             self.metadata_bytes,
             self.tracked_pages,
             self.metadata_bytes as f64 / self.tracked_pages.max(1) as f64,
-            self.kills
+            self.kills,
+            self.totals.direct_reclaims
         )?;
         writeln!(
             f,
