@@ -318,7 +318,8 @@ impl Core {
             (None, true) => (&self.zero, 0),
             (None, false) => (&scratch.bounce, 0),
         };
-        let mut io_ok = true;
+        // Pages whose slot could not be read.
+        let mut failed = vec![false; n];
         if !(pool_frame.is_none() && all_zero) {
             let mut i = 0;
             while i < n {
@@ -340,11 +341,19 @@ impl Core {
                             .swap
                             .as_ref()
                             .expect("a page has a slot only when swap exists");
-                        if let Err(e) = swap.read_pages(u64::from(s) * ps as u64, &dst) {
-                            log::error!(
-                                "pagewarden: swap read of slot {s} failed: {e}; page poisoned"
-                            );
-                            io_ok = false;
+                        if swap.read_pages(u64::from(s) * ps as u64, &dst).is_err() {
+                            // Isolate the bad slot(s): only pages that cannot be read are lost.
+                            for k in i..j {
+                                let slot = s + n32(k - i);
+                                if let Err(e) = swap
+                                    .read_pages(u64::from(slot) * ps as u64, &dst[k - i..=k - i])
+                                {
+                                    log::error!(
+                                        "pagewarden: swap read of slot {slot} failed: {e}; page poisoned"
+                                    );
+                                    failed[k] = true;
+                                }
+                            }
                         }
                         i = j;
                     }
@@ -383,8 +392,8 @@ impl Core {
             self.progress.notify_all();
             return;
         }
-        if !io_ok {
-            self.abandon_run(&mut st, rid, &run, pool_frame, true);
+        if failed.iter().any(|&f| f) {
+            self.abandon_run(&mut st, rid, &run, pool_frame, Some(&failed));
             return;
         }
         if pool_frame.is_none() {
@@ -424,7 +433,7 @@ impl Core {
                 rid,
                 rest,
                 if installed == 0 { pool_frame } else { None },
-                false,
+                None,
             );
             run = done.to_vec();
             if run.is_empty() {
@@ -473,7 +482,7 @@ impl Core {
     }
 
     /// Puts a page-in run back as it was (frames returned, pages missing again) and wakes its
-    /// threads so they retry. With `poison`, the pages whose slot could not be read are marked
+    /// threads so they retry. Pages flagged in `poison` (their slot could not be read) are marked
     /// poisoned instead.
     fn abandon_run(
         &self,
@@ -481,15 +490,15 @@ impl Core {
         rid: u32,
         run: &[(u64, Entry)],
         pool_frame: Option<u32>,
-        poison: bool,
+        poison: Option<&[bool]>,
     ) {
         st.frames.give(run.len());
         if let Some(f) = pool_frame {
             st.frames.unpop(f);
         }
-        for &(p, prev) in run {
+        for (k, &(p, prev)) in run.iter().enumerate() {
             let mut e = prev;
-            if poison && prev.slot().is_some() {
+            if poison.is_some_and(|f| f[k]) {
                 if let Some(s) = prev.slot() {
                     st.slots.free(s);
                 }

@@ -17,7 +17,10 @@ fn runtime_threads() -> usize {
 fn wait_for_threads() {
     let t0 = Instant::now();
     while runtime_threads() < 2 {
-        assert!(t0.elapsed() < Duration::from_secs(5), "runtime threads did not start");
+        assert!(
+            t0.elapsed() < Duration::from_secs(5),
+            "runtime threads did not start"
+        );
         std::thread::sleep(Duration::from_millis(2));
     }
 }
