@@ -6,20 +6,6 @@
 mod common;
 use common::*;
 
-fn rss_bytes() -> u64 {
-    let s = std::fs::read_to_string("/proc/self/smaps_rollup").unwrap();
-    let kb: u64 = s
-        .lines()
-        .find_map(|l| l.strip_prefix("Rss:"))
-        .unwrap()
-        .trim()
-        .trim_end_matches("kB")
-        .trim()
-        .parse()
-        .unwrap();
-    kb * 1024
-}
-
 #[test]
 fn reservation_costs_no_memory_and_touched_pages_cost_little() {
     let Some(rt) = runtime_with(256, 1 << 17, pagewarden::EvictionPath::Auto, |b| b) else {

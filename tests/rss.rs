@@ -8,20 +8,6 @@ use common::*;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 
-fn rss_bytes() -> u64 {
-    let s = std::fs::read_to_string("/proc/self/smaps_rollup").unwrap();
-    let kb: u64 = s
-        .lines()
-        .find_map(|l| l.strip_prefix("Rss:"))
-        .unwrap()
-        .trim()
-        .trim_end_matches("kB")
-        .trim()
-        .parse()
-        .unwrap();
-    kb * 1024
-}
-
 /// Everything besides the budget the process may add: handler bounce buffers (max_readahead
 /// pages per handler), page-table metadata, thread stacks, the allocator's arenas.
 const OVERHEAD: u64 = 6 << 20;

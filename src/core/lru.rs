@@ -240,32 +240,36 @@ mod tests {
         }
     }
 
+    /// One read access of page `p` under the policy with `frames` frames: a hit, or a fault
+    /// that evicts (when full) and admits the page. Returns whether it hit.
+    fn access(lru: &mut Lru, s: &mut Store, p: u64, frames: usize) -> bool {
+        let k = key(0, p);
+        if s.entry(k).unwrap().is_resident() {
+            return true;
+        }
+        if lru.resident() >= frames {
+            let v = lru.victim(s, |_| true).unwrap();
+            let mut ve = s.entry(v).unwrap();
+            lru.leave(&mut ve);
+            lru.stamp(&mut ve);
+            ve.set_state(PageState::Swapped);
+            s.set_entry(v, ve);
+        }
+        let mut e = s.entry(k).unwrap();
+        let act = lru.refault_activates(e);
+        e.set_state(PageState::Resident);
+        lru.admit(k, &mut e, act);
+        s.set_entry(k, e);
+        false
+    }
+
     /// Runs a read trace through the policy with `frames` frames; returns the hit ratio.
     fn simulate(trace: &[u64], frames: usize) -> f64 {
-        let mut lru = Lru::default();
-        let mut s = Store::default();
-        let mut hits = 0;
-        for &p in trace {
-            let k = key(0, p);
-            let mut e = s.entry(k).unwrap();
-            if e.is_resident() {
-                hits += 1;
-                continue;
-            }
-            if lru.resident() >= frames {
-                let v = lru.victim(&mut s, |_| true).unwrap();
-                let mut ve = s.entry(v).unwrap();
-                lru.leave(&mut ve);
-                lru.stamp(&mut ve);
-                ve.set_state(PageState::Swapped);
-                s.set_entry(v, ve);
-                e = s.entry(k).unwrap();
-            }
-            let act = lru.refault_activates(e);
-            e.set_state(PageState::Resident);
-            lru.admit(k, &mut e, act);
-            s.set_entry(k, e);
-        }
+        let (mut lru, mut s) = (Lru::default(), Store::default());
+        let hits = trace
+            .iter()
+            .filter(|&&p| access(&mut lru, &mut s, p, frames))
+            .count();
         hits as f64 / trace.len() as f64
     }
 
@@ -335,32 +339,13 @@ mod tests {
         trace.extend((0..2000u64).map(|i| 100_000 + i));
         let tail: Vec<u64> = (0..100u64).collect();
         trace.extend(&tail);
-        let mut lru = Lru::default();
-        let mut s = Store::default();
-        let mut hits_tail = 0;
+        let (mut lru, mut s) = (Lru::default(), Store::default());
         let start_tail = trace.len() - tail.len();
+        let mut hits_tail = 0;
         for (i, &p) in trace.iter().enumerate() {
-            let k = key(0, p);
-            let mut e = s.entry(k).unwrap();
-            if e.is_resident() {
-                if i >= start_tail {
-                    hits_tail += 1;
-                }
-                continue;
+            if access(&mut lru, &mut s, p, 300) && i >= start_tail {
+                hits_tail += 1;
             }
-            if lru.resident() >= 300 {
-                let v = lru.victim(&mut s, |_| true).unwrap();
-                let mut ve = s.entry(v).unwrap();
-                lru.leave(&mut ve);
-                lru.stamp(&mut ve);
-                ve.set_state(PageState::Swapped);
-                s.set_entry(v, ve);
-                e = s.entry(k).unwrap();
-            }
-            let act = lru.refault_activates(e);
-            e.set_state(PageState::Resident);
-            lru.admit(k, &mut e, act);
-            s.set_entry(k, e);
         }
         assert!(hits_tail >= 60, "hot set hits after scan: {hits_tail}/100");
     }
