@@ -9,11 +9,7 @@
 //! Prints a table and writes a CSV (default `target/fault_latency.csv`). Compare ratios within one
 //! run: absolute times on a shared VM move from run to run.
 
-#![allow(
-    clippy::cast_possible_truncation,
-    clippy::cast_sign_loss,
-    clippy::cast_precision_loss
-)]
+#![allow(clippy::cast_possible_truncation, clippy::cast_sign_loss, clippy::cast_precision_loss)]
 
 use linux_raw_sys::general as k;
 use pagewarden::{EvictionPath, Runtime};
@@ -31,11 +27,7 @@ struct Args {
 }
 
 fn args() -> Args {
-    let mut a = Args {
-        pages: 20_000,
-        seq_mib: 256,
-        csv: "target/fault_latency.csv".into(),
-    };
+    let mut a = Args { pages: 20_000, seq_mib: 256, csv: "target/fault_latency.csv".into() };
     let mut it = std::env::args().skip(1);
     while let Some(x) = it.next() {
         match x.as_str() {
@@ -126,8 +118,7 @@ fn raw_uffd_random(pages: usize) -> Samples {
         unsafe { OwnedFd::from_raw_fd(fd as i32) }
     } else {
         // SAFETY: open(2) on a literal path.
-        let dev =
-            unsafe { libc::open(c"/dev/userfaultfd".as_ptr(), libc::O_RDWR | libc::O_CLOEXEC) };
+        let dev = unsafe { libc::open(c"/dev/userfaultfd".as_ptr(), libc::O_RDWR | libc::O_CLOEXEC) };
         assert!(dev >= 0, "no userfaultfd for the raw loop");
         // SAFETY: USERFAULTFD_IOC_NEW returns a new descriptor.
         let fd = unsafe { libc::ioctl(dev, 0xAA00, libc::O_CLOEXEC | libc::O_NONBLOCK) };
@@ -136,36 +127,17 @@ fn raw_uffd_random(pages: usize) -> Samples {
         // SAFETY: a fresh descriptor.
         unsafe { OwnedFd::from_raw_fd(fd) }
     };
-    let mut api = k::uffdio_api {
-        api: u64::from(k::UFFD_API),
-        features: 0,
-        ioctls: 0,
-    };
+    let mut api = k::uffdio_api { api: u64::from(k::UFFD_API), features: 0, ioctls: 0 };
     // SAFETY: UFFDIO_API with a properly sized struct.
-    let rc = unsafe {
-        libc::ioctl(
-            fd.as_raw_fd(),
-            linux_raw_sys::ioctl::UFFDIO_API as _,
-            &mut api,
-        )
-    };
+    let rc = unsafe { libc::ioctl(fd.as_raw_fd(), linux_raw_sys::ioctl::UFFDIO_API as _, &mut api) };
     assert_eq!(rc, 0, "UFFDIO_API");
     let mut reg = k::uffdio_register {
-        range: k::uffdio_range {
-            start: base as u64,
-            len: len as u64,
-        },
+        range: k::uffdio_range { start: base as u64, len: len as u64 },
         mode: u64::from(k::UFFDIO_REGISTER_MODE_MISSING),
         ioctls: 0,
     };
     // SAFETY: registering our own mapping.
-    let rc = unsafe {
-        libc::ioctl(
-            fd.as_raw_fd(),
-            linux_raw_sys::ioctl::UFFDIO_REGISTER as _,
-            &mut reg,
-        )
-    };
+    let rc = unsafe { libc::ioctl(fd.as_raw_fd(), linux_raw_sys::ioctl::UFFDIO_REGISTER as _, &mut reg) };
     assert_eq!(rc, 0, "UFFDIO_REGISTER");
     let stop = Arc::new(AtomicBool::new(false));
     let raw = fd.as_raw_fd();
@@ -173,36 +145,20 @@ fn raw_uffd_random(pages: usize) -> Samples {
     let handler = std::thread::spawn(move || {
         let src = anon(PAGE);
         while !st.load(Ordering::Relaxed) {
-            let mut p = libc::pollfd {
-                fd: raw,
-                events: libc::POLLIN,
-                revents: 0,
-            };
+            let mut p = libc::pollfd { fd: raw, events: libc::POLLIN, revents: 0 };
             // SAFETY: one pollfd.
             if unsafe { libc::poll(&mut p, 1, 50) } <= 0 {
                 continue;
             }
             let mut msg = std::mem::MaybeUninit::<k::uffd_msg>::uninit();
             // SAFETY: reads at most one message into `msg`.
-            let n = unsafe {
-                libc::read(
-                    raw,
-                    msg.as_mut_ptr().cast(),
-                    std::mem::size_of::<k::uffd_msg>(),
-                )
-            };
+            let n = unsafe { libc::read(raw, msg.as_mut_ptr().cast(), std::mem::size_of::<k::uffd_msg>()) };
             if n <= 0 {
                 continue;
             }
             // SAFETY: the kernel wrote a whole message; for PAGEFAULT the pagefault member is valid.
             let addr = unsafe { msg.assume_init().arg.pagefault.address } & !(PAGE as u64 - 1);
-            let mut c = k::uffdio_copy {
-                dst: addr,
-                src: src as u64,
-                len: PAGE as u64,
-                mode: 0,
-                copy: 0,
-            };
+            let mut c = k::uffdio_copy { dst: addr, src: src as u64, len: PAGE as u64, mode: 0, copy: 0 };
             // SAFETY: copies one page from our source buffer into the registered range.
             unsafe { libc::ioctl(raw, linux_raw_sys::ioctl::UFFDIO_COPY as _, &mut c) };
         }
@@ -217,12 +173,8 @@ fn raw_uffd_random(pages: usize) -> Samples {
 }
 
 fn pagewarden_random(pages: usize) -> (Samples, f64) {
-    let rt = Runtime::builder()
-        .frame_budget((pages + 64) * PAGE * 2)
-        .swap_capacity(16 << 20)
-        .build()
-        .expect("runtime");
-    let a = rt.arena("bench").unwrap();
+    let rt = Runtime::builder().frame_budget((pages + 64) * PAGE * 2).swap_capacity(16 << 20).build().expect("runtime");
+    let a = rt.arena("bench").create().unwrap();
     let r = a.reserve(pages * PAGE).unwrap();
     let s = touch_all(r.as_ptr(), &shuffled(pages, 1));
     let st = rt.stats();
@@ -239,7 +191,7 @@ fn pagewarden_swapin(pages: usize, path: EvictionPath) -> Samples {
         .max_readahead(1)
         .build()
         .expect("runtime");
-    let a = rt.arena("bench").unwrap();
+    let a = rt.arena("bench").create().unwrap();
     let r = a.reserve(pages * PAGE).unwrap();
     for p in 0..pages {
         r.write(p * PAGE, &[p as u8; 8]).unwrap();
@@ -269,12 +221,8 @@ fn seq_kernel(bytes: usize) -> Duration {
 }
 
 fn seq_pagewarden(bytes: usize) -> Duration {
-    let rt = Runtime::builder()
-        .frame_budget(bytes + (8 << 20))
-        .swap_capacity(16 << 20)
-        .build()
-        .expect("runtime");
-    let a = rt.arena("bench").unwrap();
+    let rt = Runtime::builder().frame_budget(bytes + (8 << 20)).swap_capacity(16 << 20).build().expect("runtime");
+    let a = rt.arena("bench").create().unwrap();
     let r = a.reserve(bytes).unwrap();
     let base = r.as_ptr();
     let t = Instant::now();
@@ -288,47 +236,24 @@ fn seq_pagewarden(bytes: usize) -> Duration {
 fn main() {
     let a = args();
     let n = a.pages;
-    println!(
-        "fault_latency: {n} random 4 KiB touches per case, {} MiB sequential; one touching thread",
-        a.seq_mib
-    );
+    println!("fault_latency: {n} random 4 KiB touches per case, {} MiB sequential; one touching thread", a.seq_mib);
     let mut rows: Vec<(String, Samples)> = Vec::new();
     rows.push(("kernel demand-zero (no uffd)".into(), kernel_random(n)));
     rows.push(("raw uffd loop: poll+read+COPY".into(), raw_uffd_random(n)));
     let (pw, meta) = pagewarden_random(n);
     rows.push(("pagewarden zero-fill (write)".into(), pw));
-    rows.push((
-        "pagewarden swap-in, MOVE path".into(),
-        pagewarden_swapin(n / 2, EvictionPath::Move),
-    ));
-    rows.push((
-        "pagewarden swap-in, WP path".into(),
-        pagewarden_swapin(n / 2, EvictionPath::WriteProtect),
-    ));
+    rows.push(("pagewarden swap-in, MOVE path".into(), pagewarden_swapin(n / 2, EvictionPath::Move)));
+    rows.push(("pagewarden swap-in, WP path".into(), pagewarden_swapin(n / 2, EvictionPath::WriteProtect)));
     let mut csv = String::from("case,p50_us,p90_us,p99_us,p999_us,max_us\n");
-    println!(
-        "{:<34} {:>9} {:>9} {:>9} {:>9} {:>9}",
-        "case (µs per touch)", "p50", "p90", "p99", "p99.9", "max"
-    );
+    println!("{:<34} {:>9} {:>9} {:>9} {:>9} {:>9}", "case (µs per touch)", "p50", "p90", "p99", "p99.9", "max");
     let mut p50s = Vec::new();
     for (name, s) in &mut rows {
-        let (p50, p90, p99, p999, max) = (
-            s.pct(0.5),
-            s.pct(0.9),
-            s.pct(0.99),
-            s.pct(0.999),
-            s.pct(1.0),
-        );
+        let (p50, p90, p99, p999, max) = (s.pct(0.5), s.pct(0.9), s.pct(0.99), s.pct(0.999), s.pct(1.0));
         p50s.push(p50);
         println!("{name:<34} {p50:>9.1} {p90:>9.1} {p99:>9.1} {p999:>9.1} {max:>9.1}");
-        csv.push_str(&format!(
-            "{name},{p50:.2},{p90:.2},{p99:.2},{p999:.2},{max:.2}\n"
-        ));
+        csv.push_str(&format!("{name},{p50:.2},{p90:.2},{p99:.2},{p999:.2},{max:.2}\n"));
     }
-    println!(
-        "ratio pagewarden zero-fill p50 / raw uffd loop p50: {:.2}",
-        p50s[2] / p50s[1]
-    );
+    println!("ratio pagewarden zero-fill p50 / raw uffd loop p50: {:.2}", p50s[2] / p50s[1]);
     let bytes = a.seq_mib << 20;
     let k = seq_kernel(bytes);
     let p = seq_pagewarden(bytes);
@@ -346,7 +271,11 @@ fn main() {
         "metadata after {n} random touches, all resident: {meta:.1} bytes per touched page \
          (page table ~8.5, replacement lists 8 per resident page)"
     );
-    csv.push_str(&format!("seq_kernel_pages_per_s,{:.0}\nseq_pagewarden_pages_per_s,{:.0}\nmetadata_bytes_per_page,{meta:.1}\n", rate(k), rate(p)));
+    csv.push_str(&format!(
+        "seq_kernel_pages_per_s,{:.0}\nseq_pagewarden_pages_per_s,{:.0}\nmetadata_bytes_per_page,{meta:.1}\n",
+        rate(k),
+        rate(p)
+    ));
     if let Some(dir) = std::path::Path::new(&a.csv).parent() {
         let _ = std::fs::create_dir_all(dir);
     }

@@ -71,23 +71,13 @@ fn parse() -> Result<Opts, String> {
                 println!("{HELP}");
                 std::process::exit(0);
             }
-            "--budget-mib" => {
-                o.budget_mib = val(&a)?.parse().map_err(|e| format!("--budget-mib: {e}"))?
-            }
-            "--overcommit" => {
-                o.overcommit = val(&a)?.parse().map_err(|e| format!("--overcommit: {e}"))?
-            }
-            "--swap-mib" => {
-                o.swap_mib = Some(val(&a)?.parse().map_err(|e| format!("--swap-mib: {e}"))?)
-            }
+            "--budget-mib" => o.budget_mib = val(&a)?.parse().map_err(|e| format!("--budget-mib: {e}"))?,
+            "--overcommit" => o.overcommit = val(&a)?.parse().map_err(|e| format!("--overcommit: {e}"))?,
+            "--swap-mib" => o.swap_mib = Some(val(&a)?.parse().map_err(|e| format!("--swap-mib: {e}"))?),
             "--threads" => o.threads = val(&a)?.parse().map_err(|e| format!("--threads: {e}"))?,
             "--arenas" => o.arenas = val(&a)?.parse().map_err(|e| format!("--arenas: {e}"))?,
-            "--duration" => {
-                o.duration = val(&a)?.parse().map_err(|e| format!("--duration: {e}"))?
-            }
-            "--handlers" => {
-                o.handlers = val(&a)?.parse().map_err(|e| format!("--handlers: {e}"))?
-            }
+            "--duration" => o.duration = val(&a)?.parse().map_err(|e| format!("--duration: {e}"))?,
+            "--handlers" => o.handlers = val(&a)?.parse().map_err(|e| format!("--handlers: {e}"))?,
             "--path" => {
                 o.path = match val(&a)?.as_str() {
                     "auto" => EvictionPath::Auto,
@@ -123,11 +113,7 @@ impl Rng {
     /// Skewed choice in 0..n: most picks land in a hot tenth of the range.
     fn skewed(&mut self, n: usize) -> usize {
         let hot = (n / 10).max(1);
-        if self.next() % 10 < 7 {
-            (self.next() as usize) % hot
-        } else {
-            (self.next() as usize) % n
-        }
+        if self.next() % 10 < 7 { (self.next() as usize) % hot } else { (self.next() as usize) % n }
     }
 }
 
@@ -159,9 +145,7 @@ fn main() {
     let page = 4096usize;
     let budget = o.budget_mib << 20;
     let working_set = (budget as f64 * o.overcommit) as usize;
-    let swap = o
-        .swap_mib
-        .map_or(working_set + working_set / 2, |m| m << 20);
+    let swap = o.swap_mib.map_or(working_set + working_set / 2, |m| m << 20);
     let rt = match Runtime::builder()
         .frame_budget(budget)
         .swap_capacity(swap as u64)
@@ -190,22 +174,13 @@ fn main() {
     // Arenas get unequal shares: the first is the biggest.
     let weights: Vec<usize> = (0..o.arenas).map(|i| o.arenas - i + 1).collect();
     let total_w: usize = weights.iter().sum();
-    let names = [
-        "database", "cache", "batch", "logs", "index", "queue", "blobs", "scratch",
-    ];
+    let names = ["database", "cache", "batch", "logs", "index", "queue", "blobs", "scratch"];
     let mut regions = Vec::new();
     let mut arenas = Vec::new();
     for (i, w) in weights.iter().enumerate() {
-        let name = format!(
-            "{}{}",
-            names[i % names.len()],
-            if i >= names.len() {
-                format!("-{i}")
-            } else {
-                String::new()
-            }
-        );
-        let arena = rt.arena(&name).expect("arena");
+        let name =
+            format!("{}{}", names[i % names.len()], if i >= names.len() { format!("-{i}") } else { String::new() });
+        let arena = rt.arena(&name).create().expect("arena");
         let bytes = (working_set * w / total_w).max(page);
         // Reserve 64x what is used: address space is cheap, frames are not.
         let region = Arc::new(arena.reserve(bytes * 64).expect("reserve"));
@@ -220,11 +195,7 @@ fn main() {
         let k = sharing.iter().position(|&x| x == t).unwrap();
         let (region, pages) = &regions[a];
         let owned = (0..*pages).filter(|p| p % sharing.len() == k).collect();
-        workers.push(Worker {
-            arena_ix: a,
-            region: region.clone(),
-            pages: owned,
-        });
+        workers.push(Worker { arena_ix: a, region: region.clone(), pages: owned });
     }
     let stop = Arc::new(AtomicBool::new(false));
     let ops = Arc::new(AtomicU64::new(0));
@@ -255,18 +226,13 @@ fn main() {
                 let p = w.pages[i];
                 if rng.next() % 3 == 0 {
                     version[i] += 1;
-                    if w.region
-                        .write(p * page, &record(w.arena_ix, p, version[i]))
-                        .is_err()
-                    {
+                    if w.region.write(p * page, &record(w.arena_ix, p, version[i])).is_err() {
                         errors.fetch_add(1, Ordering::Relaxed);
                         break;
                     }
                 } else {
                     let mut got = [0u8; REC];
-                    if w.region.read(p * page, &mut got).is_err()
-                        || got != record(w.arena_ix, p, version[i])
-                    {
+                    if w.region.read(p * page, &mut got).is_err() || got != record(w.arena_ix, p, version[i]) {
                         errors.fetch_add(1, Ordering::Relaxed);
                     }
                 }
@@ -301,10 +267,7 @@ fn main() {
         last_faults = faults;
     }
     println!();
-    let results: Vec<(Worker, Vec<u32>)> = handles
-        .into_iter()
-        .map(|h| h.join().expect("worker"))
-        .collect();
+    let results: Vec<(Worker, Vec<u32>)> = handles.into_iter().map(|h| h.join().expect("worker")).collect();
     let elapsed = t0.elapsed();
     let st = rt.stats();
     println!("\n{st}\n");
@@ -364,9 +327,7 @@ fn main() {
             o.arenas
         );
     } else {
-        println!(
-            "INTEGRITY FAILURE: {bad} of {checked} pages wrong at the end, {in_loop} errors during the run"
-        );
+        println!("INTEGRITY FAILURE: {bad} of {checked} pages wrong at the end, {in_loop} errors during the run");
         std::process::exit(1);
     }
 }

@@ -3,13 +3,17 @@
 use crate::core::page::{PageState, PageTable};
 use crate::core::readahead::Stream;
 use crate::error::{Error, Result};
-use crate::event::{KillTrigger, OomReport};
-use crate::runtime::{ArenaShared, ArenaState, Liveness, RegionState, RtHandle, arena_stats};
+use crate::oom::Profile;
+use crate::oom::policy::{Impact, OomHints};
+use crate::oom::pressure::Psi;
+use crate::oom::report::OomReport;
+use crate::runtime::{Accessor, ArenaShared, ArenaState, Liveness, RegionState, RtHandle};
 use crate::stats::{ArenaStats, Counters, Histogram};
 use crate::sys::mem::Mapping;
 use crate::sys::uffd;
 use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
 
 /// The largest region: page indices are 32-bit (16 TiB with 4 KiB pages).
 const MAX_REGION_PAGES: u64 = 1 << 32;
@@ -36,7 +40,7 @@ impl Drop for ArenaInner {
 ///
 /// ```no_run
 /// # let rt = pagewarden::Runtime::builder().frame_budget(16 << 20).build()?;
-/// let arena = rt.arena("worker")?;
+/// let arena = rt.arena("worker").create()?;
 /// let a = arena.reserve(64 << 30)?;   // 64 GiB of address space: overcommit
 /// a.fill(0, 1 << 20, 0xAB)?;
 /// println!("{:?}", arena.stats());
@@ -57,23 +61,120 @@ impl std::fmt::Debug for Arena {
     }
 }
 
-impl Arena {
-    pub(crate) fn create(rt: Arc<RtHandle>, name: &str) -> Result<Arena> {
+/// Creates an arena with an OOM profile; from [`Runtime::arena`](crate::Runtime::arena).
+///
+/// ```no_run
+/// use pagewarden::Impact;
+/// # let rt = pagewarden::Runtime::builder().frame_budget(16 << 20).build()?;
+/// let db = rt.arena("database").oom_score_adj(-500).impact(Impact::Interactive).create()?;
+/// let batch = rt.arena("batch").impact(Impact::Background).nice(10).prefer().create()?;
+/// # Ok::<(), pagewarden::Error>(())
+/// ```
+#[derive(Debug)]
+#[must_use = "an ArenaBuilder does nothing until .create()"]
+pub struct ArenaBuilder {
+    rt: Arc<RtHandle>,
+    name: String,
+    adj: i32,
+    impact: Impact,
+    hints: OomHints,
+    nice: i32,
+    prefer: bool,
+    avoid: bool,
+}
+
+impl ArenaBuilder {
+    pub(crate) fn new(rt: Arc<RtHandle>, name: &str) -> ArenaBuilder {
+        ArenaBuilder {
+            rt,
+            name: name.to_string(),
+            adj: 0,
+            impact: Impact::Normal,
+            hints: OomHints::default(),
+            nice: 0,
+            prefer: false,
+            avoid: false,
+        }
+    }
+
+    /// Like `/proc/PID/oom_score_adj`: −1000..=1000, added to the badness in thousandths of all
+    /// memory. −1000 means never kill, whatever the policy.
+    pub fn oom_score_adj(mut self, adj: i32) -> Self {
+        self.adj = adj;
+        self
+    }
+
+    /// The impact class (default [`Impact::Normal`]); [`Impact::Critical`] is never killed.
+    pub fn impact(mut self, impact: Impact) -> Self {
+        self.impact = impact;
+        self
+    }
+
+    /// Hint: the arena's owner runs with privileges (dearer to kill).
+    pub fn privileged(mut self, yes: bool) -> Self {
+        self.hints.privileged = yes;
+        self
+    }
+
+    /// Hint: niceness, −20..=19 (positive is cheaper to kill).
+    pub fn nice(mut self, nice: i32) -> Self {
+        self.nice = nice;
+        self
+    }
+
+    /// Hint: CPU time invested so far (dearer to kill); update it with [`Arena::set_hints`].
+    pub fn cpu_time(mut self, t: Duration) -> Self {
+        self.hints.cpu_time = t;
+        self
+    }
+
+    /// Hint: how long the work has been running, if longer than the arena has existed.
+    pub fn age(mut self, t: Duration) -> Self {
+        self.hints.age = Some(t);
+        self
+    }
+
+    /// Mark: kill this one first when a policy has a choice.
+    pub fn prefer(mut self) -> Self {
+        self.prefer = true;
+        self.avoid = false;
+        self
+    }
+
+    /// Mark: kill this one last.
+    pub fn avoid(mut self) -> Self {
+        self.avoid = true;
+        self.prefer = false;
+        self
+    }
+
+    /// Creates the arena.
+    pub fn create(self) -> Result<Arena> {
+        let adj = check_adj(self.adj)?;
+        let mut hints = self.hints;
+        hints.nice = check_nice(self.nice)?;
+        let profile = Profile {
+            adj,
+            impact: self.impact,
+            hints,
+            prefer: self.prefer,
+            avoid: self.avoid,
+            created: Instant::now(),
+        };
+        let rt = self.rt;
         let shared = {
             let mut st = rt.core.lock();
             let id = st.next_arena;
-            st.next_arena = st
-                .next_arena
-                .checked_add(1)
-                .ok_or_else(|| Error::InvalidArgument {
-                    what: "arena",
-                    detail: "more than 2^32 arenas were created in this runtime".into(),
-                })?;
+            st.next_arena = st.next_arena.checked_add(1).ok_or_else(|| Error::InvalidArgument {
+                what: "arena",
+                detail: "more than 2^32 arenas were created in this runtime".into(),
+            })?;
             let shared = Arc::new(ArenaShared {
                 id,
-                name: name.to_string(),
+                name: self.name,
                 killed: AtomicBool::new(false),
                 accessors: Mutex::new(Vec::new()),
+                failures: AtomicU64::new(0),
                 reserve_pages: AtomicUsize::new(0),
             });
             st.arenas.insert(
@@ -83,15 +184,31 @@ impl Arena {
                     regions: Vec::new(),
                     counters: Counters::default(),
                     hist: Histogram::default(),
+                    profile,
+                    psi: Psi::new(Instant::now()),
                 },
             );
             shared
         };
-        Ok(Arena {
-            inner: Arc::new(ArenaInner { rt, shared }),
-        })
+        Ok(Arena { inner: Arc::new(ArenaInner { rt, shared }) })
     }
+}
 
+fn check_adj(adj: i32) -> Result<i16> {
+    if !(-1000..=1000).contains(&adj) {
+        return Err(Error::InvalidArgument { what: "oom_score_adj", detail: format!("{adj}; must be -1000..=1000") });
+    }
+    Ok(i16::try_from(adj).unwrap_or(0))
+}
+
+fn check_nice(nice: i32) -> Result<i8> {
+    if !(-20..=19).contains(&nice) {
+        return Err(Error::InvalidArgument { what: "nice", detail: format!("{nice}; must be -20..=19") });
+    }
+    Ok(i8::try_from(nice).unwrap_or(0))
+}
+
+impl Arena {
     /// The arena's name.
     pub fn name(&self) -> &str {
         &self.inner.shared.name
@@ -108,9 +225,7 @@ impl Arena {
     }
 
     fn killed_err(&self) -> Error {
-        Error::Killed {
-            arena: self.inner.shared.name.clone(),
-        }
+        Error::Killed { arena: self.inner.shared.name.clone() }
     }
 
     /// Reserves `len` bytes (rounded up to whole pages) of address space for this arena. This
@@ -119,59 +234,54 @@ impl Arena {
         let core = &self.inner.rt.core;
         let ps = core.page();
         if len == 0 {
-            return Err(Error::InvalidArgument {
-                what: "len",
-                detail: "a region must have at least one byte".into(),
-            });
+            return Err(Error::InvalidArgument { what: "len", detail: "a region must have at least one byte".into() });
         }
-        let rounded = len
-            .checked_next_multiple_of(ps)
-            .ok_or_else(|| Error::InvalidArgument {
-                what: "len",
-                detail: format!("{len} bytes cannot be rounded up to whole pages"),
-            })?;
+        let rounded = len.checked_next_multiple_of(ps).ok_or_else(|| Error::InvalidArgument {
+            what: "len",
+            detail: format!("{len} bytes cannot be rounded up to whole pages"),
+        })?;
         let pages = (rounded / ps) as u64;
         if pages > MAX_REGION_PAGES {
             return Err(Error::InvalidArgument {
                 what: "len",
-                detail: format!(
-                    "{len} bytes is more than the largest region ({} bytes)",
-                    MAX_REGION_PAGES * ps as u64
-                ),
+                detail: format!("{len} bytes is more than the largest region ({} bytes)", MAX_REGION_PAGES * ps as u64),
             });
         }
         if self.is_killed() {
             return Err(self.killed_err());
         }
-        let map = Mapping::anonymous(rounded).map_err(|e| Error::AddressSpace {
-            requested: rounded,
-            source: e.io(),
-        })?;
-        core.uffd
-            .register(&map, 0, rounded, uffd::MODE_MISSING | uffd::MODE_WP)
-            .map_err(|e| match e.errno {
-                libc::ENOMEM => Error::AddressSpace {
-                    requested: rounded,
-                    source: e.io(),
-                },
-                _ => Error::from(e),
-            })?;
-        let map = Arc::new(map);
+        core.commit(rounded as u64)?;
+        let made = Mapping::anonymous(rounded)
+            .map_err(|e| Error::AddressSpace { requested: rounded, source: e.io() })
+            .and_then(|map| {
+                core.uffd.register(&map, 0, rounded, uffd::MODE_MISSING | uffd::MODE_WP).map_err(|e| {
+                    match e.errno {
+                        libc::ENOMEM => Error::AddressSpace { requested: rounded, source: e.io() },
+                        _ => Error::from(e),
+                    }
+                })?;
+                Ok(map)
+            });
+        let map = match made {
+            Ok(m) => Arc::new(m),
+            Err(e) => {
+                core.lock().committed -= rounded as u64;
+                return Err(e);
+            }
+        };
         let poisoned = Arc::new(AtomicU64::new(0));
         let mut st = core.lock();
         if self.is_killed() {
+            st.committed -= rounded as u64;
             drop(st);
             let _ = core.uffd.unregister(&map, 0, rounded);
             return Err(self.killed_err());
         }
         let id = st.next_region;
-        st.next_region = st
-            .next_region
-            .checked_add(1)
-            .ok_or_else(|| Error::InvalidArgument {
-                what: "region",
-                detail: "more than 2^32 regions were created in this runtime".into(),
-            })?;
+        st.next_region = st.next_region.checked_add(1).ok_or_else(|| Error::InvalidArgument {
+            what: "region",
+            detail: "more than 2^32 regions were created in this runtime".into(),
+        })?;
         st.regions.0.insert(
             id,
             RegionState {
@@ -181,6 +291,8 @@ impl Arena {
                 npages: pages,
                 resident: 0,
                 swapped: 0,
+                pinned: 0,
+                slots: 0,
                 inflight: 0,
                 stream: Stream::default(),
                 live: Liveness::Live,
@@ -191,28 +303,49 @@ impl Arena {
         if let Some(a) = st.arenas.get_mut(&self.inner.shared.id) {
             a.regions.push(id);
         }
-        Ok(Region {
-            arena: self.clone(),
-            id,
-            map,
-            poisoned,
-        })
+        Ok(Region { arena: self.clone(), id, map, poisoned })
     }
 
-    /// Kills the arena now: its frames and swap slots are freed at once, every safe accessor of
-    /// its regions returns [`Error::Killed`] from now on, and raw accesses to its pages raise
+    /// Kills the arena now: its frames, pins and swap slots are freed at once, every safe accessor
+    /// of its regions returns [`Error::Killed`] from now on, and raw accesses to its pages raise
     /// SIGBUS. Returns the report, or `None` if it was already killed.
     pub fn kill(&self) -> Option<OomReport> {
         let core = &self.inner.rt.core;
         let mut st = core.lock();
-        core.kill_arena(&mut st, self.inner.shared.id, KillTrigger::Manual)
+        core.kill_manual(&mut st, self.inner.shared.id)
     }
 
     /// A snapshot of this arena's figures.
     pub fn stats(&self) -> ArenaStats {
-        let st = self.inner.rt.core.lock();
-        let a = &st.arenas[&self.inner.shared.id];
-        arena_stats(&st, a)
+        let core = &self.inner.rt.core;
+        let mut st = core.lock();
+        core.arena_stats(&mut st, self.inner.shared.id, Instant::now())
+    }
+
+    /// The kernel-scale OOM score, 0..=2000 (like `/proc/PID/oom_score`).
+    pub fn oom_score(&self) -> u32 {
+        self.stats().oom_score
+    }
+
+    /// Changes `oom_score_adj` (−1000..=1000), like writing `/proc/PID/oom_score_adj`.
+    pub fn set_oom_score_adj(&self, adj: i32) -> Result<()> {
+        let adj = check_adj(adj)?;
+        self.with_profile(|p| p.adj = adj);
+        Ok(())
+    }
+
+    /// Replaces the hints (privileged, niceness, CPU time, age).
+    pub fn set_hints(&self, hints: OomHints) -> Result<()> {
+        check_nice(i32::from(hints.nice))?;
+        self.with_profile(|p| p.hints = hints);
+        Ok(())
+    }
+
+    fn with_profile(&self, f: impl FnOnce(&mut Profile)) {
+        let mut st = self.inner.rt.core.lock();
+        if let Some(a) = st.arenas.get_mut(&self.inner.shared.id) {
+            f(&mut a.profile);
+        }
     }
 }
 
@@ -226,14 +359,14 @@ struct AccessGuard<'a> {
 impl<'a> AccessGuard<'a> {
     fn enter(arena: &'a Arena) -> AccessGuard<'a> {
         let tid = crate::sys::gettid();
-        arena
-            .inner
-            .shared
-            .accessors
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .push(tid);
+        arena.inner.shared.accessors.lock().unwrap_or_else(|p| p.into_inner()).push(Accessor { tid, failed: false });
         AccessGuard { arena, tid }
+    }
+
+    /// Whether one of this access's faults could not be served.
+    fn failed(&self) -> bool {
+        let a = self.arena.inner.shared.accessors.lock().unwrap_or_else(|p| p.into_inner());
+        a.iter().any(|x| x.tid == self.tid && x.failed)
     }
 }
 
@@ -242,7 +375,7 @@ impl Drop for AccessGuard<'_> {
         let shared = &self.arena.inner.shared;
         let empty = {
             let mut a = shared.accessors.lock().unwrap_or_else(|p| p.into_inner());
-            if let Some(i) = a.iter().position(|&t| t == self.tid) {
+            if let Some(i) = a.iter().position(|x| x.tid == self.tid) {
                 a.swap_remove(i);
             }
             a.is_empty()
@@ -261,7 +394,7 @@ impl Drop for AccessGuard<'_> {
 ///
 /// ```no_run
 /// # let rt = pagewarden::Runtime::builder().frame_budget(16 << 20).build()?;
-/// # let arena = rt.arena("a")?;
+/// # let arena = rt.arena("a").create()?;
 /// let r = arena.reserve(1 << 30)?;
 /// r.write(123_456, &[1, 2, 3])?;
 /// let mut b = [0u8; 3];
@@ -321,45 +454,41 @@ impl Region {
     }
 
     fn check(&self, offset: usize, len: usize) -> Result<()> {
-        if offset
-            .checked_add(len)
-            .is_none_or(|end| end > self.map.len())
-        {
-            return Err(Error::OutOfBounds {
-                offset,
-                len,
-                size: self.map.len(),
-            });
+        if offset.checked_add(len).is_none_or(|end| end > self.map.len()) {
+            return Err(Error::OutOfBounds { offset, len, size: self.map.len() });
         }
         Ok(())
     }
 
     /// Runs `f(offset, done, n)` over page-sized chunks of `[offset, offset + len)` as a safe
     /// accessor, stopping early if the arena is killed.
-    fn access(
-        &self,
-        offset: usize,
-        len: usize,
-        mut f: impl FnMut(usize, usize, usize) -> Result<()>,
-    ) -> Result<()> {
+    fn access(&self, offset: usize, len: usize, mut f: impl FnMut(usize, usize, usize) -> Result<()>) -> Result<()> {
         self.check(offset, len)?;
         if len == 0 {
             return Ok(());
         }
         let shared = &self.arena.inner.shared;
         let ps = self.map_page();
-        {
-            let _g = AccessGuard::enter(&self.arena);
+        let failed = {
+            let g = AccessGuard::enter(&self.arena);
+            let failures = shared.failures.load(Ordering::Acquire);
             let mut done = 0;
             while done < len && !shared.killed.load(Ordering::Acquire) {
+                if shared.failures.load(Ordering::Acquire) != failures && g.failed() {
+                    break;
+                }
                 let off = offset + done;
                 let n = (len - done).min(ps - off % ps);
                 f(off, done, n)?;
                 done += n;
             }
-        }
+            shared.failures.load(Ordering::Acquire) != failures && g.failed()
+        };
         if shared.killed.load(Ordering::Acquire) {
             return Err(self.arena.killed_err());
+        }
+        if failed {
+            return Err(Error::OutOfMemory { arena: shared.name.clone() });
         }
         if self.poisoned.load(Ordering::Acquire) > 0 {
             if let Some(p) = self.first_poisoned(offset, len) {
@@ -390,18 +519,14 @@ impl Region {
     /// Errors: [`Error::OutOfBounds`], [`Error::Killed`], [`Error::Corrupted`].
     pub fn read(&self, offset: usize, buf: &mut [u8]) -> Result<()> {
         let len = buf.len();
-        self.access(offset, len, |off, done, n| {
-            Ok(self.map.read(off, &mut buf[done..done + n])?)
-        })
+        self.access(offset, len, |off, done, n| Ok(self.map.read(off, &mut buf[done..done + n])?))
     }
 
     /// Copies `data` into the region at `offset`.
     ///
     /// Errors: [`Error::OutOfBounds`], [`Error::Killed`], [`Error::Corrupted`].
     pub fn write(&self, offset: usize, data: &[u8]) -> Result<()> {
-        self.access(offset, data.len(), |off, done, n| {
-            Ok(self.map.write(off, &data[done..done + n])?)
-        })
+        self.access(offset, data.len(), |off, done, n| Ok(self.map.write(off, &data[done..done + n])?))
     }
 
     /// Sets `len` bytes at `offset` to `byte`.
@@ -430,5 +555,76 @@ impl Region {
         let first = (offset / ps) as u64;
         let end = (offset + len).div_ceil(ps) as u64;
         Ok(self.arena.inner.rt.core.page_out(self.id, first..end))
+    }
+
+    fn page_range(&self, offset: usize, len: usize) -> Result<std::ops::Range<u64>> {
+        let ps = self.map_page();
+        if offset % ps != 0 {
+            return Err(Error::InvalidArgument {
+                what: "offset",
+                detail: format!("{offset} is not page-aligned ({ps})"),
+            });
+        }
+        if len == 0 {
+            return Err(Error::InvalidArgument { what: "len", detail: "an empty range".into() });
+        }
+        self.check(offset, len)?;
+        Ok((offset / ps) as u64..(offset + len).div_ceil(ps) as u64)
+    }
+
+    /// Pins `[offset, offset + len)` (offset page-aligned, length rounded up to pages): faults the
+    /// pages in and makes them unevictable, like `mlock` or a DMA pin, until [`unpin`](Region::unpin).
+    /// Pins count against the runtime's pin limit and do not nest.
+    ///
+    /// Errors: [`Error::PinLimit`], [`Error::AlreadyPinned`], [`Error::Killed`],
+    /// [`Error::OutOfMemory`] (nothing could be freed to fault a page in), bounds and alignment.
+    /// On error nothing stays pinned.
+    pub fn pin(&self, offset: usize, len: usize) -> Result<()> {
+        let range = self.page_range(offset, len)?;
+        let core = &self.arena.inner.rt.core;
+        core.pin_reserve(self.id, range.clone())?;
+        let mut done = range.start;
+        let mut res = Ok(());
+        for p in range.clone() {
+            loop {
+                match core.pin_page(self.id, p) {
+                    Ok(true) => break,
+                    Ok(false) => {}
+                    Err(e) => {
+                        res = Err(e);
+                        break;
+                    }
+                }
+                // Not resident: fault it in through a safe read, then try again.
+                let mut b = [0u8; 1];
+                if let Err(e) = self.read(crate::core::idx(p) * self.map_page(), &mut b) {
+                    res = Err(e);
+                    break;
+                }
+            }
+            if res.is_err() {
+                break;
+            }
+            done = p + 1;
+        }
+        if res.is_err() {
+            core.unpin_pages(self.id, range.start..done);
+            core.release_pin_quota(range.end - done);
+        }
+        if self.arena.is_killed() {
+            return Err(self.arena.killed_err());
+        }
+        res
+    }
+
+    /// Unpins `[offset, offset + len)`; every page in it must be pinned ([`Error::NotPinned`]).
+    pub fn unpin(&self, offset: usize, len: usize) -> Result<()> {
+        let range = self.page_range(offset, len)?;
+        let core = &self.arena.inner.rt.core;
+        if let Some(p) = core.first_unpinned(self.id, range.clone()) {
+            return Err(Error::NotPinned { offset: crate::core::idx(p) * self.map_page() });
+        }
+        core.unpin_pages(self.id, range);
+        Ok(())
     }
 }

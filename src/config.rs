@@ -1,8 +1,34 @@
 //! Runtime configuration: the builder and its defaults.
 
 use crate::error::{Error, Result};
+use crate::oom::policy::{Greedy, VictimPolicy};
 use crate::sys;
 use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Duration;
+
+/// How much address space the runtime promises, like the kernel's `vm.overcommit_memory`.
+///
+/// The commit charge is the total size of live reservations (a private mapping charges its full
+/// size, as in the kernel). [`Stats::committed_bytes`](crate::Stats::committed_bytes) and
+/// [`Stats::commit_limit_bytes`](crate::Stats::commit_limit_bytes) show it like `Committed_AS` and
+/// `CommitLimit`.
+#[derive(Debug, Clone, Copy, PartialEq, Default)]
+pub enum Overcommit {
+    /// Every reservation succeeds (mode 1). The default: reserving far more than the budget is
+    /// what the runtime is for; the OOM killer handles the bet going wrong.
+    #[default]
+    Always,
+    /// Refuse a single reservation larger than frames plus swap together (mode 0's "obvious
+    /// overcommit" check).
+    Heuristic,
+    /// Refuse a reservation that would take the commit charge past `swap + ratio × budget`
+    /// (mode 2; the kernel's default ratio is 0.5).
+    Strict {
+        /// Share of the frame budget counted towards the limit (0..=100).
+        ratio: f64,
+    },
+}
 
 /// How pages are taken out of memory without losing a concurrent write.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
@@ -59,6 +85,19 @@ pub struct RuntimeBuilder {
     eviction: EvictionPath,
     max_readahead: Option<usize>,
     event_capacity: Option<usize>,
+    overcommit: Overcommit,
+    policy: Option<Arc<dyn VictimPolicy>>,
+    oom_dry_run: bool,
+    pressure_kill: Option<(f64, Duration)>,
+    pressure_warn: Option<(f64, Duration)>,
+    pin_limit: Option<usize>,
+}
+
+/// A stall threshold: share of a sliding window during which some thread was stalled on a fault.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub(crate) struct StallThreshold {
+    pub(crate) share: f64,
+    pub(crate) window: Duration,
 }
 
 /// Resolved configuration.
@@ -75,6 +114,12 @@ pub(crate) struct Config {
     pub(crate) eviction: EvictionPath,
     pub(crate) max_readahead: usize,
     pub(crate) event_capacity: usize,
+    pub(crate) overcommit: Overcommit,
+    pub(crate) policy: Arc<dyn VictimPolicy>,
+    pub(crate) oom_dry_run: bool,
+    pub(crate) pressure_kill: Option<StallThreshold>,
+    pub(crate) pressure_warn: Option<StallThreshold>,
+    pub(crate) pin_limit: usize,
 }
 
 /// Smallest budget that leaves room for readahead, watermarks and a working fault path.
@@ -156,6 +201,49 @@ impl RuntimeBuilder {
         self
     }
 
+    /// How reservations are accounted (default [`Overcommit::Always`]).
+    pub fn overcommit(mut self, mode: Overcommit) -> Self {
+        self.overcommit = mode;
+        self
+    }
+
+    /// The policy that chooses whom to kill when memory runs out (default [`Greedy`]); see
+    /// [`VictimPolicy`] for the built-in ones and for writing your own.
+    pub fn victim_policy(mut self, policy: impl VictimPolicy + 'static) -> Self {
+        self.policy = Some(Arc::new(policy));
+        self
+    }
+
+    /// Dry-run mode: the OOM killer reports whom it would kill (`Event::WouldKill`) and kills
+    /// nothing. A fault that finds no memory then fails (as when nothing is killable).
+    pub fn oom_dry_run(mut self, on: bool) -> Self {
+        self.oom_dry_run = on;
+        self
+    }
+
+    /// Kill under sustained pressure: when, over the last `window`, threads were stalled on faults
+    /// for more than `share` (0..=1) of the time while the runtime was evicting, the OOM killer runs
+    /// (trigger `Pressure`) with a deficit of an eighth of the budget. At most one kill per window.
+    /// Off by default.
+    pub fn pressure_kill(mut self, share: f64, window: Duration) -> Self {
+        self.pressure_kill = Some((share, window));
+        self
+    }
+
+    /// Publish `Event::Pressure` (at most once per `window`) when threads were stalled more than
+    /// `share` of the last `window`. Default: 0.5 over 1 s.
+    pub fn pressure_warn(mut self, share: f64, window: Duration) -> Self {
+        self.pressure_warn = Some((share, window));
+        self
+    }
+
+    /// Most memory that may be pinned at once, in bytes (default: half the budget). Pinned pages
+    /// stay resident and cannot be reclaimed.
+    pub fn pin_limit(mut self, bytes: usize) -> Self {
+        self.pin_limit = Some(bytes);
+        self
+    }
+
     /// Creates the runtime: opens the userfaultfd, creates the swap file, starts the threads.
     pub fn build(self) -> Result<crate::Runtime> {
         crate::runtime::Runtime::start(self.resolve()?)
@@ -188,16 +276,11 @@ impl RuntimeBuilder {
             ));
         }
         if budget_frames > u32::MAX as usize {
-            return Err(invalid(
-                "frame_budget",
-                format!("{budget_frames} frames is more than 2^32"),
-            ));
+            return Err(invalid("frame_budget", format!("{budget_frames} frames is more than 2^32")));
         }
         let swap = self.swap.unwrap_or_else(|| {
             let mut dir = std::env::temp_dir();
-            if sys::file::fs_info(&dir)
-                .map(|(_, ram)| ram)
-                .unwrap_or(false)
+            if sys::file::fs_info(&dir).map(|(_, ram)| ram).unwrap_or(false)
                 && std::path::Path::new("/var/tmp").is_dir()
             {
                 // A swap file on tmpfs would live in RAM: prefer a disk-backed directory.
@@ -207,10 +290,9 @@ impl RuntimeBuilder {
         });
         let dir = match &swap {
             SwapLocation::TempIn(d) => d.clone(),
-            SwapLocation::Named(p) => p
-                .parent()
-                .filter(|p| !p.as_os_str().is_empty())
-                .map_or_else(|| PathBuf::from("."), |p| p.to_path_buf()),
+            SwapLocation::Named(p) => {
+                p.parent().filter(|p| !p.as_os_str().is_empty()).map_or_else(|| PathBuf::from("."), |p| p.to_path_buf())
+            }
         };
         let swap_bytes = match self.swap_capacity {
             Some(c) => c,
@@ -220,18 +302,11 @@ impl RuntimeBuilder {
             }
         };
         let slots = swap_bytes / page as u64;
-        let swap_slots = u32::try_from(slots).map_err(|_| {
-            invalid(
-                "swap_capacity",
-                format!("{swap_bytes} bytes is more than 2^32 pages"),
-            )
-        })?;
+        let swap_slots = u32::try_from(slots)
+            .map_err(|_| invalid("swap_capacity", format!("{swap_bytes} bytes is more than 2^32 pages")))?;
         let handler_threads = self.handler_threads.unwrap_or(1);
         if !(1..=64).contains(&handler_threads) {
-            return Err(invalid(
-                "handler_threads",
-                format!("{handler_threads}; must be 1..=64"),
-            ));
+            return Err(invalid("handler_threads", format!("{handler_threads}; must be 1..=64")));
         }
         let (low, high) = match self.watermarks {
             Some(w) => w,
@@ -243,23 +318,45 @@ impl RuntimeBuilder {
         if low == 0 || low > high || high > budget_frames / 2 {
             return Err(invalid(
                 "watermarks",
-                format!(
-                    "low {low}, high {high}: need 0 < low <= high <= budget/2 ({})",
-                    budget_frames / 2
-                ),
+                format!("low {low}, high {high}: need 0 < low <= high <= budget/2 ({})", budget_frames / 2),
             ));
         }
         let max_readahead = self.max_readahead.unwrap_or(64);
         if !(1..=1024).contains(&max_readahead) {
-            return Err(invalid(
-                "max_readahead",
-                format!("{max_readahead} pages; must be 1..=1024"),
-            ));
+            return Err(invalid("max_readahead", format!("{max_readahead} pages; must be 1..=1024")));
         }
         let max_readahead = max_readahead.min(budget_frames / 4).max(1);
         let event_capacity = self.event_capacity.unwrap_or(1024);
         if event_capacity == 0 {
             return Err(invalid("event_capacity", "0; must be at least 1".into()));
+        }
+        if let Overcommit::Strict { ratio } = self.overcommit {
+            if !(0.0..=100.0).contains(&ratio) {
+                return Err(invalid("overcommit", format!("Strict ratio {ratio}; must be 0..=100")));
+            }
+        }
+        let threshold = |what, v: Option<(f64, Duration)>| -> Result<Option<StallThreshold>> {
+            match v {
+                None => Ok(None),
+                Some((share, window)) if share > 0.0 && share <= 1.0 && window >= Duration::from_millis(10) => {
+                    Ok(Some(StallThreshold { share, window }))
+                }
+                Some((share, window)) => Err(invalid(
+                    what,
+                    format!("share {share} over {window:?}: need 0 < share <= 1 and a window of at least 10 ms"),
+                )),
+            }
+        };
+        let pressure_kill = threshold("pressure_kill", self.pressure_kill)?;
+        let pressure_warn = threshold("pressure_warn", self.pressure_warn.or(Some((0.5, Duration::from_secs(1)))))?;
+        let pin_limit = self.pin_limit.map_or(budget_frames / 2, |b| b / page);
+        if pin_limit + high >= budget_frames {
+            return Err(invalid(
+                "pin_limit",
+                format!(
+                    "{pin_limit} frames; pinned pages cannot be reclaimed, so the limit plus the high watermark ({high}) must stay below the budget ({budget_frames} frames)"
+                ),
+            ));
         }
         Ok(Config {
             page,
@@ -273,6 +370,12 @@ impl RuntimeBuilder {
             eviction: self.eviction,
             max_readahead,
             event_capacity,
+            overcommit: self.overcommit,
+            policy: self.policy.unwrap_or_else(|| Arc::new(Greedy)),
+            oom_dry_run: self.oom_dry_run,
+            pressure_kill,
+            pressure_warn,
+            pin_limit,
         })
     }
 }

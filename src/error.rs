@@ -68,6 +68,42 @@ pub enum Error {
         /// The arena's name.
         arena: String,
     },
+    /// A fault of this access needed a frame, none could be freed, and no arena could be killed
+    /// (all are exempt, or the OOM killer is in dry-run mode). The access did not complete; the
+    /// region's contents are unchanged by the part that failed. Retry after memory is freed.
+    OutOfMemory {
+        /// The arena that was accessed.
+        arena: String,
+    },
+    /// A reservation would take the commit charge past the limit (`Overcommit::Strict`), or is
+    /// larger than frames plus swap (`Overcommit::Heuristic`).
+    CommitLimit {
+        /// Bytes requested.
+        requested: u64,
+        /// Bytes already committed.
+        committed: u64,
+        /// The limit in bytes.
+        limit: u64,
+    },
+    /// Pinning would exceed the runtime's pin limit.
+    PinLimit {
+        /// Pages requested.
+        requested: u64,
+        /// Pages pinned already.
+        pinned: u64,
+        /// The limit, in pages.
+        limit: u64,
+    },
+    /// A page in the range is already pinned (pins do not nest).
+    AlreadyPinned {
+        /// Offset of the first such page.
+        offset: usize,
+    },
+    /// A page in the range is not pinned.
+    NotPinned {
+        /// Offset of the first such page.
+        offset: usize,
+    },
     /// A page of the access could not be brought back (its swap slot could not be read); the
     /// page is poisoned rather than returned with wrong contents.
     Corrupted {
@@ -85,21 +121,14 @@ pub enum Error {
 
 impl From<crate::sys::SysError> for Error {
     fn from(e: crate::sys::SysError) -> Self {
-        Error::Sys {
-            op: e.op,
-            source: e.io(),
-        }
+        Error::Sys { op: e.op, source: e.io() }
     }
 }
 
 impl fmt::Display for Error {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
-            Error::UserfaultfdUnavailable {
-                device,
-                syscall,
-                user_mode_only,
-            } => write!(
+            Error::UserfaultfdUnavailable { device, syscall, user_mode_only } => write!(
                 f,
                 "userfaultfd is unavailable: /dev/userfaultfd: {device}; userfaultfd(2): {syscall}; \
                  userfaultfd(2) with UFFD_USER_MODE_ONLY: {user_mode_only}. \
@@ -108,30 +137,18 @@ impl fmt::Display for Error {
                  CAP_SYS_PTRACE. In a container, the seccomp profile must allow the userfaultfd syscall \
                  (Docker's default blocks it: use --security-opt seccomp=<profile allowing it>)."
             ),
-            Error::MissingKernelFeature {
-                feature,
-                needed_for,
-            } => {
-                write!(
-                    f,
-                    "the kernel lacks userfaultfd feature {feature}, needed for {needed_for}"
-                )
+            Error::MissingKernelFeature { feature, needed_for } => {
+                write!(f, "the kernel lacks userfaultfd feature {feature}, needed for {needed_for}")
             }
             Error::SwapFile { path, source } => {
                 let hint = match source.raw_os_error() {
                     Some(libc::ENOSPC) => "free disk space there or choose a smaller swap capacity",
                     Some(libc::EACCES | libc::EPERM) => "choose a directory you can write to",
                     Some(libc::EROFS) => "the file system is read-only: choose another directory",
-                    Some(libc::ENOENT | libc::ENOTDIR) => {
-                        "the directory does not exist: create it or choose another"
-                    }
+                    Some(libc::ENOENT | libc::ENOTDIR) => "the directory does not exist: create it or choose another",
                     _ => "choose another location with `RuntimeBuilder::swap_dir` or `swap_file`",
                 };
-                write!(
-                    f,
-                    "cannot create the swap file at {}: {source} ({hint})",
-                    path.display()
-                )
+                write!(f, "cannot create the swap file at {}: {source} ({hint})", path.display())
             }
             Error::InvalidConfig { what, detail } => {
                 write!(f, "invalid configuration: {what}: {detail}")
@@ -139,23 +156,41 @@ impl fmt::Display for Error {
             Error::InvalidArgument { what, detail } => {
                 write!(f, "invalid argument: {what}: {detail}")
             }
-            Error::OutOfBounds { offset, len, size } => write!(
-                f,
-                "access of {len} bytes at offset {offset} is outside the region of {size} bytes"
-            ),
+            Error::OutOfBounds { offset, len, size } => {
+                write!(f, "access of {len} bytes at offset {offset} is outside the region of {size} bytes")
+            }
             Error::AddressSpace { requested, source } => write!(
                 f,
                 "cannot reserve {requested} bytes of address space: {source} (check `ulimit -v`, \
                  vm.max_map_count, and vm.overcommit_memory)"
             ),
-            Error::Killed { arena } => write!(
+            Error::Killed { arena } => {
+                write!(f, "arena '{arena}' was killed to relieve memory pressure; its contents are gone")
+            }
+            Error::OutOfMemory { arena } => write!(
                 f,
-                "arena '{arena}' was killed to relieve memory pressure; its contents are gone"
+                "out of memory: a page of arena '{arena}' needed a frame, none could be reclaimed and no \
+                 arena may be killed (all exempt, or OOM dry-run); free memory, raise the budget or swap, \
+                 or make an arena killable"
             ),
-            Error::Corrupted { offset } => write!(
+            Error::CommitLimit { requested, committed, limit } => write!(
                 f,
-                "the page at region offset {offset} could not be read back from swap and is poisoned"
+                "commit limit: reserving {requested} bytes with {committed} committed would exceed the \
+                 limit of {limit} bytes (swap + ratio x budget); release regions, add swap, or relax \
+                 the overcommit mode"
             ),
+            Error::PinLimit { requested, pinned, limit } => write!(
+                f,
+                "pin limit: pinning {requested} more pages with {pinned} pinned exceeds the limit of {limit} \
+                 pages (RuntimeBuilder::pin_limit)"
+            ),
+            Error::AlreadyPinned { offset } => {
+                write!(f, "the page at offset {offset} is already pinned; pins do not nest")
+            }
+            Error::NotPinned { offset } => write!(f, "the page at offset {offset} is not pinned"),
+            Error::Corrupted { offset } => {
+                write!(f, "the page at region offset {offset} could not be read back from swap and is poisoned")
+            }
             Error::Sys { op, source } => write!(f, "{op} failed: {source}"),
         }
     }
@@ -164,9 +199,9 @@ impl fmt::Display for Error {
 impl std::error::Error for Error {
     fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
         match self {
-            Error::SwapFile { source, .. }
-            | Error::AddressSpace { source, .. }
-            | Error::Sys { source, .. } => Some(source),
+            Error::SwapFile { source, .. } | Error::AddressSpace { source, .. } | Error::Sys { source, .. } => {
+                Some(source)
+            }
             _ => None,
         }
     }

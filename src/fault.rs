@@ -16,6 +16,8 @@ use crate::config::EvictionPath;
 use crate::core::lru::key;
 use crate::core::page::{Entry, PageState};
 use crate::core::{idx, n32};
+use crate::oom::OomOutcome;
+use crate::oom::report::KillTrigger;
 use crate::runtime::{Core, Guard, Liveness};
 use crate::sys::mem::Mapping;
 use crate::sys::poll::poll2;
@@ -60,14 +62,14 @@ pub(crate) fn handler_loop(core: &Core) {
             if n == 0 {
                 break;
             }
-            for ev in &evs[..n] {
+            // Every thread of the batch is stalled from now until its fault is resolved.
+            let arenas = core.stall_enter(&evs[..n]);
+            for (ev, arena) in evs[..n].iter().zip(arenas) {
                 match *ev {
-                    UffdEvent::PageFault {
-                        addr,
-                        write,
-                        wp,
-                        tid,
-                    } => core.fault(addr, write, wp, tid, &mut scratch),
+                    UffdEvent::PageFault { addr, write, wp, tid } => {
+                        core.fault(addr, write, wp, tid, &mut scratch);
+                        core.stall_leave(arena, tid);
+                    }
                     UffdEvent::Other(kind) => {
                         log::warn!("pagewarden: unexpected userfaultfd event {kind}")
                     }
@@ -85,15 +87,33 @@ enum Source {
 }
 
 impl Core {
+    /// Stall accounting: the faulting threads of a batch start waiting. Returns each event's arena.
+    fn stall_enter(&self, evs: &[UffdEvent]) -> Vec<Option<u32>> {
+        let now = Instant::now();
+        let mut st = self.lock();
+        evs.iter()
+            .map(|ev| {
+                let UffdEvent::PageFault { addr, tid, .. } = *ev else { return None };
+                st.psi.enter(tid, now);
+                let (rid, _) = st.locate(addr, self.page())?;
+                let aid = st.region(rid).arena;
+                st.arenas.get_mut(&aid)?.psi.enter(tid, now);
+                Some(aid)
+            })
+            .collect()
+    }
+
+    fn stall_leave(&self, arena: Option<u32>, tid: u32) {
+        let now = Instant::now();
+        let mut st = self.lock();
+        st.psi.leave(tid, now);
+        if let Some(a) = arena.and_then(|a| st.arenas.get_mut(&a)) {
+            a.psi.leave(tid, now);
+        }
+    }
+
     /// Resolves one fault event.
-    pub(crate) fn fault(
-        &self,
-        addr: usize,
-        write: bool,
-        wp: bool,
-        tid: u32,
-        scratch: &mut Scratch,
-    ) {
+    pub(crate) fn fault(&self, addr: usize, write: bool, wp: bool, tid: u32, scratch: &mut Scratch) {
         let t0 = Instant::now();
         let ps = self.page();
         let mut st = self.lock();
@@ -109,6 +129,25 @@ impl Core {
             return;
         }
         let e = st.region(rid).pages.get(page);
+        if e.reserve() {
+            // An emergency copy mapped for an accessor whose fault failed (see `fail_fault`).
+            let arena = st.region(rid).arena;
+            let failed = st.arenas.get(&arena).is_some_and(|a| a.shared.is_failed_accessor(tid, self.has_tid));
+            if wp && failed {
+                // That accessor's own write: it lands in the copy, which is discarded; the
+                // accessor reports OutOfMemory.
+                let r = st.region(rid);
+                let _ = self.uffd.writeprotect(&r.map, idx(page) * ps, ps, false, true);
+            } else if wp {
+                // Anyone else's write waits for the copy to go, then faults normally.
+                let mut e = e;
+                e.set_waiters(true);
+                st.region_mut(rid).pages.set(page, e);
+            } else {
+                self.wake(&st, rid, page, 1);
+            }
+            return;
+        }
         match e.state() {
             PageState::Resident if wp && !e.dirty() => {
                 self.make_dirty(&mut st, rid, page, e);
@@ -131,17 +170,14 @@ impl Core {
                 self.wake(&st, rid, page, 1);
                 st.counters(rid).spurious += 1;
             }
-            PageState::Unpopulated | PageState::Swapped => {
-                self.page_in(st, rid, page, write, tid, scratch, t0)
-            }
+            PageState::Unpopulated | PageState::Swapped => self.page_in(st, rid, page, write, tid, scratch, t0),
         }
     }
 
     fn record(&self, st: &mut Guard<'_>, rid: u32, t0: Instant) {
         let a = st.region(rid).arena;
         if let Some(a) = st.arenas.get_mut(&a) {
-            a.hist
-                .record(u64::try_from(t0.elapsed().as_nanos()).unwrap_or(u64::MAX));
+            a.hist.record(u64::try_from(t0.elapsed().as_nanos()).unwrap_or(u64::MAX));
         }
     }
 
@@ -159,17 +195,11 @@ impl Core {
     fn make_dirty(&self, st: &mut Guard<'_>, rid: u32, page: u64, mut e: Entry) {
         e.set_dirty(true);
         e.set_referenced(true);
-        if let Some(s) = e.slot() {
-            st.slots.free(s);
-            e.set_slot(None);
-        }
+        st.release_slot(rid, &mut e);
         let ps = self.page();
         let r = st.region_mut(rid);
         r.pages.set(page, e);
-        if let Err(err) = self
-            .uffd
-            .writeprotect(&r.map, idx(page) * ps, ps, false, true)
-        {
+        if let Err(err) = self.uffd.writeprotect(&r.map, idx(page) * ps, ps, false, true) {
             log::error!("pagewarden: lifting write protection failed: {err}");
             self.wake(st, rid, page, 1);
         }
@@ -185,12 +215,7 @@ impl Core {
         let Some(shared) = st.arenas.get(&arena).map(|a| a.shared.clone()) else {
             return;
         };
-        let accessor = !self.has_tid
-            || shared
-                .accessors
-                .lock()
-                .unwrap_or_else(|p| p.into_inner())
-                .contains(&tid);
+        let accessor = shared.is_accessor(tid, self.has_tid);
         let map = st.region(rid).map.clone();
         let off = idx(page) * ps;
         if accessor || !self.can_poison {
@@ -208,6 +233,56 @@ impl Core {
         } else if let Err(e) = self.uffd.poison(&map, off, ps, true) {
             log::error!("pagewarden: poisoning a dead page failed: {e}");
             let _ = self.uffd.wake(&map, off, ps);
+        }
+    }
+
+    /// A fault found no memory and the OOM killer freed none (every arena exempt, or a dry run):
+    /// fail this access cleanly without harming the page.
+    ///
+    /// * A thread inside a safe accessor gets a write-protected emergency copy of the page's real
+    ///   contents (zeros if never written, else its swap slot) from outside the budget, and its
+    ///   accessor returns [`Error::OutOfMemory`](crate::Error::OutOfMemory). The copy is dropped
+    ///   when the accessor returns; the page's state never changes, so its data stays where it was.
+    ///   Other threads may read the copy meanwhile (it is the real data); their writes wait.
+    /// * Any other thread gets SIGBUS (UFFDIO_POISON on the page). The poison is lifted once memory
+    ///   is free again, so a program that survives the signal can retry.
+    fn fail_fault(&self, st: &mut Guard<'_>, rid: u32, page: u64, tid: u32, scratch: &mut Scratch) {
+        let ps = self.page();
+        let arena = st.region(rid).arena;
+        let Some(shared) = st.arenas.get(&arena).map(|a| a.shared.clone()) else { return };
+        let map = st.region(rid).map.clone();
+        let off = idx(page) * ps;
+        let mut e = st.region(rid).pages.get(page);
+        if !shared.fail_accessor(tid, self.has_tid) && self.can_poison {
+            match self.uffd.poison(&map, off, ps, true) {
+                Ok(()) => {
+                    e.set_reserve(true);
+                    st.region_mut(rid).pages.set(page, e);
+                    st.oom_poisoned.push((rid, page));
+                }
+                Err(err) => log::error!("pagewarden: poisoning page {page} failed: {err}"),
+            }
+            return;
+        }
+        // The real contents: a rare emergency path, so the slot is read with the lock held.
+        let mut src: (&Mapping, usize) = (&self.zero, 0);
+        if let (Some(s), Some(swap)) = (e.slot(), self.swap.as_ref()) {
+            if swap.read_pages(u64::from(s) * ps as u64, &[(&scratch.bounce, 0)]).is_ok() {
+                src = (&scratch.bounce, 0);
+            }
+        }
+        match self.uffd.copy(&map, off, src.0, src.1, ps, true, true) {
+            Ok(Filled::All) => {
+                e.set_reserve(true);
+                st.region_mut(rid).pages.set(page, e);
+                st.reserve.push((rid, page));
+                shared.reserve_pages.fetch_add(1, Ordering::AcqRel);
+            }
+            Ok(Filled::Exists { .. }) => {}
+            Err(err) => {
+                log::error!("pagewarden: failing a fault cleanly failed: {err}");
+                let _ = self.uffd.wake(&map, off, ps);
+            }
         }
     }
 
@@ -230,34 +305,34 @@ impl Core {
             (u64::from(d.window).min(r.npages - page), d.hits)
         };
         st.counters(rid).readahead_hits += u64::from(hits);
-        let arena = st.region(rid).arena;
-        let (g, got) = self.acquire(st, idx(want), rid);
-        st = g;
-        let Some(got) = got else {
-            // Out of frames, nothing reclaimable, swap full: the faulting arena is the victim.
-            let name = st
-                .arenas
-                .get(&arena)
-                .map(|a| a.shared.name.clone())
-                .unwrap_or_default();
-            self.kill_arena(
-                &mut st,
-                arena,
-                crate::event::KillTrigger::Exhaustion {
-                    faulting_arena: name,
-                },
-            );
-            if st.regions.0.contains_key(&rid) {
-                self.resolve_dead(&mut st, rid, page, tid);
+        let got = loop {
+            let (g, got) = self.acquire(st, idx(want), rid);
+            st = g;
+            if let Some(n) = got {
+                break n;
             }
-            return;
+            // Out of frames, nothing reclaimable: the OOM killer chooses a victim.
+            let Some(arena) = st.regions.0.get(&rid).map(|r| r.arena) else { return };
+            let name = st.arenas.get(&arena).map(|a| a.shared.name.clone()).unwrap_or_default();
+            let deficit = self.exhaustion_deficit(&st);
+            let trigger = KillTrigger::Exhaustion { faulting_arena: name };
+            match self.oom(&mut st, trigger, deficit, Some(arena)).0 {
+                // Frames were freed (or this very arena died): look again.
+                OomOutcome::Killed if st.regions.0.get(&rid).is_some_and(|r| r.live == Liveness::Live) => continue,
+                OomOutcome::Killed => {
+                    if st.regions.0.contains_key(&rid) {
+                        self.resolve_dead(&mut st, rid, page, tid);
+                    }
+                    return;
+                }
+                OomOutcome::Unresolved => {
+                    self.fail_fault(&mut st, rid, page, tid, scratch);
+                    return;
+                }
+            }
         };
         // The lock may have been dropped while reclaiming: look again.
-        let still = st
-            .regions
-            .0
-            .get(&rid)
-            .map(|r| (r.live, r.pages.get(page).state()));
+        let still = st.regions.0.get(&rid).map(|r| (r.live, r.pages.get(page).state()));
         match still {
             Some((Liveness::Live, PageState::Unpopulated | PageState::Swapped)) => {}
             Some((Liveness::Killed, _)) => {
@@ -282,7 +357,7 @@ impl Core {
             let r = st.region_mut(rid);
             for p in page..page + got as u64 {
                 let e = r.pages.get(p);
-                if !matches!(e.state(), PageState::Unpopulated | PageState::Swapped) {
+                if !matches!(e.state(), PageState::Unpopulated | PageState::Swapped) || e.reserve() {
                     break;
                 }
                 run.push((p, e));
@@ -295,26 +370,17 @@ impl Core {
         let n = run.len();
         st.frames.give(got - n);
         st.paging_in += n;
-        let sources: Vec<Source> = run
-            .iter()
-            .map(|(_, e)| e.slot().map_or(Source::Zero, Source::Slot))
-            .collect();
+        let sources: Vec<Source> = run.iter().map(|(_, e)| e.slot().map_or(Source::Zero, Source::Slot)).collect();
         let all_zero = sources.iter().all(|s| matches!(s, Source::Zero));
         // A single page written at once can take a free pool frame by MOVE: no allocation, no copy.
-        let pool_frame = if self.path == EvictionPath::Move && n == 1 && write {
-            st.frames.pop_populated()
-        } else {
-            None
-        };
+        let pool_frame =
+            if self.path == EvictionPath::Move && n == 1 && write { st.frames.pop_populated() } else { None };
         let map = st.region(rid).map.clone();
         drop(st);
 
         // Fill the staging buffer without the lock.
         let (buf, buf_off): (&Mapping, usize) = match (pool_frame, all_zero) {
-            (Some(f), _) => (
-                self.pool.as_ref().expect("pool exists on the MOVE path"),
-                f as usize * ps,
-            ),
+            (Some(f), _) => (self.pool.as_ref().expect("pool exists on the MOVE path"), f as usize * ps),
             (None, true) => (&self.zero, 0),
             (None, false) => (&scratch.bounce, 0),
         };
@@ -331,26 +397,17 @@ impl Core {
                     Source::Slot(s) => {
                         // Coalesce consecutive slots into one read.
                         let mut j = i + 1;
-                        while j < n && matches!(sources[j], Source::Slot(t) if t == s + n32(j - i))
-                        {
+                        while j < n && matches!(sources[j], Source::Slot(t) if t == s + n32(j - i)) {
                             j += 1;
                         }
-                        let dst: Vec<(&Mapping, usize)> =
-                            (i..j).map(|k| (buf, buf_off + k * ps)).collect();
-                        let swap = self
-                            .swap
-                            .as_ref()
-                            .expect("a page has a slot only when swap exists");
+                        let dst: Vec<(&Mapping, usize)> = (i..j).map(|k| (buf, buf_off + k * ps)).collect();
+                        let swap = self.swap.as_ref().expect("a page has a slot only when swap exists");
                         if swap.read_pages(u64::from(s) * ps as u64, &dst).is_err() {
                             // Isolate the bad slot(s): only pages that cannot be read are lost.
                             for k in i..j {
                                 let slot = s + n32(k - i);
-                                if let Err(e) = swap
-                                    .read_pages(u64::from(slot) * ps as u64, &dst[k - i..=k - i])
-                                {
-                                    log::error!(
-                                        "pagewarden: swap read of slot {slot} failed: {e}; page poisoned"
-                                    );
+                                if let Err(e) = swap.read_pages(u64::from(slot) * ps as u64, &dst[k - i..=k - i]) {
+                                    log::error!("pagewarden: swap read of slot {slot} failed: {e}; page poisoned");
                                     failed[k] = true;
                                 }
                             }
@@ -375,11 +432,9 @@ impl Core {
                 st.frames.unpop(f);
             }
             for &(p, _) in &run {
-                let e = st.region(rid).pages.get(p);
+                let mut e = st.region(rid).pages.get(p);
                 if e.state() == PageState::PageIn {
-                    if let Some(s) = e.slot() {
-                        st.slots.free(s);
-                    }
+                    st.release_slot(rid, &mut e);
                     st.region_mut(rid).pages.set(p, Entry::default());
                 }
             }
@@ -406,18 +461,14 @@ impl Core {
             }
         }
         let res = if pool_frame.is_some() {
-            self.uffd
-                .move_pages(&map, idx(page) * ps, buf, buf_off, ps, true)
+            self.uffd.move_pages(&map, idx(page) * ps, buf, buf_off, ps, true)
         } else {
-            self.uffd
-                .copy(&map, idx(page) * ps, buf, buf_off, n * ps, !write, true)
+            self.uffd.copy(&map, idx(page) * ps, buf, buf_off, n * ps, !write, true)
         };
         let installed = match res {
             Ok(Filled::All) => n,
             Ok(Filled::Exists { bytes }) => {
-                log::error!(
-                    "pagewarden: page {page} of region {rid} was populated behind the runtime's back"
-                );
+                log::error!("pagewarden: page {page} of region {rid} was populated behind the runtime's back");
                 bytes / ps
             }
             Err(e) => {
@@ -428,13 +479,7 @@ impl Core {
         if installed < n {
             // Give back what was not installed; the threads retry.
             let (done, rest) = run.split_at(installed);
-            self.abandon_run(
-                &mut st,
-                rid,
-                rest,
-                if installed == 0 { pool_frame } else { None },
-                None,
-            );
+            self.abandon_run(&mut st, rid, rest, if installed == 0 { pool_frame } else { None }, None);
             run = done.to_vec();
             if run.is_empty() {
                 return;
@@ -447,10 +492,7 @@ impl Core {
             e.set_waiters(false);
             e.set_dirty(write);
             if write {
-                if let Some(s) = e.slot() {
-                    st.slots.free(s);
-                }
-                e.set_slot(None);
+                st.release_slot(rid, &mut e);
             }
             let act = st.lru.refault_activates(prev);
             activations += u64::from(act);
@@ -499,9 +541,7 @@ impl Core {
         for (k, &(p, prev)) in run.iter().enumerate() {
             let mut e = prev;
             if poison.is_some_and(|f| f[k]) {
-                if let Some(s) = prev.slot() {
-                    st.slots.free(s);
-                }
+                st.release_slot(rid, &mut e);
                 e = Entry::default().with_state(PageState::Poisoned);
                 let r = st.region_mut(rid);
                 r.swapped -= 1;

@@ -13,7 +13,7 @@
 //!     .frame_budget(64 << 20)            // at most 64 MiB of pages in memory
 //!     .swap_capacity(1 << 30)            // 1 GiB of swap in an unlinked temp file
 //!     .build()?;
-//! let arena = rt.arena("cache")?;
+//! let arena = rt.arena("cache").create()?;
 //! let region = arena.reserve(4 << 30)?;  // 4 GiB of address space: overcommitted
 //!
 //! // Safe accessors: bounds-checked, fault through the runtime, typed errors.
@@ -65,15 +65,23 @@ mod core;
 mod error;
 mod event;
 mod fault;
+mod oom;
+mod pin;
 mod reclaim;
 mod runtime;
 mod stats;
 mod sys;
 
-pub use arena::{Arena, Region};
-pub use config::{EvictionPath, RuntimeBuilder, SwapIo};
+pub use arena::{Arena, ArenaBuilder, Region};
+pub use config::{EvictionPath, Overcommit, RuntimeBuilder, SwapIo};
 pub use error::{Error, Result};
-pub use event::{Event, KillTrigger, OomReport};
+pub use event::Event;
+pub use oom::policy::{
+    Balanced, Candidate, Deficit, Greedy, Impact, KillFaulting, LinuxBadness, OomContext, OomHints, VictimPolicy,
+    impact_cost,
+};
+pub use oom::pressure::{Pressure, PsiLine};
+pub use oom::report::{CandidateRow, KillTrigger, OomReport, Victim};
 pub use runtime::Runtime;
 pub use stats::{ArenaStats, Counters, Latency, Stats};
 pub use sys::uffd::UffdSource;
@@ -83,13 +91,9 @@ pub(crate) mod test_support {
     /// Reports, loudly, that a test needing userfaultfd cannot run here; fails unless the
     /// environment says skipping is acceptable.
     pub(crate) fn uffd_unavailable(why: &str) {
-        eprintln!(
-            "\n*** userfaultfd unavailable: {why}\n*** this test needs root or vm.unprivileged_userfaultfd=1\n"
-        );
+        eprintln!("\n*** userfaultfd unavailable: {why}\n*** this test needs root or vm.unprivileged_userfaultfd=1\n");
         if std::env::var_os("PAGEWARDEN_SKIP_UFFD_TESTS").is_none() {
-            panic!(
-                "userfaultfd unavailable ({why}); set PAGEWARDEN_SKIP_UFFD_TESTS=1 to skip such tests"
-            );
+            panic!("userfaultfd unavailable ({why}); set PAGEWARDEN_SKIP_UFFD_TESTS=1 to skip such tests");
         }
     }
 }

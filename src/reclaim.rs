@@ -27,13 +27,13 @@ use crate::config::EvictionPath;
 use crate::core::lru::{PageKey, key, unkey};
 use crate::core::page::{Entry, PageState};
 use crate::core::{idx, n32};
-use crate::event::{Event, KillTrigger, OomReport};
+use crate::event::Event;
 use crate::runtime::{Core, Guard, Liveness};
 use crate::sys::mem::Mapping;
 use crate::sys::uffd::Filled;
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 /// Pages a fault reclaims directly when no frame is free.
 const DIRECT_BATCH: usize = 16;
@@ -61,9 +61,18 @@ struct Job {
 
 pub(crate) fn reclaimer_loop(core: &Core) {
     let mut st = core.lock();
+    // Wake often enough to notice pressure within a fraction of its window.
+    let tick = [core.cfg.pressure_kill, core.cfg.pressure_warn]
+        .iter()
+        .flatten()
+        .map(|t| t.window / 8)
+        .min()
+        .unwrap_or(Duration::from_millis(250))
+        .clamp(Duration::from_millis(2), Duration::from_millis(250));
     while !core.shutdown.load(Ordering::Acquire) {
+        core.housekeeping(&mut st);
         if st.frames.free() >= core.cfg.low {
-            st = core.wait(st, &core.reclaim_cv, Duration::from_millis(500));
+            st = core.wait(st, &core.reclaim_cv, tick);
             continue;
         }
         while st.frames.free() < core.cfg.high && !core.shutdown.load(Ordering::Acquire) {
@@ -83,12 +92,7 @@ impl Core {
     /// Takes frames for a fault: at least one, up to `want` when there are frames to spare above
     /// the low watermark. Reclaims directly when none is free. `None` means exhaustion: no frame,
     /// nothing evictable, nothing in flight that will free one. `rid` is the faulting region.
-    pub(crate) fn acquire<'a>(
-        &'a self,
-        mut st: Guard<'a>,
-        want: usize,
-        rid: u32,
-    ) -> (Guard<'a>, Option<usize>) {
+    pub(crate) fn acquire<'a>(&'a self, mut st: Guard<'a>, want: usize, rid: u32) -> (Guard<'a>, Option<usize>) {
         if st.frames.free() == 0 {
             st.counters(rid).direct_reclaims += 1;
         }
@@ -122,8 +126,7 @@ impl Core {
         let mut st = self.lock();
         let mut total = 0;
         while total < frames {
-            let (g, freed) =
-                self.evict(st, Victims::Policy((frames - total).min(BACKGROUND_BATCH)));
+            let (g, freed) = self.evict(st, Victims::Policy((frames - total).min(BACKGROUND_BATCH)));
             st = g;
             if freed == 0 {
                 break;
@@ -149,8 +152,7 @@ impl Core {
                 while chosen.len() < max {
                     let can_dirty = st.swap_writable() && (st.slots.available() as usize) > dirty;
                     let st = &mut *st;
-                    let Some(k) = st.lru.victim(&mut st.regions, |e| !e.dirty() || can_dirty)
-                    else {
+                    let Some(k) = st.lru.victim(&mut st.regions, |e| !e.dirty() || can_dirty) else {
                         break;
                     };
                     let e = st.regions.0[&unkey(k).0].pages.get(unkey(k).1);
@@ -168,7 +170,7 @@ impl Core {
                 }
                 for p in range {
                     let e = r.pages.get(p);
-                    if !e.is_resident() {
+                    if !e.is_resident() || e.pinned() {
                         continue;
                     }
                     if e.dirty() {
@@ -186,10 +188,7 @@ impl Core {
         }
         let mut freed = 0;
         let mut jobs: Vec<Job> = Vec::new();
-        let n_dirty = chosen
-            .iter()
-            .filter(|&&k| st.regions.0[&unkey(k).0].pages.get(unkey(k).1).dirty())
-            .count();
+        let n_dirty = chosen.iter().filter(|&&k| st.regions.0[&unkey(k).0].pages.get(unkey(k).1).dirty()).count();
         let run = st.slots.alloc_run(n32(n_dirty));
         for k in chosen {
             let (rid, page) = unkey(k);
@@ -216,6 +215,7 @@ impl Core {
                 }
                 r.pages.set(page, e);
                 st.frames.give(1);
+                st.evictions += 1;
                 let c = st.counters(rid);
                 c.evictions += 1;
                 c.clean_drops += 1;
@@ -237,15 +237,9 @@ impl Core {
             let mut hole = None;
             let taken = match self.path {
                 EvictionPath::Move => {
-                    let h = st
-                        .frames
-                        .take_hole()
-                        .expect("a resident page implies a pool hole");
+                    let h = st.frames.take_hole().expect("a resident page implies a pool hole");
                     let pool = self.pool.as_ref().expect("pool exists on the MOVE path");
-                    match self
-                        .uffd
-                        .move_pages(pool, h as usize * ps, &map, off, ps, false)
-                    {
+                    match self.uffd.move_pages(pool, h as usize * ps, &map, off, ps, false) {
                         Ok(Filled::All) => {
                             hole = Some(h);
                             Ok(())
@@ -261,10 +255,7 @@ impl Core {
                         }
                     }
                 }
-                _ => self
-                    .uffd
-                    .writeprotect(&map, off, ps, true, false)
-                    .map_err(|e| e.errno),
+                _ => self.uffd.writeprotect(&map, off, ps, true, false).map_err(|e| e.errno),
             };
             match taken {
                 Ok(()) => {}
@@ -281,9 +272,7 @@ impl Core {
                 }
                 Err(errno) => {
                     // EBUSY: pinned by in-progress I/O or shared. Try it another time.
-                    log::debug!(
-                        "pagewarden: cannot evict page {page} of region {rid} now (errno {errno})"
-                    );
+                    log::debug!("pagewarden: cannot evict page {page} of region {rid} now (errno {errno})");
                     self.free_job_slot(&mut st, run.is_some(), slot);
                     st.lru.requeue(k, &mut e);
                     st.region_mut(rid).pages.set(page, e);
@@ -296,14 +285,7 @@ impl Core {
             r.pages.set(page, e);
             r.inflight += 1;
             st.evicting += 1;
-            jobs.push(Job {
-                rid,
-                page,
-                slot,
-                hole,
-                map,
-                ok: false,
-            });
+            jobs.push(Job { rid, page, slot, hole, map, ok: false });
         }
         if jobs.is_empty() {
             if let Some(start) = run {
@@ -343,9 +325,7 @@ impl Core {
                 .collect();
             let res = swap.write_pages(u64::from(jobs[i].slot) * ps as u64, &srcs);
             if let Err(e) = &res {
-                log::error!(
-                    "pagewarden: swap write failed: {e}; swap is treated as full from now on"
-                );
+                log::error!("pagewarden: swap write failed: {e}; swap is treated as full from now on");
             }
             for job in &mut jobs[i..j] {
                 job.ok = res.is_ok();
@@ -357,14 +337,7 @@ impl Core {
         let mut failed = None;
         for job in jobs {
             st.evicting -= 1;
-            let Job {
-                rid,
-                page,
-                slot,
-                hole,
-                map,
-                ok,
-            } = job;
+            let Job { rid, page, slot, hole, map, ok } = job;
             let off = idx(page) * ps;
             let live = st.region(rid).live;
             let mut e = st.region(rid).pages.get(page);
@@ -380,10 +353,11 @@ impl Core {
                     }
                 }
                 freed += 1;
+                st.evictions += 1;
                 if live == Liveness::Live {
                     e.set_state(PageState::Swapped);
                     e.set_dirty(false);
-                    e.set_slot(Some(slot));
+                    st.attach_slot(rid, &mut e, slot);
                     st.lru.stamp(&mut e);
                     let r = st.region_mut(rid);
                     r.resident -= 1;
@@ -405,9 +379,7 @@ impl Core {
                 let back = match hole {
                     Some(h) => {
                         let pool = self.pool.as_ref().expect("pool exists on the MOVE path");
-                        let r = self
-                            .uffd
-                            .move_pages(&map, off, pool, h as usize * ps, ps, true);
+                        let r = self.uffd.move_pages(&map, off, pool, h as usize * ps, ps, true);
                         if r.is_ok() {
                             st.frames.return_hole(h);
                         }
@@ -416,9 +388,7 @@ impl Core {
                     None => self.uffd.writeprotect(&map, off, ps, false, true),
                 };
                 if let Err(err) = back {
-                    log::error!(
-                        "pagewarden: restoring page {page} after a failed write failed: {err}"
-                    );
+                    log::error!("pagewarden: restoring page {page} after a failed write failed: {err}");
                 }
                 e.set_state(PageState::Resident);
                 e.set_slot(None);
@@ -434,9 +404,7 @@ impl Core {
         }
         if failed.is_some() && !st.swap_broken {
             st.swap_broken = true;
-            self.publish(Event::SwapFailed {
-                error: "swap write failed; dirty pages stay in memory".into(),
-            });
+            self.publish(Event::SwapFailed { error: "swap write failed; dirty pages stay in memory".into() });
         }
         self.progress.notify_all();
         (st, freed)
@@ -449,103 +417,51 @@ impl Core {
         }
     }
 
-    /// Drops every page of a region that is not in flight: frames discarded in runs, slots freed,
-    /// entries cleared. In-flight pages are finished by their owner, which sees the region dead.
+    /// Drops every page of a region that is not in flight: frames discarded in runs, pins
+    /// released, slots freed, entries cleared. In-flight pages are finished by their owner, which
+    /// sees the region dead; emergency copies for accessors are dropped when the accessor returns.
     /// Returns (frames freed, slots freed).
     pub(crate) fn drop_pages(&self, st: &mut Guard<'_>, rid: u32) -> (u64, u64) {
         let ps = self.page();
         let entries = st.region(rid).pages.entries();
         let map = st.region(rid).map.clone();
-        let (mut frames, mut slots) = (0u64, 0u64);
-        let mut run_start: Option<u64> = None;
-        let mut prev = 0u64;
-        let flush = |start: u64, end: u64| {
-            if let Err(e) = map.discard(idx(start) * ps, idx(end - start) * ps) {
-                log::error!("pagewarden: discarding pages failed: {e}");
-            }
-        };
+        let (mut frames, mut slots, mut pinned) = (0u64, 0u64, 0u64);
+        // Runs of resident pages, discarded with one madvise each.
+        let mut runs: Vec<(u64, u64)> = Vec::new();
         for &(p, mut e) in &entries {
             match e.state() {
                 PageState::PageIn | PageState::Evicting => continue,
                 PageState::Resident => {
-                    match run_start {
-                        Some(s) if prev + 1 == p => {
-                            let _ = s;
-                        }
-                        Some(s) => {
-                            flush(s, prev + 1);
-                            run_start = Some(p);
-                        }
-                        None => run_start = Some(p),
+                    match runs.last_mut() {
+                        Some(r) if r.1 == p => r.1 = p + 1,
+                        _ => runs.push((p, p + 1)),
                     }
-                    prev = p;
-                    st.lru.leave(&mut e);
+                    if e.pinned() {
+                        pinned += 1;
+                    } else {
+                        st.lru.leave(&mut e);
+                    }
                     frames += 1;
-                    if let Some(s) = e.slot() {
-                        st.slots.free(s);
-                    }
                 }
-                PageState::Swapped => {
-                    if let Some(s) = e.slot() {
-                        st.slots.free(s);
-                        slots += 1;
-                    }
-                }
+                PageState::Swapped => slots += 1,
                 PageState::Unpopulated | PageState::Poisoned => {}
             }
+            st.release_slot(rid, &mut e);
             st.region_mut(rid).pages.set(p, Entry::default());
         }
-        if let Some(s) = run_start {
-            flush(s, prev + 1);
+        for (a, b) in runs {
+            if let Err(e) = map.discard(idx(a) * ps, idx(b - a) * ps) {
+                log::error!("pagewarden: discarding pages failed: {e}");
+            }
         }
         st.frames.give(idx(frames));
+        st.pinned -= idx(pinned).min(st.pinned);
         let r = st.region_mut(rid);
         r.resident -= frames;
+        r.pinned -= pinned;
         r.swapped = 0;
         r.stream = Default::default();
         (frames, slots)
-    }
-
-    /// Kills an arena: marks it, frees its frames and slots at once, and reports. Threads parked
-    /// on its faults are released by [`Core::resolve_dead`] as their events come in.
-    pub(crate) fn kill_arena(
-        &self,
-        st: &mut Guard<'_>,
-        aid: u32,
-        trigger: KillTrigger,
-    ) -> Option<OomReport> {
-        let t0 = Instant::now();
-        let a = st.arenas.get(&aid)?;
-        if a.shared.killed.swap(true, Ordering::AcqRel) {
-            return None;
-        }
-        let shared = a.shared.clone();
-        let regions = a.regions.clone();
-        let before = (st.frames.in_use() as u64, u64::from(st.slots.used()));
-        let (mut frames, mut slots) = (0, 0);
-        for rid in regions {
-            st.region_mut(rid).live = Liveness::Killed;
-            let (f, s) = self.drop_pages(st, rid);
-            frames += f;
-            slots += s;
-        }
-        st.kills += 1;
-        let report = OomReport {
-            arena: shared.name.clone(),
-            arena_id: u64::from(aid),
-            trigger,
-            frames_freed: frames,
-            slots_freed: slots,
-            budget_frames: st.frames.budget() as u64,
-            frames_in_use_before: before.0,
-            swap_used_before: before.1,
-            swap_slots: u64::from(st.slots.capacity()),
-            elapsed: t0.elapsed(),
-        };
-        log::warn!("{report}");
-        self.publish(Event::Killed(report.clone()));
-        self.progress.notify_all();
-        Some(report)
     }
 
     /// Releases a region: frames and slots freed at once (after waiting for the region's
@@ -562,6 +478,8 @@ impl Core {
             a.regions.retain(|&x| x != rid);
         }
         self.drop_pages(&mut st, rid);
+        st.committed -= (map.len() as u64).min(st.committed);
+        st.oom_poisoned.retain(|&(r, _)| r != rid);
         if let Err(e) = self.uffd.unregister(&map, 0, map.len()) {
             log::error!("pagewarden: unregistering a released region failed: {e}");
         }
@@ -582,48 +500,64 @@ impl Core {
 
     /// Removes a released region's state once nothing is in flight on it.
     pub(crate) fn forget_if_done(&self, st: &mut Guard<'_>, rid: u32) {
-        if st
-            .regions
-            .0
-            .get(&rid)
-            .is_some_and(|r| r.live == Liveness::Released && r.inflight == 0)
-        {
+        if st.regions.0.get(&rid).is_some_and(|r| r.live == Liveness::Released && r.inflight == 0) {
             st.regions.0.remove(&rid);
         }
     }
 
-    /// Drops the zero pages handed to safe accessors of an arena's dead pages, once no accessor
-    /// is inside: raw access to those pages then faults again and finds them poisoned.
+    /// Drops the emergency pages handed to safe accessors of an arena (zero pages for its dead
+    /// pages, copies for faults that found no memory) once no accessor is inside. On a live page
+    /// the copy goes and the page is missing again, its data where it was; waiting writers wake.
+    /// Raw access to a killed arena's page faults again and finds it poisoned.
     pub(crate) fn scrub_reserve(&self, aid: u32) {
         let ps = self.page();
         let mut st = self.lock();
-        let Some(shared) = st.arenas.get(&aid).map(|a| a.shared.clone()) else {
-            return;
-        };
-        if !shared
-            .accessors
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .is_empty()
-        {
+        let Some(shared) = st.arenas.get(&aid).map(|a| a.shared.clone()) else { return };
+        if !shared.accessors.lock().unwrap_or_else(|p| p.into_inner()).is_empty() {
             return;
         }
-        let mut keep = Vec::new();
         let mut n = 0;
+        let mut wake = Vec::new();
         for (rid, page) in std::mem::take(&mut st.reserve) {
-            match st.regions.0.get(&rid) {
+            match st.regions.0.get_mut(&rid) {
                 Some(r) if r.arena == aid => {
                     let _ = r.map.discard(idx(page) * ps, ps);
                     n += 1;
+                    let mut e = r.pages.get(page);
+                    if e.reserve() {
+                        if e.waiters() {
+                            wake.push((rid, page));
+                        }
+                        e.set_reserve(false);
+                        e.set_waiters(false);
+                        r.pages.set(page, e);
+                    }
                 }
-                Some(_) => keep.push((rid, page)),
+                Some(_) => st.reserve.push((rid, page)),
                 None => {}
             }
         }
-        st.reserve = keep;
-        shared.reserve_pages.fetch_sub(
-            n.min(shared.reserve_pages.load(Ordering::Acquire)),
-            Ordering::AcqRel,
-        );
+        for (rid, page) in wake {
+            self.wake(&st, rid, page, 1);
+        }
+        shared.reserve_pages.fetch_sub(n.min(shared.reserve_pages.load(Ordering::Acquire)), Ordering::AcqRel);
+    }
+
+    /// Lifts the poison from pages whose raw access found no memory, now that frames are free.
+    pub(crate) fn clear_oom_poison(&self, st: &mut Guard<'_>) {
+        let ps = self.page();
+        for (rid, page) in std::mem::take(&mut st.oom_poisoned) {
+            let Some(r) = st.regions.0.get_mut(&rid) else { continue };
+            if r.live != Liveness::Live {
+                continue;
+            }
+            let mut e = r.pages.get(page);
+            if e.reserve() {
+                // MADV_DONTNEED removes the poison marker: the page is missing again.
+                let _ = r.map.discard(idx(page) * ps, ps);
+                e.set_reserve(false);
+                r.pages.set(page, e);
+            }
+        }
     }
 }

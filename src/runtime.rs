@@ -20,6 +20,8 @@ use crate::core::readahead::Stream;
 use crate::core::slots::Slots;
 use crate::error::{Error, Result};
 use crate::event::Event;
+use crate::oom::policy::VictimPolicy;
+use crate::oom::pressure::Psi;
 use crate::stats::{ArenaStats, Counters, Histogram, Stats};
 use crate::sys::file::{Location, SwapFile};
 use crate::sys::mem::Mapping;
@@ -30,7 +32,7 @@ use std::collections::BTreeMap;
 use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Condvar, Mutex, MutexGuard};
 use std::thread::JoinHandle;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 /// Whether a region can still be served.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -49,6 +51,10 @@ pub(crate) struct RegionState {
     pub(crate) resident: u64,
     /// Pages whose only copy is in swap.
     pub(crate) swapped: u64,
+    /// Pinned pages (part of `resident`).
+    pub(crate) pinned: u64,
+    /// Swap slots held by this region's pages (swapped, or resident and clean).
+    pub(crate) slots: u64,
     /// Pages of this region in flight (page-in or eviction I/O).
     pub(crate) inflight: u64,
     pub(crate) stream: Stream,
@@ -63,10 +69,48 @@ pub(crate) struct ArenaShared {
     pub(crate) id: u32,
     pub(crate) name: String,
     pub(crate) killed: AtomicBool,
-    /// Kernel thread ids currently inside a safe accessor of this arena.
-    pub(crate) accessors: Mutex<Vec<u32>>,
+    /// Threads currently inside a safe accessor of this arena.
+    pub(crate) accessors: Mutex<Vec<Accessor>>,
+    /// Bumped whenever an accessor's fault fails; accessors compare it before and after.
+    pub(crate) failures: AtomicU64,
     /// Zero pages handed to accessors of dead pages, not yet scrubbed.
     pub(crate) reserve_pages: AtomicUsize,
+}
+
+/// A thread inside a safe accessor.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct Accessor {
+    /// Kernel thread id (as userfaultfd reports it).
+    pub(crate) tid: u32,
+    /// A fault of this access could not be served (no memory and nothing killable).
+    pub(crate) failed: bool,
+}
+
+impl ArenaShared {
+    /// Whether `tid` is inside a safe accessor (every thread counts when the kernel does not
+    /// report thread ids).
+    pub(crate) fn is_accessor(&self, tid: u32, has_tid: bool) -> bool {
+        !has_tid || self.accessors.lock().unwrap_or_else(|p| p.into_inner()).iter().any(|a| a.tid == tid)
+    }
+
+    /// Whether `tid` is inside a safe accessor whose access already failed.
+    pub(crate) fn is_failed_accessor(&self, tid: u32, has_tid: bool) -> bool {
+        self.accessors.lock().unwrap_or_else(|p| p.into_inner()).iter().any(|a| a.failed && (a.tid == tid || !has_tid))
+    }
+
+    /// Records that `tid`'s access failed; returns whether `tid` is an accessor.
+    pub(crate) fn fail_accessor(&self, tid: u32, has_tid: bool) -> bool {
+        let mut a = self.accessors.lock().unwrap_or_else(|p| p.into_inner());
+        let mut found = false;
+        for x in a.iter_mut().filter(|x| x.tid == tid || !has_tid) {
+            x.failed = true;
+            found = true;
+        }
+        if found {
+            self.failures.fetch_add(1, Ordering::AcqRel);
+        }
+        found
+    }
 }
 
 pub(crate) struct ArenaState {
@@ -74,6 +118,8 @@ pub(crate) struct ArenaState {
     pub(crate) regions: Vec<u32>,
     pub(crate) counters: Counters,
     pub(crate) hist: Histogram,
+    pub(crate) profile: crate::oom::Profile,
+    pub(crate) psi: Psi,
 }
 
 /// The regions, by id; implements [`PageStore`] for the replacement policy.
@@ -114,6 +160,24 @@ pub(crate) struct State {
     pub(crate) kills: u64,
     /// A swap write failed: treat swap as full.
     pub(crate) swap_broken: bool,
+    /// The victim policy.
+    pub(crate) policy: Arc<dyn VictimPolicy>,
+    /// Frames pinned.
+    pub(crate) pinned: usize,
+    /// Commit charge: bytes of live reservations.
+    pub(crate) committed: u64,
+    /// Pages poisoned because a raw access found no memory; cleared when memory is free again.
+    pub(crate) oom_poisoned: Vec<(u32, u64)>,
+    /// Runtime-wide stall accounting.
+    pub(crate) psi: Psi,
+    /// Samples of (time, total stalled ns, evictions) for the pressure windows.
+    pub(crate) stall_samples: std::collections::VecDeque<(Instant, u64, u64)>,
+    pub(crate) last_pressure_kill: Option<Instant>,
+    pub(crate) last_pressure_warn: Option<Instant>,
+    /// `SwapLow` may be published (re-armed when swap recovers).
+    pub(crate) swap_low_armed: bool,
+    /// Evictions so far (for the pressure trigger).
+    pub(crate) evictions: u64,
 }
 
 impl State {
@@ -122,33 +186,42 @@ impl State {
     }
 
     pub(crate) fn region_mut(&mut self, rid: u32) -> &mut RegionState {
-        self.regions
-            .0
-            .get_mut(&rid)
-            .expect("region id refers to a live region")
+        self.regions.0.get_mut(&rid).expect("region id refers to a live region")
     }
 
     /// The region containing `addr` and the page index in it.
     pub(crate) fn locate(&self, addr: usize, page: usize) -> Option<(u32, u64)> {
         let (_, &rid) = self.by_addr.range(..=addr).next_back()?;
         let r = self.regions.0.get(&rid)?;
-        r.map
-            .contains(addr)
-            .then(|| (rid, ((addr - r.map.addr()) / page) as u64))
+        r.map.contains(addr).then(|| (rid, ((addr - r.map.addr()) / page) as u64))
     }
 
     pub(crate) fn counters(&mut self, rid: u32) -> &mut Counters {
         let a = self.regions.0[&rid].arena;
-        &mut self
-            .arenas
-            .get_mut(&a)
-            .expect("region's arena exists")
-            .counters
+        &mut self.arenas.get_mut(&a).expect("region's arena exists").counters
     }
 
     /// Whether dirty pages can be written out now.
     pub(crate) fn swap_writable(&self) -> bool {
         !self.swap_broken && self.slots.available() > 0
+    }
+
+    /// Frees the swap slot an entry holds, if any.
+    pub(crate) fn release_slot(&mut self, rid: u32, e: &mut Entry) {
+        if let Some(s) = e.slot() {
+            self.slots.free(s);
+            e.set_slot(None);
+            if let Some(r) = self.regions.0.get_mut(&rid) {
+                r.slots -= 1;
+            }
+        }
+    }
+
+    /// Records that an entry's data now also lives in slot `s`.
+    pub(crate) fn attach_slot(&mut self, rid: u32, e: &mut Entry, s: u32) {
+        debug_assert!(e.slot().is_none());
+        e.set_slot(Some(s));
+        self.region_mut(rid).slots += 1;
     }
 }
 
@@ -206,7 +279,8 @@ impl Core {
     }
 
     pub(crate) fn stats(&self) -> Stats {
-        let st = self.lock();
+        let mut st = self.lock();
+        let now = Instant::now();
         let mut totals = st.retired;
         let mut hist = st.retired_hist.clone();
         let mut arenas = Vec::new();
@@ -223,46 +297,71 @@ impl Core {
             let a = &st.arenas[&id];
             totals.add(&a.counters);
             hist.merge(&a.hist);
-            arenas.push(arena_stats(&st, a));
+            arenas.push(self.arena_stats(&mut st, id, now));
         }
+        let budget = st.frames.budget() as u64;
+        let swap = u64::from(st.slots.capacity());
+        let ps = self.page() as u64;
+        let ratio = match self.cfg.overcommit {
+            crate::Overcommit::Strict { ratio } => ratio,
+            _ => 0.5,
+        };
         Stats {
             page_size: self.page(),
-            budget_frames: st.frames.budget() as u64,
+            budget_frames: budget,
             frames_in_use: st.frames.in_use() as u64,
             frames_pooled: st.frames.populated() as u64,
-            swap_slots: u64::from(st.slots.capacity()),
+            pinned_frames: st.pinned as u64,
+            pin_limit_frames: self.cfg.pin_limit as u64,
+            swap_slots: swap,
             swap_used: u64::from(st.slots.used()),
             swap_direct: self.swap.as_ref().is_some_and(|s| s.is_direct()),
+            committed_bytes: st.committed,
+            commit_limit_bytes: crate::pin::commit_limit(swap * ps, budget * ps, ratio),
             eviction: self.path,
             uffd_source: self.uffd.source(),
+            policy: st.policy.name().to_string(),
             metadata_bytes: metadata,
             tracked_pages: tracked,
             kills: st.kills,
+            pressure: st.psi.snapshot(now),
             totals,
             latency: hist.summary(),
             arenas,
         }
     }
+
+    pub(crate) fn arena_stats(&self, st: &mut State, id: u32, now: Instant) -> ArenaStats {
+        let total = self.total_pages(st);
+        let a = &st.arenas[&id];
+        let c = self.candidate(st, a, None, now);
+        let reserved = a.regions.iter().map(|rid| st.region(*rid).map.len() as u64).sum();
+        let (shared, regions, counters, latency, adj, impact) =
+            (a.shared.clone(), a.regions.len(), a.counters, a.hist.summary(), a.profile.adj, a.profile.impact);
+        let pressure = st.arenas.get_mut(&id).expect("arena exists").psi.snapshot(now);
+        ArenaStats {
+            id: u64::from(id),
+            name: shared.name.clone(),
+            killed: shared.killed.load(Ordering::Acquire),
+            regions,
+            reserved_bytes: reserved,
+            resident_pages: c.resident,
+            swapped_pages: c.swapped,
+            pinned_pages: c.pinned,
+            unique_pages: c.unique(),
+            oom_score: if shared.killed.load(Ordering::Acquire) { 0 } else { c.oom_score(total) },
+            oom_score_adj: adj,
+            impact,
+            counters,
+            latency,
+            pressure,
+        }
+    }
 }
 
-pub(crate) fn arena_stats(st: &State, a: &ArenaState) -> ArenaStats {
-    let (mut res, mut sw, mut reserved) = (0, 0, 0);
-    for rid in &a.regions {
-        let r = st.region(*rid);
-        res += r.resident;
-        sw += r.swapped;
-        reserved += r.map.len() as u64;
-    }
-    ArenaStats {
-        id: u64::from(a.shared.id),
-        name: a.shared.name.clone(),
-        killed: a.shared.killed.load(Ordering::Acquire),
-        regions: a.regions.len(),
-        reserved_bytes: reserved,
-        resident_pages: res,
-        swapped_pages: sw,
-        counters: a.counters,
-        latency: a.hist.summary(),
+impl std::fmt::Debug for RtHandle {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("RtHandle")
     }
 }
 
@@ -295,7 +394,7 @@ impl Drop for RtHandle {
 ///
 /// ```no_run
 /// let rt = pagewarden::Runtime::builder().frame_budget(32 << 20).build()?;
-/// let arena = rt.arena("cache")?;
+/// let arena = rt.arena("cache").create()?;
 /// let region = arena.reserve(1 << 30)?;     // 1 GiB of address space, no frames yet
 /// region.write(4096, b"hello")?;             // a real page fault, served by the runtime
 /// let mut buf = [0u8; 5];
@@ -334,25 +433,21 @@ impl Runtime {
 
     pub(crate) fn start(cfg: Config) -> Result<Runtime> {
         let ps = cfg.page;
-        let wanted = uffd::feature::MOVE
-            | uffd::feature::POISON
-            | uffd::feature::THREAD_ID
-            | uffd::feature::PAGEFAULT_FLAG_WP;
+        let wanted =
+            uffd::feature::MOVE | uffd::feature::POISON | uffd::feature::THREAD_ID | uffd::feature::PAGEFAULT_FLAG_WP;
         let ufd = Uffd::open(wanted).map_err(open_failure)?;
         // Probe what an anonymous range supports on this kernel.
         let probe = Mapping::anonymous(ps)?;
-        let ioctls = ufd
-            .register(&probe, 0, ps, uffd::MODE_MISSING | uffd::MODE_WP)
-            .map_err(|e| {
-                if e.errno == libc::EINVAL {
-                    Error::MissingKernelFeature {
-                        feature: "UFFDIO_REGISTER_MODE_WP on anonymous memory",
-                        needed_for: "dirty tracking and race-free eviction (Linux 5.7+)",
-                    }
-                } else {
-                    e.into()
+        let ioctls = ufd.register(&probe, 0, ps, uffd::MODE_MISSING | uffd::MODE_WP).map_err(|e| {
+            if e.errno == libc::EINVAL {
+                Error::MissingKernelFeature {
+                    feature: "UFFDIO_REGISTER_MODE_WP on anonymous memory",
+                    needed_for: "dirty tracking and race-free eviction (Linux 5.7+)",
                 }
-            })?;
+            } else {
+                e.into()
+            }
+        })?;
         ufd.unregister(&probe, 0, ps)?;
         drop(probe);
         if ioctls & uffd::ioctl_bit::WRITEPROTECT == 0 {
@@ -361,8 +456,7 @@ impl Runtime {
                 needed_for: "dirty tracking and race-free eviction (Linux 5.7+)",
             });
         }
-        let has_move =
-            ufd.features() & uffd::feature::MOVE != 0 && ioctls & uffd::ioctl_bit::MOVE != 0;
+        let has_move = ufd.features() & uffd::feature::MOVE != 0 && ioctls & uffd::ioctl_bit::MOVE != 0;
         let path = match cfg.eviction {
             EvictionPath::Auto if has_move => EvictionPath::Move,
             EvictionPath::Auto => EvictionPath::WriteProtect,
@@ -374,15 +468,11 @@ impl Runtime {
             }
             p => p,
         };
-        let can_poison =
-            ufd.features() & uffd::feature::POISON != 0 && ioctls & uffd::ioctl_bit::POISON != 0;
+        let can_poison = ufd.features() & uffd::feature::POISON != 0 && ioctls & uffd::ioctl_bit::POISON != 0;
         let has_tid = ufd.features() & uffd::feature::THREAD_ID != 0;
         let pool = if path == EvictionPath::Move {
-            let m =
-                Mapping::anonymous(cfg.budget_frames * ps).map_err(|e| Error::AddressSpace {
-                    requested: cfg.budget_frames * ps,
-                    source: e.io(),
-                })?;
+            let m = Mapping::anonymous(cfg.budget_frames * ps)
+                .map_err(|e| Error::AddressSpace { requested: cfg.budget_frames * ps, source: e.io() })?;
             // The pool is a MOVE destination, so it must be registered with the same uffd. We never
             // touch a hole in it (trap 9: that would fault into our own handler).
             ufd.register(&m, 0, m.len(), uffd::MODE_MISSING)?;
@@ -398,14 +488,9 @@ impl Runtime {
                 SwapLocation::TempIn(d) => (Location::TempIn(d), d.clone()),
                 SwapLocation::Named(p) => (Location::Named(p), p.clone()),
             };
-            let f = SwapFile::create(loc, cap, direct).map_err(|e| Error::SwapFile {
-                path,
-                source: e.io(),
-            })?;
+            let f = SwapFile::create(loc, cap, direct).map_err(|e| Error::SwapFile { path, source: e.io() })?;
             if direct && !f.is_direct() {
-                log::warn!(
-                    "pagewarden: the swap file system refuses O_DIRECT; swap I/O goes through the page cache"
-                );
+                log::warn!("pagewarden: the swap file system refuses O_DIRECT; swap I/O goes through the page cache");
             }
             Some(f)
         } else {
@@ -428,6 +513,16 @@ impl Runtime {
             retired_hist: Histogram::default(),
             kills: 0,
             swap_broken: false,
+            policy: cfg.policy.clone(),
+            pinned: 0,
+            committed: 0,
+            oom_poisoned: Vec::new(),
+            psi: Psi::new(Instant::now()),
+            stall_samples: std::collections::VecDeque::new(),
+            last_pressure_kill: None,
+            last_pressure_warn: None,
+            swap_low_armed: true,
+            evictions: 0,
         };
         let core = Arc::new(Core {
             uffd: ufd,
@@ -453,20 +548,14 @@ impl Runtime {
             let t = std::thread::Builder::new()
                 .name(format!("pw-fault-{i}"))
                 .spawn(move || crate::fault::handler_loop(&c))
-                .map_err(|e| Error::Sys {
-                    op: "spawn handler thread",
-                    source: e,
-                })?;
+                .map_err(|e| Error::Sys { op: "spawn handler thread", source: e })?;
             threads.push(t);
         }
         let c = core.clone();
         let t = std::thread::Builder::new()
             .name("pw-reclaim".into())
             .spawn(move || crate::reclaim::reclaimer_loop(&c))
-            .map_err(|e| Error::Sys {
-                op: "spawn reclaim thread",
-                source: e,
-            })?;
+            .map_err(|e| Error::Sys { op: "spawn reclaim thread", source: e })?;
         threads.push(t);
         log::debug!(
             "pagewarden: runtime up: budget {} frames, swap {} slots, path {:?}, uffd {:?}",
@@ -475,17 +564,33 @@ impl Runtime {
             core.path,
             core.uffd.source()
         );
-        Ok(Runtime {
-            h: Arc::new(RtHandle {
-                core,
-                threads: Mutex::new(threads),
-            }),
-        })
+        Ok(Runtime { h: Arc::new(RtHandle { core, threads: Mutex::new(threads) }) })
     }
 
-    /// Creates an arena named `name`. Names need not be unique; ids are.
-    pub fn arena(&self, name: &str) -> Result<crate::Arena> {
-        crate::arena::Arena::create(self.h.clone(), name)
+    /// Starts creating an arena named `name` (names need not be unique; ids are): set its OOM
+    /// profile on the builder, then `.create()`.
+    ///
+    /// ```no_run
+    /// # let rt = pagewarden::Runtime::builder().frame_budget(16 << 20).build()?;
+    /// let a = rt.arena("cache").oom_score_adj(300).create()?;
+    /// # Ok::<(), pagewarden::Error>(())
+    /// ```
+    pub fn arena(&self, name: &str) -> crate::ArenaBuilder {
+        crate::ArenaBuilder::new(self.h.clone(), name)
+    }
+
+    /// Runs the OOM killer now, as if memory were short by `deficit` (like the kernel's
+    /// SysRq-f): the policy chooses, the victims die (unless in dry-run mode), and the report is
+    /// returned and published.
+    pub fn run_oom_killer(&self, deficit: crate::Deficit) -> crate::OomReport {
+        let c = &self.h.core;
+        let mut st = c.lock();
+        c.oom(&mut st, crate::KillTrigger::Requested, deficit, None).1
+    }
+
+    /// Replaces the victim policy.
+    pub fn set_victim_policy(&self, policy: impl VictimPolicy + 'static) {
+        self.h.core.lock().policy = Arc::new(policy);
     }
 
     /// A receiver of the runtime's [`Event`]s (kills, swap failures). All receivers share one

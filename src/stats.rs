@@ -13,11 +13,7 @@ pub(crate) struct Histogram {
 
 impl Default for Histogram {
     fn default() -> Self {
-        Histogram {
-            buckets: Box::new([0; 512]),
-            count: 0,
-            max: 0,
-        }
+        Histogram { buckets: Box::new([0; 512]), count: 0, max: 0 }
     }
 }
 
@@ -168,10 +164,22 @@ pub struct ArenaStats {
     pub resident_pages: u64,
     /// Pages whose only copy is in swap.
     pub swapped_pages: u64,
+    /// Pinned pages (part of `resident_pages`).
+    pub pinned_pages: u64,
+    /// Frames plus swap slots that killing it would free.
+    pub unique_pages: u64,
+    /// Kernel-scale OOM score, 0..=2000 (like `/proc/PID/oom_score`).
+    pub oom_score: u32,
+    /// Its `oom_score_adj`.
+    pub oom_score_adj: i16,
+    /// Its impact class.
+    pub impact: crate::Impact,
     /// Event counters.
     pub counters: Counters,
     /// Fault service time.
     pub latency: Latency,
+    /// Stall pressure of its threads.
+    pub pressure: crate::Pressure,
 }
 
 /// A snapshot of the runtime: budget, swap, and every live arena.
@@ -185,22 +193,35 @@ pub struct Stats {
     pub frames_in_use: u64,
     /// Free frames the pool holds ready (MOVE path) — physical, but not yet given to a page.
     pub frames_pooled: u64,
+    /// Frames pinned.
+    pub pinned_frames: u64,
+    /// The pin limit, in frames.
+    pub pin_limit_frames: u64,
     /// Swap capacity in slots (pages).
     pub swap_slots: u64,
     /// Swap slots in use.
     pub swap_used: u64,
     /// Whether swap I/O bypasses the page cache.
     pub swap_direct: bool,
+    /// Commit charge: bytes of live reservations (like `Committed_AS`).
+    pub committed_bytes: u64,
+    /// `swap + ratio × budget` in bytes, with the `Strict` ratio or the kernel's default 0.5
+    /// (like `CommitLimit`; enforced only under `Overcommit::Strict`).
+    pub commit_limit_bytes: u64,
     /// The eviction path in use.
     pub eviction: crate::EvictionPath,
     /// How the userfaultfd was created.
     pub uffd_source: crate::UffdSource,
+    /// The victim policy's name.
+    pub policy: String,
     /// Bytes of page-table metadata.
     pub metadata_bytes: u64,
     /// Pages holding data: resident (or being evicted) plus swapped.
     pub tracked_pages: u64,
     /// Arenas killed so far.
     pub kills: u64,
+    /// Stall pressure of the runtime.
+    pub pressure: crate::Pressure,
     /// Counters summed over all arenas, including dropped ones.
     pub totals: Counters,
     /// Fault service time over all arenas, including dropped ones.
@@ -220,52 +241,56 @@ fn mib(pages: u64, ps: usize) -> String {
 
 fn us(d: Duration) -> String {
     let n = d.as_nanos();
-    if n >= 10_000_000 {
-        format!("{}ms", n / 1_000_000)
-    } else {
-        format!("{:.1}µs", n as f64 / 1000.0)
-    }
+    if n >= 10_000_000 { format!("{}ms", n / 1_000_000) } else { format!("{:.1}µs", n as f64 / 1000.0) }
 }
 
 impl fmt::Display for Stats {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         let ps = self.page_size;
+        let io = if self.swap_direct { "O_DIRECT" } else { "buffered" };
         writeln!(
             f,
-            "frames {}/{} in use ({} / {}), {} pooled; swap {}/{} slots ({} / {}, {}); path {:?}; uffd {:?}",
+            "frames {}/{} in use ({} / {}), {} pooled, {} pinned; swap {}/{} slots ({} / {}, {io}); path {:?}; uffd {:?}",
             self.frames_in_use,
             self.budget_frames,
             mib(self.frames_in_use, ps),
             mib(self.budget_frames, ps),
             self.frames_pooled,
+            self.pinned_frames,
             self.swap_used,
             self.swap_slots,
             mib(self.swap_used, ps),
             mib(self.swap_slots, ps),
-            if self.swap_direct {
-                "O_DIRECT"
-            } else {
-                "buffered"
-            },
             self.eviction,
             self.uffd_source,
         )?;
         writeln!(
             f,
-            "metadata {} bytes for {} tracked pages ({:.1} B/page); kills {}; faults that reclaimed directly {}",
-            self.metadata_bytes,
-            self.tracked_pages,
-            self.metadata_bytes as f64 / self.tracked_pages.max(1) as f64,
+            "committed {} (limit {}); policy {}; kills {}; pressure some {:.1}% full {:.1}% (avg10); \
+             faults that reclaimed directly {}",
+            mib(self.committed_bytes / ps as u64, ps),
+            mib(self.commit_limit_bytes / ps as u64, ps),
+            self.policy,
             self.kills,
+            self.pressure.some.avg10,
+            self.pressure.full.avg10,
             self.totals.direct_reclaims
         )?;
         writeln!(
             f,
-            "{:<14} {:>8} {:>8} {:>8} {:>9} {:>9} {:>7} {:>9} {:>9} {:>9} {:>8} {:>8} {:>8}",
+            "metadata {} bytes for {} tracked pages ({:.1} B/page)",
+            self.metadata_bytes,
+            self.tracked_pages,
+            self.metadata_bytes as f64 / self.tracked_pages.max(1) as f64,
+        )?;
+        writeln!(
+            f,
+            "{:<14} {:>8} {:>8} {:>8} {:>6} {:>9} {:>8} {:>6} {:>8} {:>8} {:>8} {:>13} {:>8} {:>8} {:>5} {:>5}",
             "arena",
             "reserved",
             "resident",
             "swapped",
+            "pinned",
             "zero-fill",
             "swap-in",
             "wp",
@@ -274,22 +299,30 @@ impl fmt::Display for Stats {
             "clean",
             "ra-hits",
             "p50",
-            "p99"
+            "p99",
+            "adj",
+            "score"
         )?;
-        let row = |f: &mut fmt::Formatter<'_>,
-                   name: &str,
-                   res: String,
-                   rs: u64,
-                   sw: u64,
-                   c: &Counters,
-                   l: &Latency| {
+        #[allow(clippy::too_many_arguments)]
+        fn row(
+            f: &mut fmt::Formatter<'_>,
+            ps: usize,
+            name: &str,
+            reserved: u64,
+            pages: [u64; 3],
+            c: &Counters,
+            l: &Latency,
+            oom: Option<(i16, u32)>,
+        ) -> fmt::Result {
+            let (adj, score) = oom.map_or((String::new(), String::new()), |(a, s)| (a.to_string(), s.to_string()));
             writeln!(
                 f,
-                "{:<14} {:>8} {:>8} {:>8} {:>9} {:>9} {:>7} {:>9} {:>9} {:>9} {:>8} {:>8} {:>8}",
+                "{:<14} {:>8} {:>8} {:>8} {:>6} {:>9} {:>8} {:>6} {:>8} {:>8} {:>8} {:>13} {:>8} {:>8} {:>5} {:>5}",
                 name,
-                res,
-                mib(rs, ps),
-                mib(sw, ps),
+                mib(reserved / ps as u64, ps),
+                mib(pages[0], ps),
+                mib(pages[1], ps),
+                pages[2],
                 c.zero_fills,
                 c.swap_ins,
                 c.wp_faults,
@@ -299,39 +332,24 @@ impl fmt::Display for Stats {
                 format!("{}/{}", c.readahead_hits, c.readahead),
                 us(l.p50),
                 us(l.p99),
+                adj,
+                score,
             )
-        };
+        }
         for a in &self.arenas {
             let mut name: String = a.name.chars().take(12).collect();
             if a.killed {
                 name.push_str(" †");
             }
-            let reserved = mib(a.reserved_bytes / ps as u64, ps);
-            row(
-                f,
-                &name,
-                reserved,
-                a.resident_pages,
-                a.swapped_pages,
-                &a.counters,
-                &a.latency,
-            )?;
+            let pages = [a.resident_pages, a.swapped_pages, a.pinned_pages];
+            row(f, ps, &name, a.reserved_bytes, pages, &a.counters, &a.latency, Some((a.oom_score_adj, a.oom_score)))?;
         }
-        let rs: u64 = self.arenas.iter().map(|a| a.resident_pages).sum();
-        let sw: u64 = self.arenas.iter().map(|a| a.swapped_pages).sum();
-        let reserved: u64 = self.arenas.iter().map(|a| a.reserved_bytes).sum();
-        row(
-            f,
-            "total",
-            mib(reserved / ps as u64, ps),
-            rs,
-            sw,
-            &self.totals,
-            &self.latency,
-        )?;
+        let sum = |g: fn(&ArenaStats) -> u64| self.arenas.iter().map(g).sum::<u64>();
+        let pages = [sum(|a| a.resident_pages), sum(|a| a.swapped_pages), sum(|a| a.pinned_pages)];
+        row(f, ps, "total", sum(|a| a.reserved_bytes), pages, &self.totals, &self.latency, None)?;
         write!(
             f,
-            "(† killed; latency is handler service time: p99.9 {}, max {})",
+            "(† killed; latency is handler service time: p99.9 {}, max {}; score is the kernel-scale oom_score)",
             us(self.latency.p999),
             us(self.latency.max)
         )

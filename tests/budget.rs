@@ -18,7 +18,7 @@ fn resident_frames_never_exceed_the_budget() {
         let stop = Arc::new(AtomicBool::new(false));
         let mut workers = Vec::new();
         for t in 0..4u64 {
-            let arena = rt.arena(&format!("w{t}")).unwrap();
+            let arena = rt.arena(&format!("w{t}")).create().unwrap();
             let stop = stop.clone();
             workers.push(std::thread::spawn(move || {
                 let pages = 4 * BUDGET;
@@ -50,15 +50,8 @@ fn resident_frames_never_exceed_the_budget() {
             max_measured = max_measured.max(m);
             samples += 1;
             let st = rt.stats();
-            assert!(
-                st.frames_in_use <= st.budget_frames,
-                "{path:?}: accounting says {} frames",
-                st.frames_in_use
-            );
-            assert!(
-                m <= BUDGET,
-                "{path:?}: the kernel counts {m} resident frames, budget {BUDGET}"
-            );
+            assert!(st.frames_in_use <= st.budget_frames, "{path:?}: accounting says {} frames", st.frames_in_use);
+            assert!(m <= BUDGET, "{path:?}: the kernel counts {m} resident frames, budget {BUDGET}");
             std::thread::sleep(std::time::Duration::from_micros(300));
         }
         stop.store(true, Ordering::Relaxed);
@@ -67,14 +60,9 @@ fn resident_frames_never_exceed_the_budget() {
         }
         let st = rt.stats();
         let m = rt.resident_frames_measured().unwrap();
-        eprintln!(
-            "{path:?}: {samples} samples, max {max_measured} frames measured, budget {BUDGET}\n{st}"
-        );
+        eprintln!("{path:?}: {samples} samples, max {max_measured} frames measured, budget {BUDGET}\n{st}");
         assert!(samples > 20, "too few samples to mean anything");
-        assert!(
-            max_measured > BUDGET / 2,
-            "the workload never filled the budget"
-        );
+        assert!(max_measured > BUDGET / 2, "the workload never filled the budget");
         assert!(st.totals.evictions > 0);
         // At rest, the kernel's count and the runtime's agree.
         assert!(

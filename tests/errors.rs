@@ -7,76 +7,16 @@ use pagewarden::{Error, EvictionPath, Runtime};
 #[test]
 fn bad_configuration_is_refused() {
     let e = Runtime::builder().frame_budget(0).build().unwrap_err();
-    assert!(
-        matches!(
-            e,
-            Error::InvalidConfig {
-                what: "frame_budget",
-                ..
-            }
-        ),
-        "{e}"
-    );
+    assert!(matches!(e, Error::InvalidConfig { what: "frame_budget", .. }), "{e}");
     assert!(e.to_string().contains("minimum"), "{e}");
-    let e = Runtime::builder()
-        .frame_budget(usize::MAX)
-        .build()
-        .unwrap_err();
-    assert!(
-        matches!(
-            e,
-            Error::InvalidConfig {
-                what: "frame_budget",
-                ..
-            }
-        ),
-        "{e}"
-    );
-    let e = Runtime::builder()
-        .frame_budget(1 << 20)
-        .handler_threads(0)
-        .build()
-        .unwrap_err();
-    assert!(
-        matches!(
-            e,
-            Error::InvalidConfig {
-                what: "handler_threads",
-                ..
-            }
-        ),
-        "{e}"
-    );
-    let e = Runtime::builder()
-        .frame_budget(1 << 20)
-        .watermarks(10, 5)
-        .build()
-        .unwrap_err();
-    assert!(
-        matches!(
-            e,
-            Error::InvalidConfig {
-                what: "watermarks",
-                ..
-            }
-        ),
-        "{e}"
-    );
-    let e = Runtime::builder()
-        .frame_budget(1 << 20)
-        .max_readahead(0)
-        .build()
-        .unwrap_err();
-    assert!(
-        matches!(
-            e,
-            Error::InvalidConfig {
-                what: "max_readahead",
-                ..
-            }
-        ),
-        "{e}"
-    );
+    let e = Runtime::builder().frame_budget(usize::MAX).build().unwrap_err();
+    assert!(matches!(e, Error::InvalidConfig { what: "frame_budget", .. }), "{e}");
+    let e = Runtime::builder().frame_budget(1 << 20).handler_threads(0).build().unwrap_err();
+    assert!(matches!(e, Error::InvalidConfig { what: "handler_threads", .. }), "{e}");
+    let e = Runtime::builder().frame_budget(1 << 20).watermarks(10, 5).build().unwrap_err();
+    assert!(matches!(e, Error::InvalidConfig { what: "watermarks", .. }), "{e}");
+    let e = Runtime::builder().frame_budget(1 << 20).max_readahead(0).build().unwrap_err();
+    assert!(matches!(e, Error::InvalidConfig { what: "max_readahead", .. }), "{e}");
 }
 
 #[test]
@@ -93,15 +33,8 @@ fn swap_file_problems_are_reported_with_advice() {
     assert!(matches!(e, Error::SwapFile { .. }), "{e}");
     assert!(e.to_string().contains("does not exist"), "{e}");
     // A capacity the disk cannot hold.
-    let e = Runtime::builder()
-        .frame_budget(1 << 20)
-        .swap_capacity(1 << 60)
-        .build()
-        .unwrap_err();
-    assert!(
-        matches!(e, Error::SwapFile { .. } | Error::InvalidConfig { .. }),
-        "{e}"
-    );
+    let e = Runtime::builder().frame_budget(1 << 20).swap_capacity(1 << 60).build().unwrap_err();
+    assert!(matches!(e, Error::SwapFile { .. } | Error::InvalidConfig { .. }), "{e}");
 }
 
 #[test]
@@ -109,35 +42,17 @@ fn bad_arguments_are_refused() {
     let Some(rt) = runtime(16, 64, EvictionPath::Auto) else {
         return;
     };
-    let a = rt.arena("a").unwrap();
-    assert!(matches!(
-        a.reserve(0),
-        Err(Error::InvalidArgument { what: "len", .. })
-    ));
-    assert!(matches!(
-        a.reserve(usize::MAX),
-        Err(Error::InvalidArgument { .. })
-    ));
-    assert!(
-        matches!(a.reserve(1 << 46), Err(Error::InvalidArgument { .. })),
-        "regions are limited to 2^32 pages"
-    );
+    let a = rt.arena("a").create().unwrap();
+    assert!(matches!(a.reserve(0), Err(Error::InvalidArgument { what: "len", .. })));
+    assert!(matches!(a.reserve(usize::MAX), Err(Error::InvalidArgument { .. })));
+    assert!(matches!(a.reserve(1 << 46), Err(Error::InvalidArgument { .. })), "regions are limited to 2^32 pages");
     let r = a.reserve(10).unwrap();
     assert_eq!(r.len(), PAGE);
     let mut b = [0u8; 8];
-    assert!(matches!(
-        r.read(PAGE - 4, &mut b),
-        Err(Error::OutOfBounds { .. })
-    ));
-    assert!(matches!(
-        r.write(usize::MAX, &b),
-        Err(Error::OutOfBounds { .. })
-    ));
+    assert!(matches!(r.read(PAGE - 4, &mut b), Err(Error::OutOfBounds { .. })));
+    assert!(matches!(r.write(usize::MAX, &b), Err(Error::OutOfBounds { .. })));
     assert!(matches!(r.fill(1, PAGE, 0), Err(Error::OutOfBounds { .. })));
-    assert!(matches!(
-        r.page_out(1, 1),
-        Err(Error::InvalidArgument { what: "offset", .. })
-    ));
+    assert!(matches!(r.page_out(1, 1), Err(Error::InvalidArgument { what: "offset", .. })));
     let e = r.read(PAGE, &mut b).unwrap_err();
     assert!(e.to_string().contains("outside the region"), "{e}");
     // Empty accesses at the end are fine.
@@ -152,12 +67,7 @@ fn unavailable_userfaultfd_message_says_what_to_do() {
         user_mode_only: std::io::Error::from_raw_os_error(libc::ENOSYS),
     };
     let m = e.to_string();
-    for needle in [
-        "/dev/userfaultfd",
-        "vm.unprivileged_userfaultfd=1",
-        "CAP_SYS_PTRACE",
-        "seccomp",
-    ] {
+    for needle in ["/dev/userfaultfd", "vm.unprivileged_userfaultfd=1", "CAP_SYS_PTRACE", "seccomp"] {
         assert!(m.contains(needle), "message lacks {needle}: {m}");
     }
 }

@@ -16,12 +16,12 @@ fn arena_that_cannot_fit_is_killed_and_others_survive() {
             continue;
         };
         let events = rt.events();
-        let bystander = rt.arena("bystander").unwrap();
+        let bystander = rt.arena("bystander").create().unwrap();
         let b = bystander.reserve(8 * PAGE).unwrap();
         for i in 0..8 {
             b.fill(i * PAGE, PAGE, 0xB0 + i as u8).unwrap();
         }
-        let victim = rt.arena("leaky").unwrap();
+        let victim = rt.arena("leaky").create().unwrap();
         let v = victim.reserve(1 << 30).unwrap();
         let mut written = 0;
         let mut killed = false;
@@ -36,14 +36,8 @@ fn arena_that_cannot_fit_is_killed_and_others_survive() {
                 Err(e) => panic!("unexpected error: {e}"),
             }
         }
-        assert!(
-            killed,
-            "{path:?}: 200 dirty pages cannot fit in 24 frames + 32 slots, yet no kill"
-        );
-        assert!(
-            written <= 24 + 32,
-            "{path:?}: {written} pages written; more than frames + swap"
-        );
+        assert!(killed, "{path:?}: 200 dirty pages cannot fit in 24 frames + 32 slots, yet no kill");
+        assert!(written <= 24 + 32, "{path:?}: {written} pages written; more than frames + swap");
         assert!(victim.is_killed());
         // Every accessor of the killed arena fails, none crashes.
         let mut buf = [0u8; 16];
@@ -56,31 +50,28 @@ fn arena_that_cannot_fit_is_killed_and_others_survive() {
         for i in 0..8 {
             let mut page = vec![0u8; PAGE];
             b.read(i * PAGE, &mut page).unwrap();
-            assert!(
-                page.iter().all(|&x| x == 0xB0 + i as u8),
-                "{path:?}: bystander page {i} damaged"
-            );
+            assert!(page.iter().all(|&x| x == 0xB0 + i as u8), "{path:?}: bystander page {i} damaged");
         }
         // The kill was published with a report, and its frames and slots were freed.
-        let ev = events.try_recv().expect("a Killed event");
-        match ev {
-            Event::Killed(r) => {
-                assert_eq!(r.arena, "leaky");
-                assert!(
-                    matches!(r.trigger, KillTrigger::Exhaustion { ref faulting_arena } if faulting_arena == "leaky")
-                );
-                assert!(r.frames_freed + r.slots_freed > 0, "{r}");
-                eprintln!("{r}");
-            }
-            other => panic!("unexpected event {other:?}"),
-        }
+        // A low-swap warning came first, then the kill with its report.
+        let evs: Vec<Event> = events.try_iter().collect();
+        let low = evs.iter().position(|e| matches!(e, Event::SwapLow { .. }));
+        let kill = evs.iter().position(|e| matches!(e, Event::Killed(_)));
+        assert!(low.is_some() && kill.is_some() && low < kill, "{evs:?}");
+        let Some(Event::Killed(r)) = kill.map(|i| &evs[i]) else { unreachable!() };
+        assert_eq!(r.victims.len(), 1, "{r}");
+        assert_eq!(r.victims[0].name, "leaky");
+        assert!(matches!(r.trigger, KillTrigger::Exhaustion { ref faulting_arena } if faulting_arena == "leaky"));
+        assert!(r.frames_freed() + r.slots_freed() > 0, "{r}");
+        assert_eq!(r.candidates.len(), 2, "the report lists every live arena: {r}");
+        eprintln!("{r}");
         let st = rt.stats();
         assert_eq!(st.kills, 1);
         let dead = st.arenas.iter().find(|a| a.name == "leaky").unwrap();
         assert_eq!((dead.resident_pages, dead.swapped_pages), (0, 0));
         // The runtime keeps working for everyone else.
         eprintln!("{}", rt.stats());
-        let fresh = rt.arena("fresh").unwrap();
+        let fresh = rt.arena("fresh").create().unwrap();
         let f = fresh.reserve(40 * PAGE).unwrap();
         for i in 0..40 {
             f.write(i * PAGE, &[7; 8]).unwrap();
@@ -98,7 +89,7 @@ fn dropping_a_killed_arena_and_runtime_is_clean() {
     let Some(rt) = runtime(16, 16, EvictionPath::Auto) else {
         return;
     };
-    let a = rt.arena("x").unwrap();
+    let a = rt.arena("x").create().unwrap();
     let r = a.reserve(64 * PAGE).unwrap();
     r.fill(0, 8 * PAGE, 1).unwrap();
     a.kill().unwrap();
@@ -116,7 +107,7 @@ fn raw_access_after_kill_child() {
         return;
     }
     let rt = runtime(16, 16, EvictionPath::Auto).expect("uffd available in the child");
-    let a = rt.arena("victim").unwrap();
+    let a = rt.arena("victim").create().unwrap();
     let r = a.reserve(16 * PAGE).unwrap();
     let p = r.as_ptr();
     // SAFETY: inside the region, which lives until the end of this function.
@@ -134,24 +125,11 @@ fn raw_access_after_kill_raises_sigbus() {
         return;
     }
     let out = std::process::Command::new(std::env::current_exe().unwrap())
-        .args([
-            "--exact",
-            "raw_access_after_kill_child",
-            "--nocapture",
-            "--test-threads=1",
-        ])
+        .args(["--exact", "raw_access_after_kill_child", "--nocapture", "--test-threads=1"])
         .env(CHILD, "1")
         .output()
         .unwrap();
     let stdout = String::from_utf8_lossy(&out.stdout);
-    assert!(
-        !stdout.contains("UNREACHABLE"),
-        "raw read of a killed page returned data: {stdout}"
-    );
-    assert_eq!(
-        out.status.signal(),
-        Some(libc::SIGBUS),
-        "child status {:?}; stdout {stdout}",
-        out.status
-    );
+    assert!(!stdout.contains("UNREACHABLE"), "raw read of a killed page returned data: {stdout}");
+    assert_eq!(out.status.signal(), Some(libc::SIGBUS), "child status {:?}; stdout {stdout}", out.status);
 }

@@ -11,7 +11,7 @@ fn reservation_costs_no_memory_and_touched_pages_cost_little() {
     let Some(rt) = runtime_with(256, 1 << 17, pagewarden::EvictionPath::Auto, |b| b) else {
         return;
     };
-    let arena = rt.arena("meta").unwrap();
+    let arena = rt.arena("meta").create().unwrap();
 
     // A 1 TiB reservation, touched at both ends, adds under 1 MiB of RSS.
     let before = rss_bytes();
@@ -20,10 +20,7 @@ fn reservation_costs_no_memory_and_touched_pages_cost_little() {
     huge.write((1 << 40) - 8, b"last").unwrap();
     let grown = rss_bytes().saturating_sub(before);
     eprintln!("1 TiB reservation: RSS +{} KiB", grown >> 10);
-    assert!(
-        grown < 1 << 20,
-        "a 1 TiB reservation added {grown} bytes of RSS"
-    );
+    assert!(grown < 1 << 20, "a 1 TiB reservation added {grown} bytes of RSS");
     let mut b = [0u8; 5];
     huge.read(0, &mut b).unwrap();
     assert_eq!(&b, b"first");
@@ -37,15 +34,9 @@ fn reservation_costs_no_memory_and_touched_pages_cost_little() {
     }
     let st = rt.stats();
     let per_page = st.metadata_bytes as f64 / st.tracked_pages as f64;
-    eprintln!(
-        "sequential: {} bytes for {} pages = {per_page:.2} B/page",
-        st.metadata_bytes, st.tracked_pages
-    );
+    eprintln!("sequential: {} bytes for {} pages = {per_page:.2} B/page", st.metadata_bytes, st.tracked_pages);
     assert!(st.tracked_pages >= pages as u64);
-    assert!(
-        per_page <= 16.0,
-        "{per_page:.2} bytes of metadata per touched page"
-    );
+    assert!(per_page <= 16.0, "{per_page:.2} bytes of metadata per touched page");
     drop(r);
 
     // Sparse touches (one page in every 64 KiB): reported, and bounded by a leaf per page.

@@ -22,15 +22,9 @@ struct Guest {
 
 fn check_range(s: &Slot, off: usize, len: usize, ctx: &str) {
     let mut buf = vec![0u8; len];
-    s.region
-        .read(off, &mut buf)
-        .unwrap_or_else(|e| panic!("{ctx}: read failed: {e}"));
+    s.region.read(off, &mut buf).unwrap_or_else(|e| panic!("{ctx}: read failed: {e}"));
     if buf != s.model[off..off + len] {
-        let i = buf
-            .iter()
-            .zip(&s.model[off..])
-            .position(|(a, b)| a != b)
-            .unwrap();
+        let i = buf.iter().zip(&s.model[off..]).position(|(a, b)| a != b).unwrap();
         panic!(
             "{ctx}: mismatch at offset {} (page {}): got {:#04x}, model {:#04x}",
             off + i,
@@ -48,22 +42,12 @@ fn run(seed: u64, path: EvictionPath, ops: usize) {
     };
     let mut rng = Rng(seed);
     let mut guests: Vec<Guest> = (0..3)
-        .map(|i| Guest {
-            arena: rt.arena(&format!("g{i}")).unwrap(),
-            regions: Vec::new(),
-            killed: false,
-        })
+        .map(|i| Guest { arena: rt.arena(&format!("g{i}")).create().unwrap(), regions: Vec::new(), killed: false })
         .collect();
     let new_region = |rng: &mut Rng, g: &Guest| -> Slot {
         let pages = 1 + rng.below(40) as usize;
-        let region = g
-            .arena
-            .reserve(pages * PAGE - rng.below(PAGE as u64) as usize)
-            .unwrap();
-        Slot {
-            model: vec![0u8; region.len()],
-            region,
-        }
+        let region = g.arena.reserve(pages * PAGE - rng.below(PAGE as u64) as usize).unwrap();
+        Slot { model: vec![0u8; region.len()], region }
     };
     for g in &mut guests {
         for _ in 0..2 {
@@ -79,19 +63,13 @@ fn run(seed: u64, path: EvictionPath, ops: usize) {
             let g = &guests[gi];
             if let Some(s) = g.regions.first() {
                 let mut b = [0u8; 1];
-                assert!(
-                    matches!(s.region.read(0, &mut b), Err(Error::Killed { .. })),
-                    "{ctx}: killed arena readable"
-                );
-                assert!(
-                    matches!(s.region.write(0, &b), Err(Error::Killed { .. })),
-                    "{ctx}: killed arena writable"
-                );
+                assert!(matches!(s.region.read(0, &mut b), Err(Error::Killed { .. })), "{ctx}: killed arena readable");
+                assert!(matches!(s.region.write(0, &b), Err(Error::Killed { .. })), "{ctx}: killed arena writable");
             }
             assert!(matches!(g.arena.reserve(PAGE), Err(Error::Killed { .. })));
             if rng.below(4) == 0 {
                 guests[gi] = Guest {
-                    arena: rt.arena(&format!("g{gi}-{step}")).unwrap(),
+                    arena: rt.arena(&format!("g{gi}-{step}")).create().unwrap(),
                     regions: Vec::new(),
                     killed: false,
                 };
@@ -116,9 +94,7 @@ fn run(seed: u64, path: EvictionPath, ops: usize) {
                 let off = rng.below((size - len + 1) as u64) as usize;
                 let data: Vec<u8> = (0..len).map(|_| rng.next() as u8).collect();
                 let s = &mut g.regions[ri];
-                s.region
-                    .write(off, &data)
-                    .unwrap_or_else(|e| panic!("{ctx}: write: {e}"));
+                s.region.write(off, &data).unwrap_or_else(|e| panic!("{ctx}: write: {e}"));
                 s.model[off..off + len].copy_from_slice(&data);
             }
             30..=49 => {
@@ -131,9 +107,7 @@ fn run(seed: u64, path: EvictionPath, ops: usize) {
                 let off = rng.below((size - len + 1) as u64) as usize;
                 let byte = rng.next() as u8;
                 let s = &mut g.regions[ri];
-                s.region
-                    .fill(off, len, byte)
-                    .unwrap_or_else(|e| panic!("{ctx}: fill: {e}"));
+                s.region.fill(off, len, byte).unwrap_or_else(|e| panic!("{ctx}: fill: {e}"));
                 s.model[off..off + len].fill(byte);
             }
             58..=65 => {
@@ -190,12 +164,7 @@ fn run(seed: u64, path: EvictionPath, ops: usize) {
                         continue;
                     }
                     for s in &h.regions {
-                        check_range(
-                            s,
-                            0,
-                            s.model.len(),
-                            &format!("{ctx} full check of guest {j}"),
-                        );
+                        check_range(s, 0, s.model.len(), &format!("{ctx} full check of guest {j}"));
                     }
                 }
             }
@@ -217,14 +186,8 @@ fn run(seed: u64, path: EvictionPath, ops: usize) {
     }
     let st = rt.stats();
     eprintln!("{st}");
-    assert!(
-        st.totals.writebacks > 0 && st.totals.swap_ins > 0,
-        "the test must exercise swap"
-    );
-    assert!(
-        st.totals.clean_drops > 0,
-        "the test must exercise clean drops"
-    );
+    assert!(st.totals.writebacks > 0 && st.totals.swap_ins > 0, "the test must exercise swap");
+    assert!(st.totals.clean_drops > 0, "the test must exercise clean drops");
 }
 
 #[test]

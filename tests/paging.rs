@@ -12,7 +12,7 @@ fn write_evict_read_back() {
         let Some(rt) = runtime(16, 256, path) else {
             continue;
         };
-        let a = rt.arena("a").unwrap();
+        let a = rt.arena("a").create().unwrap();
         let r = a.reserve(64 * PAGE).unwrap();
         for i in 0..64usize {
             r.write(i * PAGE + 7, &[(i as u8) ^ 0x5a; 100]).unwrap();
@@ -24,10 +24,7 @@ fn write_evict_read_back() {
         }
         let st = rt.stats();
         assert!(st.totals.writebacks > 0 && st.totals.swap_ins > 0, "{st}");
-        assert!(
-            st.swap_direct,
-            "swap I/O should bypass the page cache here (O_DIRECT)"
-        );
+        assert!(st.swap_direct, "swap I/O should bypass the page cache here (O_DIRECT)");
     }
 }
 
@@ -36,7 +33,7 @@ fn overcommit_64_gib_on_a_small_budget() {
     let Some(rt) = runtime(32, 256, pagewarden::EvictionPath::Auto) else {
         return;
     };
-    let a = rt.arena("big").unwrap();
+    let a = rt.arena("big").create().unwrap();
     let r = a.reserve(64 << 30).unwrap();
     assert_eq!(r.len(), 64 << 30);
     // Touch pages spread over the whole range.
@@ -59,7 +56,7 @@ fn release_frees_frames_and_slots_at_once() {
         let Some(rt) = runtime(16, 256, path) else {
             continue;
         };
-        let a = rt.arena("a").unwrap();
+        let a = rt.arena("a").create().unwrap();
         let keep = a.reserve(4 * PAGE).unwrap();
         keep.fill(0, 4 * PAGE, 9).unwrap();
         let r = a.reserve(100 * PAGE).unwrap();
@@ -68,16 +65,8 @@ fn release_frees_frames_and_slots_at_once() {
         assert!(before.swap_used >= 80, "{before}");
         drop(r);
         let after = rt.stats();
-        assert!(
-            after.frames_in_use <= 4,
-            "{path:?}: {} frames still in use after release",
-            after.frames_in_use
-        );
-        assert!(
-            after.swap_used <= 4,
-            "{path:?}: {} slots still in use after release",
-            after.swap_used
-        );
+        assert!(after.frames_in_use <= 4, "{path:?}: {} frames still in use after release", after.frames_in_use);
+        assert!(after.swap_used <= 4, "{path:?}: {} slots still in use after release", after.swap_used);
         let mut b = vec![0u8; 4 * PAGE];
         keep.read(0, &mut b).unwrap();
         assert!(b.iter().all(|&x| x == 9));
@@ -90,7 +79,7 @@ fn clean_pages_are_dropped_without_io() {
         let Some(rt) = runtime_with(16, 256, path, |b| b.max_readahead(1)) else {
             continue;
         };
-        let a = rt.arena("a").unwrap();
+        let a = rt.arena("a").create().unwrap();
         let r = a.reserve(8 * PAGE).unwrap();
         for i in 0..8 {
             r.write(i * PAGE, &[i as u8 + 1; 16]).unwrap();
@@ -109,11 +98,7 @@ fn clean_pages_are_dropped_without_io() {
         assert_eq!(rt.stats().totals.wp_faults, 1, "{path:?}");
         assert_eq!(r.page_out(0, 8 * PAGE).unwrap(), 8);
         let st = rt.stats();
-        assert_eq!(
-            st.totals.writebacks,
-            written + 1,
-            "{path:?}: only the rewritten page may be written: {st}"
-        );
+        assert_eq!(st.totals.writebacks, written + 1, "{path:?}: only the rewritten page may be written: {st}");
         assert!(st.totals.clean_drops >= 7, "{path:?}: {st}");
         let mut b = [0u8; 4];
         r.read(3 * PAGE, &mut b).unwrap();
@@ -131,27 +116,18 @@ fn clean_pages_are_dropped_without_io() {
 
 #[test]
 fn sequential_faults_grow_the_readahead_window() {
-    let Some(rt) = runtime_with(512, 1024, pagewarden::EvictionPath::Auto, |b| {
-        b.max_readahead(32)
-    }) else {
+    let Some(rt) = runtime_with(512, 1024, pagewarden::EvictionPath::Auto, |b| b.max_readahead(32)) else {
         return;
     };
-    let a = rt.arena("seq").unwrap();
+    let a = rt.arena("seq").create().unwrap();
     let r = a.reserve(400 * PAGE).unwrap();
     for p in 0..400 {
         // SAFETY: inside the region, which outlives the loop.
         unsafe { r.as_ptr().add(p * PAGE).write_volatile(1) };
     }
     let st = rt.stats();
-    assert!(
-        st.totals.faults() < 40,
-        "400 sequential pages took {} faults",
-        st.totals.faults()
-    );
-    assert!(
-        st.totals.readahead > 300 && st.totals.readahead_hits > 300,
-        "{st}"
-    );
+    assert!(st.totals.faults() < 40, "400 sequential pages took {} faults", st.totals.faults());
+    assert!(st.totals.readahead > 300 && st.totals.readahead_hits > 300, "{st}");
     // Random faults shrink the window back to one page.
     let r2 = a.reserve(400 * PAGE).unwrap();
     let before = rt.stats().totals.readahead;
@@ -160,20 +136,16 @@ fn sequential_faults_grow_the_readahead_window() {
         r2.write(p * PAGE, &[1]).unwrap();
     }
     let st = rt.stats();
-    assert!(
-        st.totals.readahead - before < 25,
-        "random faults kept reading ahead: {st}"
-    );
+    assert!(st.totals.readahead - before < 25, "random faults kept reading ahead: {st}");
 }
 
 #[test]
 fn buffered_swap_io_works_too() {
-    let Some(rt) = runtime_with(16, 256, pagewarden::EvictionPath::Auto, |b| {
-        b.swap_io(pagewarden::SwapIo::Buffered)
-    }) else {
+    let Some(rt) = runtime_with(16, 256, pagewarden::EvictionPath::Auto, |b| b.swap_io(pagewarden::SwapIo::Buffered))
+    else {
         return;
     };
-    let a = rt.arena("a").unwrap();
+    let a = rt.arena("a").create().unwrap();
     let r = a.reserve(64 * PAGE).unwrap();
     r.fill(0, 64 * PAGE, 3).unwrap();
     let mut b = vec![0u8; 64 * PAGE];

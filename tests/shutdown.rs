@@ -17,10 +17,7 @@ fn runtime_threads() -> usize {
 fn wait_for_threads() {
     let t0 = Instant::now();
     while runtime_threads() < 2 {
-        assert!(
-            t0.elapsed() < Duration::from_secs(5),
-            "runtime threads did not start"
-        );
+        assert!(t0.elapsed() < Duration::from_secs(5), "runtime threads did not start");
         std::thread::sleep(Duration::from_millis(2));
     }
 }
@@ -28,10 +25,7 @@ fn wait_for_threads() {
 fn wait_for_no_threads() {
     let t0 = Instant::now();
     while runtime_threads() > 0 {
-        assert!(
-            t0.elapsed() < Duration::from_secs(5),
-            "runtime threads still alive"
-        );
+        assert!(t0.elapsed() < Duration::from_secs(5), "runtime threads still alive");
         std::thread::sleep(Duration::from_millis(5));
     }
 }
@@ -44,7 +38,7 @@ fn drop_orders_never_hang_or_leak_threads() {
             continue;
         };
         wait_for_threads();
-        let a = rt.arena("a").unwrap();
+        let a = rt.arena("a").create().unwrap();
         let r = a.reserve(64 * PAGE).unwrap();
         r.fill(0, 64 * PAGE, 1).unwrap();
         drop(r);
@@ -54,7 +48,7 @@ fn drop_orders_never_hang_or_leak_threads() {
 
         // Runtime dropped first: the threads keep serving the region until it goes.
         let rt = runtime(16, 64, path).unwrap();
-        let a = rt.arena("b").unwrap();
+        let a = rt.arena("b").create().unwrap();
         let r = a.reserve(64 * PAGE).unwrap();
         drop(rt);
         drop(a);
@@ -71,7 +65,7 @@ fn drop_orders_never_hang_or_leak_threads() {
         let rt = runtime(16, 1024, path).unwrap();
         let workers: Vec<_> = (0..3)
             .map(|i| {
-                let a = rt.arena(&format!("w{i}")).unwrap();
+                let a = rt.arena(&format!("w{i}")).create().unwrap();
                 std::thread::spawn(move || {
                     let r = a.reserve(128 * PAGE).unwrap();
                     for round in 0..3u8 {

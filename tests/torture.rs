@@ -35,24 +35,12 @@ struct Params {
 }
 
 fn torture(p: Params) {
-    let Params {
-        path,
-        threads,
-        handlers,
-        pages,
-        budget,
-        run_for,
-        seed,
-    } = p;
-    eprintln!(
-        "torture: path={path:?} threads={threads} handlers={handlers} pages={pages} budget={budget} seed={seed}"
-    );
-    let Some(rt) = runtime_with(budget, pages * 2, path, |b| {
-        b.max_readahead(4).handler_threads(handlers)
-    }) else {
+    let Params { path, threads, handlers, pages, budget, run_for, seed } = p;
+    eprintln!("torture: path={path:?} threads={threads} handlers={handlers} pages={pages} budget={budget} seed={seed}");
+    let Some(rt) = runtime_with(budget, pages * 2, path, |b| b.max_readahead(4).handler_threads(handlers)) else {
         return;
     };
-    let arena = rt.arena("torture").unwrap();
+    let arena = rt.arena("torture").create().unwrap();
     let region = Arc::new(arena.reserve(pages * PAGE).unwrap());
     let stop = Arc::new(AtomicBool::new(false));
     let base = region.as_ptr() as usize;
@@ -92,20 +80,12 @@ fn torture(p: Params) {
                     } else {
                         for (i, w) in got.chunks_mut(8).enumerate() {
                             // SAFETY: as above.
-                            let v =
-                                unsafe { ((base + qoff + i * 8) as *const u64).read_volatile() };
+                            let v = unsafe { ((base + qoff + i * 8) as *const u64).read_volatile() };
                             w.copy_from_slice(&v.to_le_bytes());
                         }
                     }
-                    let want = if last[q] == 0 {
-                        [0u8; LANE]
-                    } else {
-                        record(q, t, last[q])
-                    };
-                    assert_eq!(
-                        got, want,
-                        "thread {t} page {q}: lane holds a stale or foreign record (seed {seed})"
-                    );
+                    let want = if last[q] == 0 { [0u8; LANE] } else { record(q, t, last[q]) };
+                    assert_eq!(got, want, "thread {t} page {q}: lane holds a stale or foreign record (seed {seed})");
                 }
             }
             (last, ops)
@@ -147,29 +127,18 @@ fn torture(p: Params) {
         let mut page = vec![0u8; PAGE];
         region.read(p * PAGE, &mut page).unwrap();
         for (t, last) in lasts.iter().enumerate() {
-            let want = if last[p] == 0 {
-                [0u8; LANE]
-            } else {
-                record(p, t, last[p])
-            };
+            let want = if last[p] == 0 { [0u8; LANE] } else { record(p, t, last[p]) };
             assert_eq!(
                 &page[t * LANE..(t + 1) * LANE],
                 &want[..],
                 "final: page {p} lane {t} lost its last write (seed {seed})"
             );
         }
-        assert!(
-            page[threads * LANE..].iter().all(|&b| b == 0),
-            "final: page {p} has bytes nobody wrote"
-        );
+        assert!(page[threads * LANE..].iter().all(|&b| b == 0), "final: page {p} has bytes nobody wrote");
     }
     let st = rt.stats();
     eprintln!("{total_ops} writes\n{st}");
-    assert!(
-        st.totals.evictions > 100,
-        "the torture must evict constantly ({} evictions)",
-        st.totals.evictions
-    );
+    assert!(st.totals.evictions > 100, "the torture must evict constantly ({} evictions)", st.totals.evictions);
     assert!(st.frames_in_use <= st.budget_frames);
 }
 
@@ -206,15 +175,7 @@ fn torture_writeprotect_path() {
 fn torture_two_handler_threads() {
     for path in PATHS {
         let run_for = Duration::from_millis(1200);
-        torture(Params {
-            path,
-            threads: 6,
-            handlers: 2,
-            pages: 40,
-            budget: 12,
-            run_for,
-            seed: seed(9),
-        });
+        torture(Params { path, threads: 6, handlers: 2, pages: 40, budget: 12, run_for, seed: seed(9) });
     }
 }
 
@@ -225,15 +186,7 @@ fn torture_soak() {
     for i in 0..10 {
         for path in PATHS {
             let run_for = Duration::from_secs(15);
-            torture(Params {
-                path,
-                threads: 8,
-                handlers: 2,
-                pages: 96,
-                budget: 16,
-                run_for,
-                seed: seed(100 + i),
-            });
+            torture(Params { path, threads: 8, handlers: 2, pages: 96, budget: 16, run_for, seed: seed(100 + i) });
         }
     }
 }

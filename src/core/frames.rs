@@ -27,17 +27,8 @@ pub(crate) struct Frames {
 impl Frames {
     /// `pool`: whether there is a pool mapping (MOVE path) whose indices we hand out.
     pub(crate) fn new(budget: usize, pool: bool) -> Frames {
-        let holes = if pool {
-            (0..super::n32(budget)).rev().collect()
-        } else {
-            Vec::new()
-        };
-        Frames {
-            budget,
-            in_use: 0,
-            populated: Vec::new(),
-            holes,
-        }
+        let holes = if pool { (0..super::n32(budget)).rev().collect() } else { Vec::new() };
+        Frames { budget, in_use: 0, populated: Vec::new(), holes }
     }
 
     pub(crate) fn budget(&self) -> usize {

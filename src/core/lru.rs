@@ -25,7 +25,7 @@
 //!
 //! Queues hold page keys; a page's entry says which list it logically belongs to, so a page that
 //! left memory behind its queue entry is skipped when that entry comes up (the `queued` flag keeps
-//! it to one entry per page).
+//! it to one entry per page). Pinned pages have left the lists: their entries are skipped too.
 
 use super::page::{Entry, SHADOW_BITS};
 use std::collections::VecDeque;
@@ -62,13 +62,7 @@ const CLOCK_MASK: u32 = (1 << SHADOW_BITS) - 1;
 
 impl Default for Lru {
     fn default() -> Self {
-        Lru {
-            inactive: VecDeque::new(),
-            active: VecDeque::new(),
-            n_active: 0,
-            n_inactive: 0,
-            clock: 1,
-        }
+        Lru { inactive: VecDeque::new(), active: VecDeque::new(), n_active: 0, n_inactive: 0, clock: 1 }
     }
 }
 
@@ -99,11 +93,7 @@ impl Lru {
         }
         if !e.queued() {
             e.set_queued(true);
-            if activate {
-                self.active.push_back(k)
-            } else {
-                self.inactive.push_back(k)
-            }
+            if activate { self.active.push_back(k) } else { self.inactive.push_back(k) }
         }
     }
 
@@ -131,22 +121,14 @@ impl Lru {
     pub(crate) fn requeue(&mut self, k: PageKey, e: &mut Entry) {
         if !e.queued() {
             e.set_queued(true);
-            if e.active() {
-                self.active.push_back(k)
-            } else {
-                self.inactive.push_back(k)
-            }
+            if e.active() { self.active.push_back(k) } else { self.inactive.push_back(k) }
         }
     }
 
     /// Picks the next page to evict among those `can_evict` accepts, or `None` when none is left.
     /// The returned page is no longer queued; the caller evicts it (then [`Lru::leave`]) or hands
     /// it back with [`Lru::requeue`].
-    pub(crate) fn victim(
-        &mut self,
-        store: &mut impl PageStore,
-        can_evict: impl Fn(Entry) -> bool,
-    ) -> Option<PageKey> {
+    pub(crate) fn victim(&mut self, store: &mut impl PageStore, can_evict: impl Fn(Entry) -> bool) -> Option<PageKey> {
         let mut steps = 3 * (self.inactive.len() + self.active.len()) + 4;
         // Inactive pages passed over because `can_evict` refused them. After a full pass, active
         // pages are demoted to the front of the inactive list so they are considered at once.
@@ -155,14 +137,12 @@ impl Lru {
             steps -= 1;
             let resident = self.resident();
             let forced = skipped > 0 && skipped >= self.inactive.len();
-            if (self.n_inactive * 3 < resident || self.inactive.is_empty() || forced)
-                && !self.active.is_empty()
-            {
+            if (self.n_inactive * 3 < resident || self.inactive.is_empty() || forced) && !self.active.is_empty() {
                 let k = self.active.pop_front()?;
                 let Some(mut e) = store.entry(k) else {
                     continue;
                 };
-                if !e.is_resident() {
+                if !e.is_resident() || e.pinned() {
                     e.set_queued(false);
                     store.set_entry(k, e);
                     continue;
@@ -186,7 +166,7 @@ impl Lru {
             let Some(mut e) = store.entry(k) else {
                 continue;
             };
-            if !e.is_resident() {
+            if !e.is_resident() || e.pinned() {
                 e.set_queued(false);
                 store.set_entry(k, e);
                 continue;
@@ -266,10 +246,7 @@ mod tests {
     /// Runs a read trace through the policy with `frames` frames; returns the hit ratio.
     fn simulate(trace: &[u64], frames: usize) -> f64 {
         let (mut lru, mut s) = (Lru::default(), Store::default());
-        let hits = trace
-            .iter()
-            .filter(|&&p| access(&mut lru, &mut s, p, frames))
-            .count();
+        let hits = trace.iter().filter(|&&p| access(&mut lru, &mut s, p, frames)).count();
         hits as f64 / trace.len() as f64
     }
 
@@ -321,10 +298,7 @@ mod tests {
         let trace = zipf_trace(4096, 200_000, 0x1234_5678);
         let ours = simulate(&trace, 1024);
         let base = fifo(&trace, 1024);
-        assert!(
-            ours > base + 0.01,
-            "policy hit ratio {ours:.3} vs FIFO {base:.3}"
-        );
+        assert!(ours > base + 0.01, "policy hit ratio {ours:.3} vs FIFO {base:.3}");
     }
 
     #[test]

@@ -16,11 +16,14 @@
 //! Bit layout of an [`Entry`]:
 //!
 //! ```text
-//!   63            32 31        9  8      7      6     5      4     3    2..0
-//!   [   slot (32)   | shadow(23) |queued|active|refd |waiters|slot?|dirty| state ]
+//!   63          32 31       12  11      10      9      8      7     6      5      4    3   2..0
+//!   [  slot (32)   | shadow(20) |reserve|pinned|queued|active|refd|waiters|slot?|dirty|state]
 //! ```
 //! `shadow` is the eviction clock at the time the page last left memory: the distance to the
 //! clock at refault tells the replacement policy whether the page was evicted too early.
+//! `pinned`: resident and unevictable until unpinned. `reserve`: the page is logically missing
+//! (unpopulated or swapped) but a write-protected emergency copy from the reserve is mapped for a
+//! safe accessor whose fault could not be served; it is dropped when the accessor returns.
 
 use std::collections::HashMap;
 use std::hash::{BuildHasherDefault, Hasher};
@@ -47,9 +50,11 @@ const WAITERS: u64 = 1 << 5;
 const REFERENCED: u64 = 1 << 6;
 const ACTIVE: u64 = 1 << 7;
 const QUEUED: u64 = 1 << 8;
-const SHADOW_SHIFT: u32 = 9;
+const PINNED: u64 = 1 << 9;
+const RESERVE: u64 = 1 << 10;
+const SHADOW_SHIFT: u32 = 12;
 /// Width of the shadow clock in bits.
-pub(crate) const SHADOW_BITS: u32 = 23;
+pub(crate) const SHADOW_BITS: u32 = 20;
 const SHADOW_MASK: u64 = ((1 << SHADOW_BITS) - 1) << SHADOW_SHIFT;
 
 macro_rules! flag {
@@ -93,6 +98,8 @@ impl Entry {
     flag!(referenced, set_referenced, REFERENCED);
     flag!(active, set_active, ACTIVE);
     flag!(queued, set_queued, QUEUED);
+    flag!(pinned, set_pinned, PINNED);
+    flag!(reserve, set_reserve, RESERVE);
 
     /// The swap slot holding a copy of this page, if any.
     pub(crate) fn slot(self) -> Option<u32> {
@@ -160,9 +167,7 @@ pub(crate) struct PageTable {
 
 impl PageTable {
     pub(crate) fn get(&self, page: u64) -> Entry {
-        self.leaves
-            .get(&(page / LEAF as u64))
-            .map_or(Entry::default(), |l| l.e[super::idx(page % LEAF as u64)])
+        self.leaves.get(&(page / LEAF as u64)).map_or(Entry::default(), |l| l.e[super::idx(page % LEAF as u64)])
     }
 
     pub(crate) fn set(&mut self, page: u64, e: Entry) {
@@ -180,12 +185,7 @@ impl PageTable {
             }
             return;
         }
-        let l = self.leaves.entry(key).or_insert_with(|| {
-            Box::new(Leaf {
-                e: [Entry::default(); LEAF],
-                used: 0,
-            })
-        });
+        let l = self.leaves.entry(key).or_insert_with(|| Box::new(Leaf { e: [Entry::default(); LEAF], used: 0 }));
         if l.e[i].is_empty() {
             l.used += 1;
         }
@@ -225,18 +225,22 @@ mod tests {
         assert!(e.is_empty());
         e.set_state(PageState::Swapped);
         e.set_slot(Some(u32::MAX - 3));
-        e.set_shadow(0x7F_FFFF);
+        e.set_shadow(0xF_FFFF);
         e.set_dirty(true);
         e.set_queued(true);
+        e.set_reserve(true);
         assert_eq!(e.state(), PageState::Swapped);
         assert_eq!(e.slot(), Some(u32::MAX - 3));
-        assert_eq!(e.shadow(), 0x7F_FFFF);
+        assert_eq!(e.shadow(), 0xF_FFFF);
         e.set_slot(None);
         assert_eq!(e.slot(), None);
-        assert!(e.dirty() && e.queued() && !e.active() && !e.waiters() && !e.referenced());
-        assert_eq!(e.shadow(), 0x7F_FFFF);
-        e.set_shadow(1 << 23);
+        assert!(e.dirty() && e.queued() && e.reserve() && !e.pinned());
+        assert!(!e.active() && !e.waiters() && !e.referenced());
+        assert_eq!(e.shadow(), 0xF_FFFF);
+        e.set_shadow(1 << 20);
         assert_eq!(e.shadow(), 0);
+        e.set_pinned(true);
+        assert!(e.pinned() && e.reserve() && e.dirty());
     }
 
     #[test]
@@ -247,10 +251,7 @@ mod tests {
         t.set(3, Entry::default().with_state(PageState::Swapped));
         assert_eq!(t.get(big).state(), PageState::Resident);
         assert_eq!(t.get(big + 1).state(), PageState::Unpopulated);
-        assert_eq!(
-            t.entries().iter().map(|x| x.0).collect::<Vec<_>>(),
-            vec![3, big]
-        );
+        assert_eq!(t.entries().iter().map(|x| x.0).collect::<Vec<_>>(), vec![3, big]);
         t.set(big, Entry::default());
         t.set(3, Entry::default());
         assert!(t.entries().is_empty());

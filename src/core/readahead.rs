@@ -33,19 +33,11 @@ impl Stream {
         if page == self.next && self.window > 0 {
             let hits = self.ahead;
             self.window = (self.window * 2).min(max);
-            Decision {
-                window: self.window,
-                hits,
-                misses: 0,
-            }
+            Decision { window: self.window, hits, misses: 0 }
         } else {
             let misses = self.ahead;
             self.window = 1;
-            Decision {
-                window: 1,
-                hits: 0,
-                misses,
-            }
+            Decision { window: 1, hits: 0, misses }
         }
     }
 
@@ -77,14 +69,7 @@ mod tests {
         }
         assert_eq!(windows, vec![1, 2, 4, 8, 16, 16, 16, 16]);
         let d = s.on_fault(5, 16);
-        assert_eq!(
-            d,
-            Decision {
-                window: 1,
-                hits: 0,
-                misses: 15
-            }
-        );
+        assert_eq!(d, Decision { window: 1, hits: 0, misses: 15 });
         s.installed(5, 1);
         let d = s.on_fault(6, 16);
         assert_eq!(d.window, 2);

@@ -16,11 +16,7 @@ pub(crate) struct Slots {
 
 impl Slots {
     pub(crate) fn new(capacity: u32) -> Slots {
-        Slots {
-            capacity,
-            next: 0,
-            free: Vec::new(),
-        }
+        Slots { capacity, next: 0, free: Vec::new() }
     }
 
     pub(crate) fn capacity(&self) -> u32 {

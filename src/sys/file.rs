@@ -55,21 +55,13 @@ impl SwapFile {
                 Location::TempIn(dir) => Self::temp_in(dir, dflag),
                 Location::Named(path) => {
                     let c = cpath(path)?;
-                    open(
-                        &c,
-                        libc::O_RDWR | libc::O_CREAT | libc::O_TRUNC | dflag,
-                        "open(swap file)",
-                    )
-                    .map(|fd| (fd, Some(path.to_path_buf())))
+                    open(&c, libc::O_RDWR | libc::O_CREAT | libc::O_TRUNC | dflag, "open(swap file)")
+                        .map(|fd| (fd, Some(path.to_path_buf())))
                 }
             };
             match made {
                 Ok((fd, remove)) => {
-                    let f = SwapFile {
-                        fd,
-                        direct: try_direct,
-                        remove,
-                    };
+                    let f = SwapFile { fd, direct: try_direct, remove };
                     f.preallocate(capacity)?;
                     return Ok(f);
                 }
@@ -84,11 +76,7 @@ impl SwapFile {
 
     fn temp_in(dir: &Path, dflag: libc::c_int) -> SysResult<(OwnedFd, Option<PathBuf>)> {
         let c = cpath(dir)?;
-        match open(
-            &c,
-            libc::O_TMPFILE | libc::O_RDWR | dflag,
-            "open(O_TMPFILE)",
-        ) {
+        match open(&c, libc::O_TMPFILE | libc::O_RDWR | dflag, "open(O_TMPFILE)") {
             Ok(fd) => return Ok((fd, None)),
             Err(e) if matches!(e.errno, libc::EOPNOTSUPP | libc::EISDIR) => {}
             Err(e) => return Err(e),
@@ -97,11 +85,7 @@ impl SwapFile {
         for n in 0..1000u32 {
             let name = dir.join(format!(".pagewarden-swap-{}-{n}", std::process::id()));
             let cn = cpath(&name)?;
-            match open(
-                &cn,
-                libc::O_RDWR | libc::O_CREAT | libc::O_EXCL | dflag,
-                "open(swap file)",
-            ) {
+            match open(&cn, libc::O_RDWR | libc::O_CREAT | libc::O_EXCL | dflag, "open(swap file)") {
                 Ok(fd) => {
                     // SAFETY: unlink(2) on a NUL-terminated path we just created.
                     unsafe { libc::unlink(cn.as_ptr()) };
@@ -115,8 +99,7 @@ impl SwapFile {
     }
 
     fn preallocate(&self, capacity: u64) -> SysResult<()> {
-        let len =
-            libc::off_t::try_from(capacity).map_err(|_| SysError::new("fallocate", libc::EFBIG))?;
+        let len = libc::off_t::try_from(capacity).map_err(|_| SysError::new("fallocate", libc::EFBIG))?;
         // SAFETY: fallocate on our own descriptor; no memory is passed.
         let rc = unsafe { libc::fallocate(self.fd.as_raw_fd(), 0, 0, len) };
         if rc == 0 {
@@ -150,18 +133,11 @@ impl SwapFile {
 
     fn io(&self, at: u64, pages: &[(&Mapping, usize)], write: bool) -> SysResult<()> {
         let ps = page_size();
-        let op = if write {
-            "pwritev(swap)"
-        } else {
-            "preadv(swap)"
-        };
+        let op = if write { "pwritev(swap)" } else { "preadv(swap)" };
         let mut iov = Vec::with_capacity(pages.len());
         for &(m, off) in pages {
             let addr = m.at(off, ps)?;
-            iov.push(libc::iovec {
-                iov_base: crate::core::idx(addr) as *mut libc::c_void,
-                iov_len: ps,
-            });
+            iov.push(libc::iovec { iov_base: crate::core::idx(addr) as *mut libc::c_void, iov_len: ps });
         }
         let total = ps * pages.len();
         let mut done = 0usize;
@@ -175,8 +151,7 @@ impl SwapFile {
                 part[0].iov_base = (part[0].iov_base as usize + skip) as *mut libc::c_void;
                 part[0].iov_len -= skip;
             }
-            let pos = libc::off_t::try_from(at + done as u64)
-                .map_err(|_| SysError::new(op, libc::EFBIG))?;
+            let pos = libc::off_t::try_from(at + done as u64).map_err(|_| SysError::new(op, libc::EFBIG))?;
             let cnt = libc::c_int::try_from(part.len().min(1024)).unwrap_or(1024);
             // SAFETY: every iovec names `ps` bytes (or a tail of them) inside a live Mapping we own
             // (checked by `Mapping::at`); the kernel reads or writes only those bytes. Mapping
@@ -197,10 +172,7 @@ impl SwapFile {
             }
             if rc == 0 {
                 // End of file or a device that makes no progress.
-                return Err(SysError::new(
-                    op,
-                    if write { libc::ENOSPC } else { libc::EIO },
-                ));
+                return Err(SysError::new(op, if write { libc::ENOSPC } else { libc::EIO }));
             }
             done += usize::try_from(rc).unwrap_or(0);
         }
@@ -230,9 +202,7 @@ pub(crate) fn fs_info(dir: &Path) -> SysResult<(u64, bool)> {
     }
     // SAFETY: statfs succeeded, so the struct is initialised.
     let s = unsafe { s.assume_init() };
-    let free = s
-        .f_bavail
-        .saturating_mul(u64::try_from(s.f_bsize).unwrap_or(0));
+    let free = s.f_bavail.saturating_mul(u64::try_from(s.f_bsize).unwrap_or(0));
     let ram = matches!(s.f_type, libc::TMPFS_MAGIC | RAMFS_MAGIC);
     Ok((free, ram))
 }

@@ -88,13 +88,7 @@ impl Mapping {
         Ok((self.addr() + off) as u64)
     }
 
-    fn advise(
-        &self,
-        off: usize,
-        len: usize,
-        advice: libc::c_int,
-        op: &'static str,
-    ) -> SysResult<()> {
+    fn advise(&self, off: usize, len: usize, advice: libc::c_int, op: &'static str) -> SysResult<()> {
         self.at(off, len)?;
         // SAFETY: the range lies inside this mapping (checked above), which we own; madvise with
         // these advice values never touches memory Rust holds references to.
@@ -118,9 +112,7 @@ impl Mapping {
         self.at(off, buf.len())?;
         // SAFETY: source range checked to lie in the live mapping; `buf` is a distinct Rust slice
         // (it cannot point into the mapping, which never lends references), so they do not overlap.
-        unsafe {
-            std::ptr::copy_nonoverlapping(self.as_ptr().add(off), buf.as_mut_ptr(), buf.len())
-        };
+        unsafe { std::ptr::copy_nonoverlapping(self.as_ptr().add(off), buf.as_mut_ptr(), buf.len()) };
         Ok(())
     }
 

@@ -35,12 +35,7 @@ pub(crate) struct SysError {
 impl SysError {
     /// Captures `errno` right after a failed call.
     pub(crate) fn last(op: &'static str) -> SysError {
-        SysError {
-            op,
-            errno: io::Error::last_os_error()
-                .raw_os_error()
-                .unwrap_or(libc::EIO),
-        }
+        SysError { op, errno: io::Error::last_os_error().raw_os_error().unwrap_or(libc::EIO) }
     }
 
     pub(crate) fn new(op: &'static str, errno: i32) -> SysError {
@@ -69,10 +64,7 @@ pub(crate) fn page_size() -> usize {
     *PAGE.get_or_init(|| {
         // SAFETY: sysconf has no memory-safety preconditions; it only reads a constant.
         let v = unsafe { libc::sysconf(libc::_SC_PAGESIZE) };
-        usize::try_from(v)
-            .ok()
-            .filter(|&p| p.is_power_of_two())
-            .unwrap_or(4096)
+        usize::try_from(v).ok().filter(|&p| p.is_power_of_two()).unwrap_or(4096)
     })
 }
 
@@ -103,26 +95,13 @@ pub(crate) fn mem_info() -> MemInfo {
     let field = |name: &str| {
         text.lines()
             .find_map(|l| l.strip_prefix(name))
-            .and_then(|rest| {
-                rest.trim()
-                    .trim_end_matches("kB")
-                    .trim()
-                    .parse::<u64>()
-                    .ok()
-            })
+            .and_then(|rest| rest.trim().trim_end_matches("kB").trim().parse::<u64>().ok())
             .map(|kb| kb * 1024)
     };
     let total = field("MemTotal:").unwrap_or(1 << 30);
     let mut available = field("MemAvailable:").unwrap_or(total / 2);
-    let read = |p: &str| {
-        std::fs::read_to_string(p)
-            .ok()
-            .and_then(|s| s.trim().parse::<u64>().ok())
-    };
-    if let (Some(max), Some(cur)) = (
-        read("/sys/fs/cgroup/memory.max"),
-        read("/sys/fs/cgroup/memory.current"),
-    ) {
+    let read = |p: &str| std::fs::read_to_string(p).ok().and_then(|s| s.trim().parse::<u64>().ok());
+    if let (Some(max), Some(cur)) = (read("/sys/fs/cgroup/memory.max"), read("/sys/fs/cgroup/memory.current")) {
         available = available.min(max.saturating_sub(cur));
     }
     MemInfo { total, available }

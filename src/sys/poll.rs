@@ -36,26 +36,14 @@ impl Waker {
 /// Waits until `a` or `b` is readable, or `timeout_ms` passes. Returns `(a_ready, b_ready)`.
 pub(crate) fn poll2(a: RawFd, b: RawFd, timeout_ms: i32) -> SysResult<(bool, bool)> {
     let mut fds = [
-        libc::pollfd {
-            fd: a,
-            events: libc::POLLIN,
-            revents: 0,
-        },
-        libc::pollfd {
-            fd: b,
-            events: libc::POLLIN,
-            revents: 0,
-        },
+        libc::pollfd { fd: a, events: libc::POLLIN, revents: 0 },
+        libc::pollfd { fd: b, events: libc::POLLIN, revents: 0 },
     ];
     // SAFETY: poll reads and writes exactly the two pollfd structs of the local array.
     let rc = unsafe { libc::poll(fds.as_mut_ptr(), 2, timeout_ms) };
     if rc < 0 {
         let e = SysError::last("poll");
-        return if e.errno == libc::EINTR {
-            Ok((false, false))
-        } else {
-            Err(e)
-        };
+        return if e.errno == libc::EINTR { Ok((false, false)) } else { Err(e) };
     }
     let ready = |p: &libc::pollfd| p.revents & (libc::POLLIN | libc::POLLERR | libc::POLLHUP) != 0;
     Ok((ready(&fds[0]), ready(&fds[1])))

@@ -103,16 +103,11 @@ pub(crate) struct Uffd {
 }
 
 fn range(m: &Mapping, off: usize, len: usize) -> SysResult<k::uffdio_range> {
-    Ok(k::uffdio_range {
-        start: m.at(off, len)?,
-        len: len as u64,
-    })
+    Ok(k::uffdio_range { start: m.at(off, len)?, len: len as u64 })
 }
 
 fn errno() -> i32 {
-    std::io::Error::last_os_error()
-        .raw_os_error()
-        .unwrap_or(libc::EIO)
+    std::io::Error::last_os_error().raw_os_error().unwrap_or(libc::EIO)
 }
 
 const EAGAIN_RETRIES: u32 = 10_000;
@@ -123,8 +118,7 @@ impl Uffd {
         let device = (|| {
             // SAFETY: open(2) on a NUL-terminated literal path; no memory is shared with the kernel
             // beyond the path.
-            let dev =
-                unsafe { libc::open(c"/dev/userfaultfd".as_ptr(), libc::O_RDWR | libc::O_CLOEXEC) };
+            let dev = unsafe { libc::open(c"/dev/userfaultfd".as_ptr(), libc::O_RDWR | libc::O_CLOEXEC) };
             if dev < 0 {
                 return Err(SysError::last("open(/dev/userfaultfd)"));
             }
@@ -159,28 +153,14 @@ impl Uffd {
         let umo = k::UFFD_USER_MODE_ONLY as libc::c_int;
         match sys(umo, "userfaultfd(2, UFFD_USER_MODE_ONLY)") {
             Ok(fd) => Ok((fd, UffdSource::SyscallUserModeOnly)),
-            Err(user_mode_only) => Err(OpenFailure {
-                device,
-                syscall,
-                user_mode_only,
-            }),
+            Err(user_mode_only) => Err(OpenFailure { device, syscall, user_mode_only }),
         }
     }
 
     fn handshake(fd: &OwnedFd, features: u64) -> SysResult<k::uffdio_api> {
-        let mut api = k::uffdio_api {
-            api: u64::from(k::UFFD_API),
-            features,
-            ioctls: 0,
-        };
+        let mut api = k::uffdio_api { api: u64::from(k::UFFD_API), features, ioctls: 0 };
         // SAFETY: UFFDIO_API reads and writes exactly one uffdio_api, which we pass by pointer.
-        let rc = unsafe {
-            libc::ioctl(
-                fd.as_raw_fd(),
-                linux_raw_sys::ioctl::UFFDIO_API as _,
-                &mut api,
-            )
-        };
+        let rc = unsafe { libc::ioctl(fd.as_raw_fd(), linux_raw_sys::ioctl::UFFDIO_API as _, &mut api) };
         if rc != 0 {
             return Err(SysError::last("ioctl(UFFDIO_API)"));
         }
@@ -191,11 +171,7 @@ impl Uffd {
     /// made once per descriptor).
     pub(crate) fn probe() -> Result<(u64, UffdSource), OpenFailure> {
         let (fd, source) = Self::open_raw()?;
-        let api = Self::handshake(&fd, 0).map_err(|e| OpenFailure {
-            device: e,
-            syscall: e,
-            user_mode_only: e,
-        })?;
+        let api = Self::handshake(&fd, 0).map_err(|e| OpenFailure { device: e, syscall: e, user_mode_only: e })?;
         Ok((api.features, source))
     }
 
@@ -208,11 +184,7 @@ impl Uffd {
             syscall: e,
             user_mode_only: e,
         })?;
-        Ok(Uffd {
-            fd,
-            features: api.features & wanted,
-            source,
-        })
+        Ok(Uffd { fd, features: api.features & wanted, source })
     }
 
     /// The features enabled on this descriptor.
@@ -233,52 +205,26 @@ impl Uffd {
         // the kernel reads and writes only that struct. The addresses inside it come from
         // `Mapping::at`, so they name memory the runtime owns and Rust never references.
         let rc = unsafe { libc::ioctl(self.fd.as_raw_fd(), req as _, arg as *mut T) };
-        if rc != 0 {
-            Err(SysError::new(op, errno()))
-        } else {
-            Ok(())
-        }
+        if rc != 0 { Err(SysError::new(op, errno())) } else { Ok(()) }
     }
 
     /// Registers a range of `m` for `mode` faults; returns the ioctl mask the range supports.
-    pub(crate) fn register(
-        &self,
-        m: &Mapping,
-        off: usize,
-        len: usize,
-        mode: u64,
-    ) -> SysResult<u64> {
-        let mut r = k::uffdio_register {
-            range: range(m, off, len)?,
-            mode,
-            ioctls: 0,
-        };
-        self.ioctl(
-            linux_raw_sys::ioctl::UFFDIO_REGISTER.into(),
-            &mut r,
-            "ioctl(UFFDIO_REGISTER)",
-        )?;
+    pub(crate) fn register(&self, m: &Mapping, off: usize, len: usize, mode: u64) -> SysResult<u64> {
+        let mut r = k::uffdio_register { range: range(m, off, len)?, mode, ioctls: 0 };
+        self.ioctl(linux_raw_sys::ioctl::UFFDIO_REGISTER.into(), &mut r, "ioctl(UFFDIO_REGISTER)")?;
         Ok(r.ioctls)
     }
 
     /// Unregisters a range; threads parked on it are woken by the kernel.
     pub(crate) fn unregister(&self, m: &Mapping, off: usize, len: usize) -> SysResult<()> {
         let mut r = range(m, off, len)?;
-        self.ioctl(
-            linux_raw_sys::ioctl::UFFDIO_UNREGISTER.into(),
-            &mut r,
-            "ioctl(UFFDIO_UNREGISTER)",
-        )
+        self.ioctl(linux_raw_sys::ioctl::UFFDIO_UNREGISTER.into(), &mut r, "ioctl(UFFDIO_UNREGISTER)")
     }
 
     /// Wakes threads parked on faults in the range; they retry their access.
     pub(crate) fn wake(&self, m: &Mapping, off: usize, len: usize) -> SysResult<()> {
         let mut r = range(m, off, len)?;
-        self.ioctl(
-            linux_raw_sys::ioctl::UFFDIO_WAKE.into(),
-            &mut r,
-            "ioctl(UFFDIO_WAKE)",
-        )
+        self.ioctl(linux_raw_sys::ioctl::UFFDIO_WAKE.into(), &mut r, "ioctl(UFFDIO_WAKE)")
     }
 
     /// Shared retry loop of COPY and MOVE: `step(done)` issues the ioctl for the bytes after
@@ -350,11 +296,7 @@ impl Uffd {
                 mode,
                 copy: 0,
             };
-            let r = self.ioctl(
-                linux_raw_sys::ioctl::UFFDIO_COPY.into(),
-                &mut c,
-                "ioctl(UFFDIO_COPY)",
-            );
+            let r = self.ioctl(linux_raw_sys::ioctl::UFFDIO_COPY.into(), &mut c, "ioctl(UFFDIO_COPY)");
             Ok((r.err().map_or(0, |e| e.errno), c.copy))
         })
     }
@@ -391,14 +333,7 @@ impl Uffd {
 
     /// UFFDIO_WRITEPROTECT: sets (`protect`) or clears write protection on present pages. Clearing
     /// wakes threads parked on write-protect faults unless `wake` is false.
-    pub(crate) fn writeprotect(
-        &self,
-        m: &Mapping,
-        off: usize,
-        len: usize,
-        protect: bool,
-        wake: bool,
-    ) -> SysResult<()> {
+    pub(crate) fn writeprotect(&self, m: &Mapping, off: usize, len: usize, protect: bool, wake: bool) -> SysResult<()> {
         let mut mode = 0;
         if protect {
             mode |= WRITEPROTECT_MODE_WP;
@@ -407,17 +342,10 @@ impl Uffd {
         if !wake && !protect {
             mode |= WRITEPROTECT_MODE_DONTWAKE;
         }
-        let mut w = k::uffdio_writeprotect {
-            range: range(m, off, len)?,
-            mode,
-        };
+        let mut w = k::uffdio_writeprotect { range: range(m, off, len)?, mode };
         let mut retries = 0;
         loop {
-            match self.ioctl(
-                linux_raw_sys::ioctl::UFFDIO_WRITEPROTECT.into(),
-                &mut w,
-                "ioctl(UFFDIO_WRITEPROTECT)",
-            ) {
+            match self.ioctl(linux_raw_sys::ioctl::UFFDIO_WRITEPROTECT.into(), &mut w, "ioctl(UFFDIO_WRITEPROTECT)") {
                 Err(e) if e.errno == libc::EAGAIN && retries < EAGAIN_RETRIES => {
                     retries += 1;
                     std::thread::yield_now();
@@ -431,11 +359,7 @@ impl Uffd {
     /// Pages already present are left alone (`EEXIST` is not an error here).
     pub(crate) fn poison(&self, m: &Mapping, off: usize, len: usize, wake: bool) -> SysResult<()> {
         let mode = if wake { 0 } else { POISON_MODE_DONTWAKE };
-        let mut p = k::uffdio_poison {
-            range: range(m, off, len)?,
-            mode,
-            updated: 0,
-        };
+        let mut p = k::uffdio_poison { range: range(m, off, len)?, mode, updated: 0 };
         match self.ioctl(UFFDIO_POISON, &mut p, "ioctl(UFFDIO_POISON)") {
             Err(e) if e.errno == libc::EEXIST => {
                 if wake {
@@ -452,36 +376,16 @@ impl Uffd {
     /// The runtime does not use it: a zero page installed this way carries no write-protect bit,
     /// so the first write would be an ordinary kernel COW outside the budget (KERNEL_NOTES trap 6).
     #[cfg_attr(not(test), allow(dead_code))]
-    pub(crate) fn zeropage(
-        &self,
-        m: &Mapping,
-        off: usize,
-        len: usize,
-        wake: bool,
-    ) -> SysResult<Filled> {
-        let mode = if wake {
-            0
-        } else {
-            u64::from(k::UFFDIO_ZEROPAGE_MODE_DONTWAKE)
-        };
-        let mut z = k::uffdio_zeropage {
-            range: range(m, off, len)?,
-            mode,
-            zeropage: 0,
-        };
-        match self.ioctl(
-            linux_raw_sys::ioctl::UFFDIO_ZEROPAGE.into(),
-            &mut z,
-            "ioctl(UFFDIO_ZEROPAGE)",
-        ) {
+    pub(crate) fn zeropage(&self, m: &Mapping, off: usize, len: usize, wake: bool) -> SysResult<Filled> {
+        let mode = if wake { 0 } else { u64::from(k::UFFDIO_ZEROPAGE_MODE_DONTWAKE) };
+        let mut z = k::uffdio_zeropage { range: range(m, off, len)?, mode, zeropage: 0 };
+        match self.ioctl(linux_raw_sys::ioctl::UFFDIO_ZEROPAGE.into(), &mut z, "ioctl(UFFDIO_ZEROPAGE)") {
             Ok(()) => Ok(Filled::All),
             Err(e) if e.errno == libc::EEXIST => {
                 if wake {
                     self.wake(m, off, len)?;
                 }
-                Ok(Filled::Exists {
-                    bytes: usize::try_from(z.zeropage).unwrap_or(0),
-                })
+                Ok(Filled::Exists { bytes: usize::try_from(z.zeropage).unwrap_or(0) })
             }
             Err(e) => Err(e),
         }
@@ -497,11 +401,7 @@ impl Uffd {
         let rc = unsafe { libc::read(self.fd.as_raw_fd(), raw.as_mut_ptr().cast(), bytes) };
         if rc < 0 {
             let e = errno();
-            return if e == libc::EAGAIN || e == libc::EINTR {
-                Ok(0)
-            } else {
-                Err(SysError::new("read(uffd)", e))
-            };
+            return if e == libc::EAGAIN || e == libc::EINTR { Ok(0) } else { Err(SysError::new("read(uffd)", e)) };
         }
         let got = usize::try_from(rc).unwrap_or(0) / std::mem::size_of::<k::uffd_msg>();
         for (slot, msg) in out.iter_mut().zip(raw.iter()).take(got) {
@@ -534,9 +434,7 @@ mod tests {
     use crate::sys::page_size;
 
     fn uffd() -> Option<Uffd> {
-        match Uffd::open(
-            feature::MOVE | feature::POISON | feature::THREAD_ID | feature::PAGEFAULT_FLAG_WP,
-        ) {
+        match Uffd::open(feature::MOVE | feature::POISON | feature::THREAD_ID | feature::PAGEFAULT_FLAG_WP) {
             Ok(u) => Some(u),
             Err(e) => {
                 crate::test_support::uffd_unavailable(&format!("{e:?}"));
@@ -556,20 +454,11 @@ mod tests {
         let ioctls = u.register(&a, 0, 8 * ps, MODE_MISSING | MODE_WP).unwrap();
         assert!(ioctls & ioctl_bit::COPY != 0);
         u.register(&b, 0, 8 * ps, MODE_MISSING).unwrap();
-        assert_eq!(
-            u.copy(&a, 0, &src, 0, 4 * ps, false, true).unwrap(),
-            Filled::All
-        );
+        assert_eq!(u.copy(&a, 0, &src, 0, 4 * ps, false, true).unwrap(), Filled::All);
         // Copying over an existing page reports it rather than failing.
-        assert_eq!(
-            u.copy(&a, 0, &src, 0, ps, false, true).unwrap(),
-            Filled::Exists { bytes: 0 }
-        );
+        assert_eq!(u.copy(&a, 0, &src, 0, ps, false, true).unwrap(), Filled::Exists { bytes: 0 });
         if ioctls & ioctl_bit::MOVE != 0 {
-            assert_eq!(
-                u.move_pages(&b, 0, &a, 0, 2 * ps, true).unwrap(),
-                Filled::All
-            );
+            assert_eq!(u.move_pages(&b, 0, &a, 0, 2 * ps, true).unwrap(), Filled::All);
             assert_eq!(a.resident_pages(0, 2 * ps).unwrap(), 0);
             let mut x = [0u8; 1];
             b.read(ps, &mut x).unwrap();

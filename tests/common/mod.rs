@@ -7,11 +7,7 @@ pub(crate) const PAGE: usize = 4096;
 
 /// Builds a runtime with a small budget, or reports loudly why userfaultfd is unavailable.
 /// Fails the test unless `PAGEWARDEN_SKIP_UFFD_TESTS=1` is set.
-pub(crate) fn runtime(
-    budget_frames: usize,
-    swap_pages: usize,
-    path: EvictionPath,
-) -> Option<Runtime> {
+pub(crate) fn runtime(budget_frames: usize, swap_pages: usize, path: EvictionPath) -> Option<Runtime> {
     runtime_with(budget_frames, swap_pages, path, |b| b)
 }
 
@@ -65,23 +61,13 @@ impl Rng {
 
 /// The seed for a test: `PAGEWARDEN_SEED` if set, else a fixed default (deterministic runs).
 pub(crate) fn seed(default: u64) -> u64 {
-    std::env::var("PAGEWARDEN_SEED")
-        .ok()
-        .and_then(|s| s.parse().ok())
-        .unwrap_or(default)
+    std::env::var("PAGEWARDEN_SEED").ok().and_then(|s| s.parse().ok()).unwrap_or(default)
 }
 
 /// The process's resident set size in bytes (`/proc/self/smaps_rollup`).
 pub(crate) fn rss_bytes() -> u64 {
     let s = std::fs::read_to_string("/proc/self/smaps_rollup").unwrap();
-    let kb: u64 = s
-        .lines()
-        .find_map(|l| l.strip_prefix("Rss:"))
-        .unwrap()
-        .trim()
-        .trim_end_matches("kB")
-        .trim()
-        .parse()
-        .unwrap();
+    let kb: u64 =
+        s.lines().find_map(|l| l.strip_prefix("Rss:")).unwrap().trim().trim_end_matches("kB").trim().parse().unwrap();
     kb * 1024
 }

@@ -1,0 +1,306 @@
+//! When memory runs out: the arena OOM profile, scoring, victim policies, the kill itself, and
+//! pressure (stall) accounting.
+//!
+//! The runtime calls the OOM killer in two situations:
+//! * **exhaustion** — a fault needs a frame, none is free, and reclaim can make no progress (swap
+//!   is full, the remaining pages are pinned or in flight);
+//! * **pressure** (opt-in, [`RuntimeBuilder::pressure_kill`](crate::RuntimeBuilder::pressure_kill))
+//!   — faults kept threads stalled for more than a share of a short window: thrashing is an
+//!   outage too, and a kill relieves it in milliseconds.
+//!
+//! It builds a candidate table of every live arena (what each holds, what killing it would really
+//! free, its profile), hands the killable ones to the [`VictimPolicy`], kills the chosen arenas
+//! (or, in dry-run mode, only reports them) and publishes an [`OomReport`].
+
+pub(crate) mod policy;
+pub(crate) mod pressure;
+pub(crate) mod report;
+
+use crate::event::Event;
+use crate::runtime::{ArenaState, Core, Guard, Liveness, State};
+use policy::{Candidate, Deficit, Impact, OomContext, OomHints};
+use report::{CandidateRow, KillTrigger, OomReport, Victim};
+use std::sync::atomic::Ordering;
+use std::time::{Duration, Instant};
+
+/// An arena's OOM profile (kept under the runtime's state lock).
+#[derive(Debug, Clone)]
+pub(crate) struct Profile {
+    pub(crate) adj: i16,
+    pub(crate) impact: Impact,
+    pub(crate) hints: OomHints,
+    pub(crate) prefer: bool,
+    pub(crate) avoid: bool,
+    pub(crate) created: Instant,
+}
+
+/// What an OOM invocation achieved.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum OomOutcome {
+    /// At least one arena was killed.
+    Killed,
+    /// Nobody was killed: nothing killable, or a dry run.
+    Unresolved,
+}
+
+impl Core {
+    /// The candidate-table entry of an arena.
+    pub(crate) fn candidate(&self, st: &State, a: &ArenaState, faulting: Option<u32>, now: Instant) -> Candidate {
+        let (mut resident, mut swapped, mut pinned, mut slots, mut meta) = (0, 0, 0, 0, 0);
+        for rid in &a.regions {
+            let r = st.region(*rid);
+            resident += r.resident;
+            swapped += r.swapped;
+            pinned += r.pinned;
+            slots += r.slots;
+            meta += r.pages.heap_bytes() as u64;
+        }
+        let p = &a.profile;
+        // Nothing is shared between arenas until copy-on-write forks exist.
+        let shared = 0;
+        Candidate {
+            id: u64::from(a.shared.id),
+            name: a.shared.name.clone(),
+            resident,
+            swapped,
+            pinned,
+            shared,
+            unique_frames: resident - shared,
+            unique_slots: slots,
+            metadata_pages: meta.div_ceil(self.page() as u64),
+            oom_score_adj: p.adj,
+            impact: p.impact,
+            hints: p.hints,
+            age: now.saturating_duration_since(p.created),
+            prefer: p.prefer,
+            avoid: p.avoid,
+            faulting: faulting == Some(a.shared.id),
+        }
+    }
+
+    /// `budget + swap slots`: the kernel's `totalpages`.
+    pub(crate) fn total_pages(&self, st: &State) -> u64 {
+        st.frames.budget() as u64 + u64::from(st.slots.capacity())
+    }
+
+    /// What an exhausted fault needs: frames up to the high watermark, and as many swap slots
+    /// when swap is full (each lets a dirty page be evicted).
+    pub(crate) fn exhaustion_deficit(&self, st: &State) -> Deficit {
+        let frames = (self.cfg.high.saturating_sub(st.frames.free())).max(1) as u64;
+        let slots = if st.slots.available() == 0 && st.slots.capacity() > 0 { frames } else { 0 };
+        Deficit { frames, slots }
+    }
+
+    fn table(&self, st: &State, faulting: Option<u32>) -> Vec<CandidateRow> {
+        let now = Instant::now();
+        let total = self.total_pages(st);
+        let mut ids: Vec<u32> = st.arenas.keys().copied().collect();
+        ids.sort_unstable();
+        ids.into_iter()
+            .filter_map(|id| {
+                let a = &st.arenas[&id];
+                if a.shared.killed.load(Ordering::Acquire) {
+                    return None;
+                }
+                let c = self.candidate(st, a, faulting, now);
+                Some(CandidateRow { oom_score: c.oom_score(total), exempt: c.exempt(), chosen: false, candidate: c })
+            })
+            .collect()
+    }
+
+    fn report(&self, st: &State, trigger: KillTrigger, deficit: Deficit, candidates: Vec<CandidateRow>) -> OomReport {
+        OomReport {
+            trigger,
+            policy: st.policy.name().to_string(),
+            dry_run: self.cfg.oom_dry_run,
+            deficit,
+            budget_frames: st.frames.budget() as u64,
+            frames_in_use: st.frames.in_use() as u64,
+            pinned_frames: st.pinned as u64,
+            swap_slots: u64::from(st.slots.capacity()),
+            swap_used: u64::from(st.slots.used()),
+            candidates,
+            victims: Vec::new(),
+            selection: Duration::ZERO,
+            reaping: Duration::ZERO,
+        }
+    }
+
+    /// Runs the OOM killer: table, policy, kill (unless dry run), report.
+    pub(crate) fn oom(
+        &self,
+        st: &mut Guard<'_>,
+        trigger: KillTrigger,
+        deficit: Deficit,
+        faulting: Option<u32>,
+    ) -> (OomOutcome, OomReport) {
+        // The warning comes before the kill, even if the reclaimer has not looked yet.
+        self.check_swap_low(st);
+        let t0 = Instant::now();
+        let mut rows = self.table(st, faulting);
+        let offered: Vec<usize> = (0..rows.len()).filter(|&i| !rows[i].exempt).collect();
+        let cands: Vec<Candidate> = offered.iter().map(|&i| rows[i].candidate.clone()).collect();
+        let ctx = OomContext { total_pages: self.total_pages(st), deficit };
+        let mut picks: Vec<usize> = Vec::new();
+        for p in st.policy.select(&cands, &ctx) {
+            // A policy may only name offered candidates, each once.
+            if let Some(&row) = offered.get(p) {
+                if !picks.contains(&row) {
+                    picks.push(row);
+                }
+            }
+        }
+        for &p in &picks {
+            rows[p].chosen = true;
+        }
+        let mut report = self.report(st, trigger, deficit, rows);
+        report.selection = t0.elapsed();
+        let t1 = Instant::now();
+        for &p in &picks {
+            let c = &report.candidates[p].candidate;
+            let (id, name) = (c.id, c.name.clone());
+            let (frames_freed, slots_freed) = if self.cfg.oom_dry_run {
+                (c.unique_frames, c.unique_slots)
+            } else {
+                self.reap(st, u32::try_from(id).unwrap_or(u32::MAX)).unwrap_or((0, 0))
+            };
+            report.victims.push(Victim { id, name, frames_freed, slots_freed });
+        }
+        report.reaping = t1.elapsed();
+        let outcome =
+            if self.cfg.oom_dry_run || report.victims.is_empty() { OomOutcome::Unresolved } else { OomOutcome::Killed };
+        if self.cfg.oom_dry_run {
+            log::warn!("{report}");
+            self.publish(Event::WouldKill(report.clone()));
+        } else if report.victims.is_empty() {
+            log::error!("{report}");
+            self.publish(Event::OomUnresolved(report.clone()));
+        } else {
+            st.kills += report.victims.len() as u64;
+            log::warn!("{report}");
+            self.publish(Event::Killed(report.clone()));
+        }
+        self.progress.notify_all();
+        (outcome, report)
+    }
+
+    /// Kills one arena on request, with a report.
+    pub(crate) fn kill_manual(&self, st: &mut Guard<'_>, aid: u32) -> Option<OomReport> {
+        let t0 = Instant::now();
+        let a = st.arenas.get(&aid)?;
+        if a.shared.killed.load(Ordering::Acquire) {
+            return None;
+        }
+        let mut rows = self.table(st, None);
+        for r in &mut rows {
+            r.chosen = r.candidate.id == u64::from(aid);
+        }
+        let mut report = self.report(st, KillTrigger::Manual, Deficit::default(), rows);
+        report.dry_run = false;
+        report.selection = t0.elapsed();
+        let t1 = Instant::now();
+        let name = st.arenas[&aid].shared.name.clone();
+        let (frames_freed, slots_freed) = self.reap(st, aid)?;
+        report.reaping = t1.elapsed();
+        report.victims.push(Victim { id: u64::from(aid), name, frames_freed, slots_freed });
+        st.kills += 1;
+        log::warn!("{report}");
+        self.publish(Event::Killed(report.clone()));
+        self.progress.notify_all();
+        Some(report)
+    }
+
+    /// Marks an arena killed and frees its frames, pins and slots at once. Threads parked on its
+    /// faults are released by [`Core::resolve_dead`] as their events come in. `None` if it was
+    /// already killed.
+    pub(crate) fn reap(&self, st: &mut Guard<'_>, aid: u32) -> Option<(u64, u64)> {
+        let a = st.arenas.get(&aid)?;
+        if a.shared.killed.swap(true, Ordering::AcqRel) {
+            return None;
+        }
+        let regions = a.regions.clone();
+        let (mut frames, mut slots) = (0, 0);
+        for rid in regions {
+            st.region_mut(rid).live = Liveness::Killed;
+            let (f, s) = self.drop_pages(st, rid);
+            frames += f;
+            slots += s;
+        }
+        Some((frames, slots))
+    }
+
+    /// Periodic work of the reclaimer thread: pressure averages, the pressure trigger and warning,
+    /// the low-swap warning, and lifting OOM poison once memory is free.
+    pub(crate) fn housekeeping(&self, st: &mut Guard<'_>) {
+        let now = Instant::now();
+        st.psi.tick(now);
+        for a in st.arenas.values_mut() {
+            a.psi.tick(now);
+        }
+        let some = st.psi.some_ns(now);
+        let evictions = st.evictions;
+        st.stall_samples.push_back((now, some, evictions));
+        let longest = [self.cfg.pressure_kill, self.cfg.pressure_warn].iter().flatten().map(|t| t.window).max();
+        let longest = longest.unwrap_or(Duration::ZERO);
+        // Keep one sample at or before the start of the longest window.
+        while st.stall_samples.len() > 2 && now.saturating_duration_since(st.stall_samples[1].0) >= longest {
+            st.stall_samples.pop_front();
+        }
+        // Share of `window` with a thread stalled, and evictions meanwhile; `None` until enough
+        // of the window has been observed.
+        let over = |st: &State, window: Duration| -> Option<(f64, u64)> {
+            let start = now.checked_sub(window)?;
+            let &(t0, s0, e0) = st.stall_samples.iter().rev().find(|x| x.0 <= start).or(st.stall_samples.front())?;
+            let dt = now.saturating_duration_since(t0);
+            if dt < window / 2 {
+                return None;
+            }
+            Some(((some - s0) as f64 / dt.as_nanos() as f64, evictions - e0))
+        };
+        if let Some(th) = self.cfg.pressure_kill {
+            let cooled = st.last_pressure_kill.is_none_or(|t| now.saturating_duration_since(t) >= th.window);
+            if let Some((share, evicted)) = over(st, th.window).filter(|_| cooled) {
+                // Stalls without eviction are not thrashing (e.g. a cold start filling free frames).
+                if share >= th.share && evicted > 0 {
+                    let frames = (st.frames.budget() / 8).max(self.cfg.high) as u64;
+                    let trigger = KillTrigger::Pressure { stalled_share: share, window: th.window };
+                    self.oom(st, trigger, Deficit { frames, slots: 0 }, None);
+                    st.last_pressure_kill = Some(now);
+                    st.stall_samples.clear();
+                }
+            }
+        }
+        if let Some(th) = self.cfg.pressure_warn {
+            let quiet = st.last_pressure_warn.is_none_or(|t| now.saturating_duration_since(t) >= th.window);
+            if let Some((share, _)) = over(st, th.window).filter(|&(share, _)| quiet && share >= th.share) {
+                st.last_pressure_warn = Some(now);
+                let pressure = st.psi.snapshot(now);
+                log::warn!(
+                    "pagewarden: memory pressure: threads stalled {:.0}% of the last {:?}",
+                    share * 100.0,
+                    th.window
+                );
+                self.publish(Event::Pressure { stalled_share: share, window: th.window, pressure });
+            }
+        }
+        self.check_swap_low(st);
+        if !st.oom_poisoned.is_empty() && st.frames.free() >= self.cfg.high {
+            self.clear_oom_poison(st);
+        }
+    }
+
+    /// Publishes `SwapLow` when free swap falls under a tenth (again after it recovers to a fifth).
+    pub(crate) fn check_swap_low(&self, st: &mut State) {
+        let (free, cap) = (u64::from(st.slots.available()), u64::from(st.slots.capacity()));
+        if cap == 0 {
+            return;
+        }
+        if st.swap_low_armed && free * 10 < cap {
+            st.swap_low_armed = false;
+            log::warn!("pagewarden: swap low: {free} of {cap} slots free");
+            self.publish(Event::SwapLow { free_slots: free, capacity: cap });
+        } else if !st.swap_low_armed && free * 5 >= cap {
+            st.swap_low_armed = true;
+        }
+    }
+}

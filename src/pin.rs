@@ -1,0 +1,109 @@
+//! Commit accounting and pinned pages.
+
+use crate::config::Overcommit;
+use crate::core::lru::key;
+use crate::error::{Error, Result};
+use crate::runtime::{Core, Liveness};
+
+/// `swap + ratio × budget`, in bytes. The configuration keeps `ratio` finite and within 0..=100,
+/// so the product is non-negative and far below 2^64 for any real budget.
+#[allow(clippy::cast_possible_truncation, clippy::cast_sign_loss)]
+pub(crate) fn commit_limit(swap: u64, budget: u64, ratio: f64) -> u64 {
+    swap + (ratio * budget as f64) as u64
+}
+
+impl Core {
+    /// Charges a reservation of `bytes` against the overcommit policy.
+    pub(crate) fn commit(&self, bytes: u64) -> Result<()> {
+        let mut st = self.lock();
+        let ps = self.page() as u64;
+        let budget = st.frames.budget() as u64 * ps;
+        let swap = u64::from(st.slots.capacity()) * ps;
+        let limit = match self.cfg.overcommit {
+            Overcommit::Always => None,
+            // A single reservation larger than all the memory there is.
+            Overcommit::Heuristic if bytes > budget + swap => Some(budget + swap),
+            Overcommit::Heuristic => None,
+            Overcommit::Strict { ratio } => {
+                let limit = commit_limit(swap, budget, ratio);
+                (st.committed + bytes > limit).then_some(limit)
+            }
+        };
+        if let Some(limit) = limit {
+            return Err(Error::CommitLimit { requested: bytes, committed: st.committed, limit });
+        }
+        st.committed += bytes;
+        Ok(())
+    }
+
+    /// Checks that no page of `range` is pinned and reserves pin quota for all of it.
+    pub(crate) fn pin_reserve(&self, rid: u32, range: std::ops::Range<u64>) -> Result<()> {
+        let ps = self.page();
+        let mut st = self.lock();
+        let r = st.regions.0.get(&rid).ok_or(Error::InvalidArgument { what: "region", detail: "released".into() })?;
+        if let Some(p) = range.clone().find(|&p| r.pages.get(p).pinned()) {
+            return Err(Error::AlreadyPinned { offset: crate::core::idx(p) * ps });
+        }
+        let n = range.end - range.start;
+        let limit = self.cfg.pin_limit as u64;
+        if st.pinned as u64 + n > limit {
+            return Err(Error::PinLimit { requested: n, pinned: st.pinned as u64, limit });
+        }
+        st.pinned += crate::core::idx(n);
+        Ok(())
+    }
+
+    /// Pins one page if it is resident (`Ok(true)`); `Ok(false)` if it must be faulted in first.
+    pub(crate) fn pin_page(&self, rid: u32, page: u64) -> Result<bool> {
+        let mut st = self.lock();
+        let st = &mut *st;
+        let Some(r) = st.regions.0.get_mut(&rid) else { return Ok(false) };
+        if r.live != Liveness::Live {
+            let arena = st.arenas.get(&r.arena).map(|a| a.shared.name.clone()).unwrap_or_default();
+            return Err(Error::Killed { arena });
+        }
+        let mut e = r.pages.get(page);
+        if !e.is_resident() {
+            return Ok(false);
+        }
+        if !e.pinned() {
+            st.lru.leave(&mut e);
+            e.set_pinned(true);
+            r.pinned += 1;
+            r.pages.set(page, e);
+        }
+        Ok(true)
+    }
+
+    /// Unpins the pages of `range` that are pinned; each gives back its frame of pin quota.
+    pub(crate) fn unpin_pages(&self, rid: u32, range: std::ops::Range<u64>) {
+        let mut st = self.lock();
+        let st = &mut *st;
+        let Some(r) = st.regions.0.get_mut(&rid) else { return };
+        for p in range {
+            let mut e = r.pages.get(p);
+            if e.pinned() {
+                e.set_pinned(false);
+                r.pinned -= 1;
+                st.pinned -= 1;
+                if e.is_resident() {
+                    st.lru.admit(key(rid, p), &mut e, false);
+                }
+                r.pages.set(p, e);
+            }
+        }
+    }
+
+    /// Gives back pin quota reserved by [`Core::pin_reserve`] for pages that were never pinned.
+    pub(crate) fn release_pin_quota(&self, pages: u64) {
+        let mut st = self.lock();
+        st.pinned -= crate::core::idx(pages).min(st.pinned);
+    }
+
+    /// The first page of `range` that is not pinned.
+    pub(crate) fn first_unpinned(&self, rid: u32, range: std::ops::Range<u64>) -> Option<u64> {
+        let st = self.lock();
+        let r = st.regions.0.get(&rid)?;
+        range.into_iter().find(|&p| !r.pages.get(p).pinned())
+    }
+}
