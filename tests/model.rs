@@ -12,7 +12,18 @@ use pagewarden::{Arena, Error, EvictionPath, Region};
 struct Slot {
     region: Region,
     model: Vec<u8>,
+    /// Pinned page ranges (first page, pages).
+    pins: Vec<(usize, usize)>,
 }
+
+impl Slot {
+    fn pinned(&self) -> usize {
+        self.pins.iter().map(|p| p.1).sum()
+    }
+}
+
+/// The runtime's pin limit in this test (half the budget of 24 frames).
+const PIN_LIMIT: usize = 12;
 
 struct Guest {
     arena: Arena,
@@ -47,7 +58,7 @@ fn run(seed: u64, path: EvictionPath, ops: usize) {
     let new_region = |rng: &mut Rng, g: &Guest| -> Slot {
         let pages = 1 + rng.below(40) as usize;
         let region = g.arena.reserve(pages * PAGE - rng.below(PAGE as u64) as usize).unwrap();
-        Slot { model: vec![0u8; region.len()], region }
+        Slot { model: vec![0u8; region.len()], region, pins: Vec::new() }
     };
     for g in &mut guests {
         for _ in 0..2 {
@@ -55,6 +66,8 @@ fn run(seed: u64, path: EvictionPath, ops: usize) {
             g.regions.push(s);
         }
     }
+    let mut pinned = 0usize;
+    let mut pins_done = 0usize;
     for step in 0..ops {
         let gi = rng.below(guests.len() as u64) as usize;
         let ctx = format!("seed {seed} path {path:?} step {step} guest {gi}");
@@ -141,7 +154,8 @@ fn run(seed: u64, path: EvictionPath, ops: usize) {
                 check_range(s, 0, size, &ctx);
             }
             84..=88 => {
-                // Release a region (frames and slots freed at once) and reserve a new one.
+                // Release a region (frames, pins and slots freed at once) and reserve a new one.
+                pinned -= g.regions[ri].pinned();
                 g.regions.swap_remove(ri);
                 let s = new_region(&mut rng, g);
                 g.regions.push(s);
@@ -155,7 +169,35 @@ fn run(seed: u64, path: EvictionPath, ops: usize) {
                 if rng.below(3) == 0 {
                     g.arena.kill().expect("first kill reports");
                     g.killed = true;
+                    pinned -= g.regions.iter().map(Slot::pinned).sum::<usize>();
+                    assert_eq!(rt.stats().pinned_frames as usize, pinned, "{ctx}: a kill must release pins");
                 }
+            }
+            94..=95 => {
+                // Pin a random range (or unpin one): pinned pages must stay exact through eviction.
+                let s = &mut g.regions[ri];
+                if !s.pins.is_empty() && rng.below(2) == 0 {
+                    let (first, n) = s.pins.swap_remove(rng.below(s.pins.len() as u64) as usize);
+                    s.region.unpin(first * PAGE, n * PAGE).unwrap_or_else(|e| panic!("{ctx}: unpin: {e}"));
+                    pinned -= n;
+                } else {
+                    let pages = size / PAGE;
+                    let first = rng.below(pages as u64) as usize;
+                    let n = (1 + rng.below(3) as usize).min(pages - first);
+                    let overlaps = s.pins.iter().any(|&(f, m)| first < f + m && f < first + n);
+                    match s.region.pin(first * PAGE, n * PAGE) {
+                        Ok(()) => {
+                            assert!(!overlaps && pinned + n <= PIN_LIMIT, "{ctx}: pin should have failed");
+                            s.pins.push((first, n));
+                            pinned += n;
+                            pins_done += 1;
+                        }
+                        Err(Error::AlreadyPinned { .. }) => assert!(overlaps, "{ctx}: spurious AlreadyPinned"),
+                        Err(Error::PinLimit { .. }) => assert!(pinned + n > PIN_LIMIT, "{ctx}: spurious PinLimit"),
+                        Err(e) => panic!("{ctx}: pin: {e}"),
+                    }
+                }
+                assert_eq!(rt.stats().pinned_frames as usize, pinned, "{ctx}: pin accounting");
             }
             _ => {
                 // Verify every live region of every guest.
@@ -188,6 +230,7 @@ fn run(seed: u64, path: EvictionPath, ops: usize) {
     eprintln!("{st}");
     assert!(st.totals.writebacks > 0 && st.totals.swap_ins > 0, "the test must exercise swap");
     assert!(st.totals.clean_drops > 0, "the test must exercise clean drops");
+    assert!(pins_done > 0, "the test must exercise pinning");
 }
 
 #[test]
@@ -211,9 +254,9 @@ fn model_writeprotect_path() {
 #[ignore]
 fn model_long() {
     let base = seed(1);
-    for i in 0..40 {
+    for i in 0..12 {
         for path in PATHS {
-            run(base + i, path, 20_000);
+            run(base + i, path, 10_000);
         }
     }
 }
