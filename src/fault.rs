@@ -488,7 +488,9 @@ impl Core {
         let n = run.len();
         let mut activations = 0;
         for (i, &(p, prev)) in run.iter().enumerate() {
-            let mut e = prev.with_state(PageState::Resident);
+            // Start from the entry as it is now, not as it was before the I/O: its flags may have
+            // changed meanwhile (the replacement policy may have dropped a stale queue entry).
+            let mut e = st.region(rid).pages.get(p).with_state(PageState::Resident);
             e.set_waiters(false);
             e.set_dirty(write);
             if write {
@@ -539,7 +541,8 @@ impl Core {
             st.frames.unpop(f);
         }
         for (k, &(p, prev)) in run.iter().enumerate() {
-            let mut e = prev;
+            // Back to the state before the page-in, keeping flags changed meanwhile.
+            let mut e = st.region(rid).pages.get(p).with_state(prev.state());
             if poison.is_some_and(|f| f[k]) {
                 st.release_slot(rid, &mut e);
                 e = Entry::default().with_state(PageState::Poisoned);

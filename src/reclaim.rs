@@ -70,6 +70,7 @@ pub(crate) fn reclaimer_loop(core: &Core) {
         .unwrap_or(Duration::from_millis(250))
         .clamp(Duration::from_millis(2), Duration::from_millis(250));
     while !core.shutdown.load(Ordering::Acquire) {
+        st = core.reap_some(st);
         core.housekeeping(&mut st);
         if st.frames.free() >= core.cfg.low {
             st = core.wait(st, &core.reclaim_cv, tick);
@@ -113,7 +114,7 @@ impl Core {
             if freed > 0 || st.frames.free() > 0 {
                 continue;
             }
-            if st.evicting > 0 || st.paging_in > 0 {
+            if st.evicting > 0 || st.paging_in > 0 || st.reaping > 0 {
                 st = self.wait(st, &self.progress, Duration::from_millis(20));
                 continue;
             }
@@ -417,51 +418,88 @@ impl Core {
         }
     }
 
-    /// Drops every page of a region that is not in flight: frames discarded in runs, pins
-    /// released, slots freed, entries cleared. In-flight pages are finished by their owner, which
-    /// sees the region dead; emergency copies for accessors are dropped when the accessor returns.
-    /// Returns (frames freed, slots freed).
-    pub(crate) fn drop_pages(&self, st: &mut Guard<'_>, rid: u32) -> (u64, u64) {
+    /// Drops every page of a region that is not in flight: pins released, slots freed, entries
+    /// cleared, and the frames discarded — at once, or with `defer` by the reaper in chunks (the
+    /// frames count as in use until their chunk is discarded, so the budget holds throughout).
+    /// In-flight pages are finished by their owner, which sees the region dead; emergency copies
+    /// for accessors are dropped when the accessor returns. Returns (frames freed, slots freed).
+    pub(crate) fn drop_pages(&self, st: &mut Guard<'_>, rid: u32, defer: bool) -> (u64, u64) {
         let ps = self.page();
-        let entries = st.region(rid).pages.entries();
-        let map = st.region(rid).map.clone();
-        let (mut frames, mut slots, mut pinned) = (0u64, 0u64, 0u64);
+        let (mut frames, mut slots, mut pinned, mut kept_slots) = (0u64, 0u64, 0u64, 0u64);
         // Runs of resident pages, discarded with one madvise each.
         let mut runs: Vec<(u64, u64)> = Vec::new();
-        for &(p, mut e) in &entries {
+        let state = &mut **st;
+        let r = state.regions.0.get_mut(&rid).expect("dropping pages of a live region");
+        let map = r.map.clone();
+        r.pages.retain(|p, e| {
             match e.state() {
-                PageState::PageIn | PageState::Evicting => continue,
+                PageState::PageIn | PageState::Evicting => {
+                    kept_slots += u64::from(e.slot().is_some());
+                    return true;
+                }
                 PageState::Resident => {
                     match runs.last_mut() {
-                        Some(r) if r.1 == p => r.1 = p + 1,
+                        Some(run) if run.1 == p => run.1 = p + 1,
                         _ => runs.push((p, p + 1)),
                     }
                     if e.pinned() {
                         pinned += 1;
                     } else {
-                        st.lru.leave(&mut e);
+                        state.lru.leave(e);
                     }
                     frames += 1;
                 }
                 PageState::Swapped => slots += 1,
                 PageState::Unpopulated | PageState::Poisoned => {}
             }
-            st.release_slot(rid, &mut e);
-            st.region_mut(rid).pages.set(p, Entry::default());
-        }
-        for (a, b) in runs {
-            if let Err(e) = map.discard(idx(a) * ps, idx(b - a) * ps) {
-                log::error!("pagewarden: discarding pages failed: {e}");
+            if let Some(s) = e.slot() {
+                state.slots.free(s);
             }
-        }
-        st.frames.give(idx(frames));
-        st.pinned -= idx(pinned).min(st.pinned);
-        let r = st.region_mut(rid);
+            false
+        });
+        r.slots = kept_slots;
         r.resident -= frames;
         r.pinned -= pinned;
         r.swapped = 0;
         r.stream = Default::default();
+        st.pinned -= idx(pinned).min(st.pinned);
+        if defer {
+            for (a, b) in runs {
+                st.reap.push_back((map.clone(), a, b - a));
+            }
+            st.reaping += idx(frames);
+            self.reclaim_cv.notify_all();
+        } else {
+            for (a, b) in runs {
+                if let Err(e) = map.discard(idx(a) * ps, idx(b - a) * ps) {
+                    log::error!("pagewarden: discarding pages failed: {e}");
+                }
+            }
+            st.frames.give(idx(frames));
+        }
         (frames, slots)
+    }
+
+    /// The OOM reaper: discards killed arenas' frames in chunks, dropping the lock between them
+    /// so that waiting faults get the first frames within a chunk's time, not the whole arena's.
+    pub(crate) fn reap_some<'a>(&'a self, mut st: Guard<'a>) -> Guard<'a> {
+        const CHUNK: u64 = 1024;
+        let ps = self.page();
+        while let Some((map, first, pages)) = st.reap.pop_front() {
+            let n = pages.min(CHUNK);
+            if n < pages {
+                st.reap.push_front((map.clone(), first + n, pages - n));
+            }
+            drop(st);
+            if let Err(e) = map.discard(idx(first) * ps, idx(n) * ps) {
+                log::error!("pagewarden: reaping pages failed: {e}");
+            }
+            st = self.lock();
+            st.frames.give(idx(n));
+            st.reaping -= idx(n);
+            self.progress.notify_all();
+        }
+        st
     }
 
     /// Releases a region: frames and slots freed at once (after waiting for the region's
@@ -477,7 +515,7 @@ impl Core {
         if let Some(a) = st.arenas.get_mut(&arena) {
             a.regions.retain(|&x| x != rid);
         }
-        self.drop_pages(&mut st, rid);
+        self.drop_pages(&mut st, rid, false);
         st.committed -= (map.len() as u64).min(st.committed);
         st.oom_poisoned.retain(|&(r, _)| r != rid);
         if let Err(e) = self.uffd.unregister(&map, 0, map.len()) {

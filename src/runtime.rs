@@ -178,6 +178,10 @@ pub(crate) struct State {
     pub(crate) swap_low_armed: bool,
     /// Evictions so far (for the pressure trigger).
     pub(crate) evictions: u64,
+    /// Killed arenas' page runs waiting for the reaper: (mapping, first page, pages).
+    pub(crate) reap: std::collections::VecDeque<(Arc<Mapping>, u64, u64)>,
+    /// Frames in `reap`, still counted as in use.
+    pub(crate) reaping: usize,
 }
 
 impl State {
@@ -329,6 +333,69 @@ impl Core {
             latency: hist.summary(),
             arenas,
         }
+    }
+
+    pub(crate) fn check_invariants(&self) -> std::result::Result<(), String> {
+        use crate::core::page::PageState as S;
+        let st = self.lock();
+        let queued: std::collections::HashSet<PageKey> = st.lru.queued_keys().collect();
+        let (mut resident, mut in_lru, mut slots, mut pinned) = (0u64, 0usize, 0u64, 0u64);
+        for (&rid, r) in &st.regions.0 {
+            let (mut res, mut sw, mut pin, mut sl) = (0u64, 0u64, 0u64, 0u64);
+            for (p, e) in r.pages.entries() {
+                let k = crate::core::lru::key(rid, p);
+                match e.state() {
+                    S::Resident => {
+                        res += 1;
+                        if e.pinned() {
+                            pin += 1;
+                        } else {
+                            in_lru += 1;
+                            if !e.queued() || !queued.contains(&k) {
+                                return Err(format!(
+                                    "region {rid} page {p}: resident but not on a replacement list ({e:?})"
+                                ));
+                            }
+                        }
+                    }
+                    S::Evicting => res += 1,
+                    S::Swapped if e.slot().is_none() && !e.reserve() => {
+                        return Err(format!("region {rid} page {p}: swapped without a slot"));
+                    }
+                    S::Swapped => sw += 1,
+                    _ => {}
+                }
+                sl += u64::from(e.slot().is_some());
+            }
+            if (res, sw, pin, sl) != (r.resident, r.swapped, r.pinned, r.slots) {
+                return Err(format!(
+                    "region {rid}: counted resident/swapped/pinned/slots {:?}, recorded {:?}",
+                    (res, sw, pin, sl),
+                    (r.resident, r.swapped, r.pinned, r.slots)
+                ));
+            }
+            resident += res;
+            slots += sl;
+            pinned += pin;
+        }
+        if in_lru != st.lru.resident() {
+            return Err(format!("{in_lru} unpinned resident pages, the replacement lists count {}", st.lru.resident()));
+        }
+        let in_use = resident as usize + st.paging_in + st.reaping;
+        if in_use != st.frames.in_use() {
+            return Err(format!("frames: pages account for {in_use}, the budget counts {}", st.frames.in_use()));
+        }
+        if slots + st.evicting as u64 != u64::from(st.slots.used()) {
+            return Err(format!(
+                "slots: pages hold {slots} (+{} in flight), the allocator counts {}",
+                st.evicting,
+                st.slots.used()
+            ));
+        }
+        if pinned as usize != st.pinned {
+            return Err(format!("pins: pages hold {pinned}, the runtime counts {}", st.pinned));
+        }
+        Ok(())
     }
 
     pub(crate) fn arena_stats(&self, st: &mut State, id: u32, now: Instant) -> ArenaStats {
@@ -523,6 +590,8 @@ impl Runtime {
             last_pressure_warn: None,
             swap_low_armed: true,
             evictions: 0,
+            reap: std::collections::VecDeque::new(),
+            reaping: 0,
         };
         let core = Arc::new(Core {
             uffd: ufd,
@@ -586,6 +655,14 @@ impl Runtime {
         let c = &self.h.core;
         let mut st = c.lock();
         c.oom(&mut st, crate::KillTrigger::Requested, deficit, None).1
+    }
+
+    /// Checks the runtime's bookkeeping for consistency (frames, slots, pins, replacement lists
+    /// against every page's state) and describes the first inconsistency found. Meant for tests:
+    /// it holds the state lock for a walk over every tracked page.
+    #[doc(hidden)]
+    pub fn debug_check_invariants(&self) -> std::result::Result<(), String> {
+        self.h.core.check_invariants()
     }
 
     /// Replaces the victim policy.

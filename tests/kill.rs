@@ -98,12 +98,10 @@ fn dropping_a_killed_arena_and_runtime_is_clean() {
     drop(r);
 }
 
-const CHILD: &str = "PAGEWARDEN_KILL_CHILD";
-
 /// Runs in a child process: raw access to a killed arena's page must raise SIGBUS.
 #[test]
 fn raw_access_after_kill_child() {
-    if std::env::var_os(CHILD).is_none() {
+    if !is_child("raw_access_after_kill_child") {
         return;
     }
     let rt = runtime(16, 16, EvictionPath::Auto).expect("uffd available in the child");
@@ -121,15 +119,10 @@ fn raw_access_after_kill_child() {
 
 #[test]
 fn raw_access_after_kill_raises_sigbus() {
-    if runtime(16, 16, EvictionPath::Auto).is_none() {
+    if is_child("raw_access_after_kill_child") || runtime(16, 16, EvictionPath::Auto).is_none() {
         return;
     }
-    let out = std::process::Command::new(std::env::current_exe().unwrap())
-        .args(["--exact", "raw_access_after_kill_child", "--nocapture", "--test-threads=1"])
-        .env(CHILD, "1")
-        .output()
-        .unwrap();
-    let stdout = String::from_utf8_lossy(&out.stdout);
+    let (status, stdout) = run_child("raw_access_after_kill_child");
     assert!(!stdout.contains("UNREACHABLE"), "raw read of a killed page returned data: {stdout}");
-    assert_eq!(out.status.signal(), Some(libc::SIGBUS), "child status {:?}; stdout {stdout}", out.status);
+    assert_eq!(status.signal(), Some(libc::SIGBUS), "child status {status:?}; stdout {stdout}");
 }

@@ -211,6 +211,7 @@ fn run(seed: u64, path: EvictionPath, ops: usize) {
                 }
             }
         }
+        rt.debug_check_invariants().unwrap_or_else(|e| panic!("{ctx}: {e}"));
         let st = rt.stats();
         assert!(
             st.frames_in_use <= st.budget_frames,

@@ -276,3 +276,34 @@ fn a_thrashing_arena_is_relieved_by_a_pressure_kill() {
         assert!(st.pressure.some.total > Duration::ZERO, "{st}");
     }
 }
+
+/// Runs in a child process: a raw write that finds no memory in an exempt arena raises SIGBUS
+/// instead of hanging (safe accessors get `Error::OutOfMemory` instead).
+#[test]
+fn raw_access_without_memory_child() {
+    if !is_child("raw_access_without_memory_child") {
+        return;
+    }
+    let rt = runtime(24, 16, EvictionPath::Auto).expect("uffd available in the child");
+    let a = rt.arena("precious").oom_score_adj(-1000).create().unwrap();
+    let r = a.reserve(1 << 30).unwrap();
+    let (e, written) = grow_until_error(&r);
+    assert!(matches!(e, Error::OutOfMemory { .. }), "{e}");
+    println!("exhausted after {written} pages");
+    // SAFETY: inside the region, which outlives this access. It must raise SIGBUS.
+    unsafe { r.as_ptr().add((written + 1) * PAGE).write_volatile(1) };
+    println!("UNREACHABLE: a raw write without memory completed");
+    std::process::exit(3);
+}
+
+#[test]
+fn raw_access_without_memory_raises_sigbus() {
+    if is_child("raw_access_without_memory_child") || runtime(16, 16, EvictionPath::Auto).is_none() {
+        return;
+    }
+    let (status, stdout) = run_child("raw_access_without_memory_child");
+    assert!(stdout.contains("exhausted after"), "{stdout}");
+    assert!(!stdout.contains("UNREACHABLE"), "{stdout}");
+    use std::os::unix::process::ExitStatusExt;
+    assert_eq!(status.signal(), Some(libc::SIGBUS), "child status {status:?}; stdout {stdout}");
+}

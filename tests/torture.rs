@@ -136,8 +136,10 @@ fn torture(p: Params) {
         }
         assert!(page[threads * LANE..].iter().all(|&b| b == 0), "final: page {p} has bytes nobody wrote");
     }
+    rt.debug_check_invariants().unwrap();
     let st = rt.stats();
     eprintln!("{total_ops} writes\n{st}");
+    assert_eq!(st.kills, 0, "spurious OOM kill: frames or slots lost track of");
     assert!(st.totals.evictions > 100, "the torture must evict constantly ({} evictions)", st.totals.evictions);
     assert!(st.frames_in_use <= st.budget_frames);
 }

@@ -67,6 +67,11 @@ impl Default for Lru {
 }
 
 impl Lru {
+    /// Every key in the queues (for consistency checks).
+    pub(crate) fn queued_keys(&self) -> impl Iterator<Item = PageKey> + '_ {
+        self.inactive.iter().chain(self.active.iter()).copied()
+    }
+
     /// Resident pages the policy tracks.
     pub(crate) fn resident(&self) -> usize {
         self.n_active + self.n_inactive

@@ -208,6 +208,29 @@ impl PageTable {
         out
     }
 
+    /// Visits every non-empty entry in page order; `f` may change it, and returns whether to keep
+    /// it (a dropped entry becomes never-touched). One pass, no per-page lookups: for kills and
+    /// releases of large regions.
+    pub(crate) fn retain(&mut self, mut f: impl FnMut(u64, &mut Entry) -> bool) {
+        let mut keys: Vec<u64> = self.leaves.keys().copied().collect();
+        keys.sort_unstable();
+        for k in keys {
+            let Some(l) = self.leaves.get_mut(&k) else { continue };
+            for (i, e) in l.e.iter_mut().enumerate() {
+                if e.is_empty() {
+                    continue;
+                }
+                if !f(k * LEAF as u64 + i as u64, e) || e.is_empty() {
+                    *e = Entry::default();
+                    l.used -= 1;
+                }
+            }
+            if l.used == 0 {
+                self.leaves.remove(&k);
+            }
+        }
+    }
+
     /// Bytes of heap this table holds (leaves plus the map's slots), for the metadata figures.
     pub(crate) fn heap_bytes(&self) -> usize {
         self.leaves.len() * std::mem::size_of::<Leaf>()
@@ -241,6 +264,25 @@ mod tests {
         assert_eq!(e.shadow(), 0);
         e.set_pinned(true);
         assert!(e.pinned() && e.reserve() && e.dirty());
+    }
+
+    #[test]
+    fn retain_visits_in_order_and_drops() {
+        let mut t = PageTable::default();
+        for p in [200u64, 3, 64, 65] {
+            t.set(p, Entry::default().with_state(PageState::Resident));
+        }
+        let mut seen = Vec::new();
+        t.retain(|p, e| {
+            seen.push(p);
+            if p == 64 {
+                e.set_state(PageState::Swapped);
+            }
+            p == 64
+        });
+        assert_eq!(seen, vec![3, 64, 65, 200]);
+        assert_eq!(t.entries(), vec![(64, Entry::default().with_state(PageState::Swapped))]);
+        assert_eq!(t.leaves.len(), 1);
     }
 
     #[test]

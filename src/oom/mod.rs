@@ -210,9 +210,9 @@ impl Core {
         Some(report)
     }
 
-    /// Marks an arena killed and frees its frames, pins and slots at once. Threads parked on its
-    /// faults are released by [`Core::resolve_dead`] as their events come in. `None` if it was
-    /// already killed.
+    /// Marks an arena killed and frees its pins and slots at once; its frames go to the reaper,
+    /// which frees them in chunks right away. Threads parked on its faults are released by
+    /// [`Core::resolve_dead`] as their events come in. `None` if it was already killed.
     pub(crate) fn reap(&self, st: &mut Guard<'_>, aid: u32) -> Option<(u64, u64)> {
         let a = st.arenas.get(&aid)?;
         if a.shared.killed.swap(true, Ordering::AcqRel) {
@@ -222,7 +222,7 @@ impl Core {
         let (mut frames, mut slots) = (0, 0);
         for rid in regions {
             st.region_mut(rid).live = Liveness::Killed;
-            let (f, s) = self.drop_pages(st, rid);
+            let (f, s) = self.drop_pages(st, rid, true);
             frames += f;
             slots += s;
         }

@@ -71,3 +71,22 @@ pub(crate) fn rss_bytes() -> u64 {
         s.lines().find_map(|l| l.strip_prefix("Rss:")).unwrap().trim().trim_end_matches("kB").trim().parse().unwrap();
     kb * 1024
 }
+
+/// The environment variable that tells a test it runs as a child process.
+pub(crate) const CHILD: &str = "PAGEWARDEN_TEST_CHILD";
+
+/// Whether this test process is a child started by [`run_child`] for `name`.
+pub(crate) fn is_child(name: &str) -> bool {
+    std::env::var(CHILD).is_ok_and(|v| v == name)
+}
+
+/// Runs the test `name` of this test binary in a child process and returns its status and
+/// stdout. The child's body must check [`is_child`] first.
+pub(crate) fn run_child(name: &str) -> (std::process::ExitStatus, String) {
+    let out = std::process::Command::new(std::env::current_exe().unwrap())
+        .args(["--exact", name, "--nocapture", "--test-threads=1"])
+        .env(CHILD, name)
+        .output()
+        .unwrap();
+    (out.status, String::from_utf8_lossy(&out.stdout).into_owned())
+}
