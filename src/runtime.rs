@@ -381,7 +381,7 @@ impl Core {
         if in_lru != st.lru.resident() {
             return Err(format!("{in_lru} unpinned resident pages, the replacement lists count {}", st.lru.resident()));
         }
-        let in_use = resident as usize + st.paging_in + st.reaping;
+        let in_use = crate::core::idx(resident) + st.paging_in + st.reaping;
         if in_use != st.frames.in_use() {
             return Err(format!("frames: pages account for {in_use}, the budget counts {}", st.frames.in_use()));
         }
@@ -392,7 +392,7 @@ impl Core {
                 st.slots.used()
             ));
         }
-        if pinned as usize != st.pinned {
+        if crate::core::idx(pinned) != st.pinned {
             return Err(format!("pins: pages hold {pinned}, the runtime counts {}", st.pinned));
         }
         Ok(())
