@@ -14,8 +14,22 @@ fn list(s: &str) -> Vec<usize> {
     s.split(',').map(|x| x.trim().parse().expect("a comma-separated list of numbers")).collect()
 }
 
+/// What one kill cost.
+struct Reaction {
+    /// The policy's selection time.
+    selection: Duration,
+    /// Marking the victim dead and handing its frames to the reaper.
+    bookkeeping: Duration,
+    /// The write that ran into exhaustion: from its call to its return, through the OOM kill and
+    /// the first frames being free.
+    faulting_write: Duration,
+    /// From the kill until all the victim's frames were free again.
+    all_free: Duration,
+    frames: u64,
+}
+
 /// Fills a victim of `mib` MiB, then lets another arena run into exhaustion.
-fn reaction(mib: usize) -> (Duration, Duration, u64, Duration) {
+fn reaction(mib: usize) -> Reaction {
     let victim_bytes = mib << 20;
     let rt = Runtime::builder()
         .frame_budget(victim_bytes + (16 << 20))
@@ -29,17 +43,18 @@ fn reaction(mib: usize) -> (Duration, Duration, u64, Duration) {
     v.fill(0, victim_bytes, 0x5A).unwrap();
     let trigger = rt.arena("trigger").create().unwrap();
     let t = trigger.reserve(1 << 30).unwrap();
-    let t0 = Instant::now();
     // Write fresh pages until the OOM killer has run (the victim is the largest arena).
     let mut p = 0;
-    loop {
+    let faulting_write = loop {
+        let t0 = Instant::now();
         t.write(p * PAGE, &[1; 8]).expect("the trigger arena keeps running");
+        let d = t0.elapsed();
         p += 1;
         if victim.is_killed() {
-            break;
+            break d;
         }
-    }
-    let total = t0.elapsed();
+    };
+    let killed_at = Instant::now() - faulting_write;
     let report = events
         .try_iter()
         .find_map(|e| match e {
@@ -48,8 +63,14 @@ fn reaction(mib: usize) -> (Duration, Duration, u64, Duration) {
         })
         .expect("a kill report");
     assert_eq!(report.victims[0].name, "victim");
+    let frames = report.frames_freed();
+    let target = report.frames_in_use - frames + 64;
+    while rt.stats().frames_in_use > target {
+        std::thread::sleep(Duration::from_micros(100));
+    }
+    let all_free = killed_at.elapsed();
     drop(v);
-    (report.selection, report.reaping, report.frames_freed(), total)
+    Reaction { selection: report.selection, bookkeeping: report.reaping, faulting_write, all_free, frames }
 }
 
 fn selection(arenas: usize) -> Duration {
@@ -84,20 +105,34 @@ fn main() {
     }
     let mut csv = String::from("case,value_us\n");
     println!(
-        "{:<28} {:>12} {:>12} {:>12} {:>14}",
-        "victim resident", "selection", "reaping", "frames freed", "fill→kill"
+        "{:<16} {:>12} {:>12} {:>16} {:>14} {:>12}",
+        "victim resident", "selection", "bookkeeping", "faulting write", "all freed", "frames"
     );
     for mib in sizes {
-        let (sel, reap, frames, total) = reaction(mib);
-        println!("{:<28} {:>12.1?} {:>12.1?} {:>12} {:>14.1?}", format!("{mib} MiB"), sel, reap, frames, total);
-        csv.push_str(&format!("reaction_{mib}MiB_selection,{:.1}\n", sel.as_secs_f64() * 1e6));
-        csv.push_str(&format!("reaction_{mib}MiB_reaping,{:.1}\n", reap.as_secs_f64() * 1e6));
+        let r = reaction(mib);
+        println!(
+            "{:<16} {:>12.1?} {:>12.1?} {:>16.1?} {:>14.1?} {:>12}",
+            format!("{mib} MiB"),
+            r.selection,
+            r.bookkeeping,
+            r.faulting_write,
+            r.all_free,
+            r.frames
+        );
+        for (k, v) in [
+            ("selection", r.selection),
+            ("bookkeeping", r.bookkeeping),
+            ("faulting_write", r.faulting_write),
+            ("all_free", r.all_free),
+        ] {
+            csv.push_str(&format!("reaction_{mib}MiB_{k},{:.1}\n", v.as_secs_f64() * 1e6));
+        }
     }
     println!();
-    println!("{:<28} {:>12}", "arenas", "selection");
+    println!("{:<16} {:>12}", "arenas", "selection");
     for n in arenas {
         let sel = selection(n);
-        println!("{:<28} {:>12.1?}", n, sel);
+        println!("{:<16} {:>12.1?}", n, sel);
         csv.push_str(&format!("selection_{n}_arenas,{:.1}\n", sel.as_secs_f64() * 1e6));
     }
     if let Some(dir) = std::path::Path::new(&csv_path).parent() {

@@ -193,6 +193,9 @@ impl Core {
     /// and write protection is lifted (which wakes the writer). Done under the lock so eviction
     /// cannot pick the page between the state change and the ioctl.
     fn make_dirty(&self, st: &mut Guard<'_>, rid: u32, page: u64, mut e: Entry) {
+        if !e.pinned() {
+            st.clean -= 1;
+        }
         e.set_dirty(true);
         e.set_referenced(true);
         st.release_slot(rid, &mut e);
@@ -499,6 +502,7 @@ impl Core {
             let act = st.lru.refault_activates(prev);
             activations += u64::from(act);
             st.lru.admit(key(rid, p), &mut e, act);
+            st.clean += usize::from(!write);
             let r = st.region_mut(rid);
             if prev.state() == PageState::Swapped {
                 r.swapped -= 1;

@@ -68,6 +68,7 @@ impl Core {
         }
         if !e.pinned() {
             st.lru.leave(&mut e);
+            st.clean -= usize::from(!e.dirty());
             e.set_pinned(true);
             r.pinned += 1;
             r.pages.set(page, e);
@@ -88,6 +89,7 @@ impl Core {
                 st.pinned -= 1;
                 if e.is_resident() {
                     st.lru.admit(key(rid, p), &mut e, false);
+                    st.clean += usize::from(!e.dirty());
                 }
                 r.pages.set(p, e);
             }

@@ -148,6 +148,8 @@ impl Core {
         let ps = self.page();
         let mut chosen: Vec<PageKey> = Vec::new();
         match victims {
+            // With swap unwritable only clean pages can go: when there are none, skip the scan.
+            Victims::Policy(_) if !st.swap_writable() && st.clean == 0 => return (st, 0),
             Victims::Policy(max) => {
                 let mut dirty = 0usize;
                 while chosen.len() < max {
@@ -217,6 +219,7 @@ impl Core {
                 r.pages.set(page, e);
                 st.frames.give(1);
                 st.evictions += 1;
+                st.clean -= 1;
                 let c = st.counters(rid);
                 c.evictions += 1;
                 c.clean_drops += 1;
@@ -446,6 +449,7 @@ impl Core {
                         pinned += 1;
                     } else {
                         state.lru.leave(e);
+                        state.clean -= usize::from(!e.dirty());
                     }
                     frames += 1;
                 }

@@ -182,6 +182,8 @@ pub(crate) struct State {
     pub(crate) reap: std::collections::VecDeque<(Arc<Mapping>, u64, u64)>,
     /// Frames in `reap`, still counted as in use.
     pub(crate) reaping: usize,
+    /// Resident, clean, unpinned pages: what reclaim can take without swap.
+    pub(crate) clean: usize,
 }
 
 impl State {
@@ -339,7 +341,7 @@ impl Core {
         use crate::core::page::PageState as S;
         let st = self.lock();
         let queued: std::collections::HashSet<PageKey> = st.lru.queued_keys().collect();
-        let (mut resident, mut in_lru, mut slots, mut pinned) = (0u64, 0usize, 0u64, 0u64);
+        let (mut resident, mut in_lru, mut slots, mut pinned, mut clean) = (0u64, 0usize, 0u64, 0u64, 0usize);
         for (&rid, r) in &st.regions.0 {
             let (mut res, mut sw, mut pin, mut sl) = (0u64, 0u64, 0u64, 0u64);
             for (p, e) in r.pages.entries() {
@@ -351,6 +353,7 @@ impl Core {
                             pin += 1;
                         } else {
                             in_lru += 1;
+                            clean += usize::from(!e.dirty());
                             if !e.queued() || !queued.contains(&k) {
                                 return Err(format!(
                                     "region {rid} page {p}: resident but not on a replacement list ({e:?})"
@@ -391,6 +394,9 @@ impl Core {
                 st.evicting,
                 st.slots.used()
             ));
+        }
+        if clean != st.clean {
+            return Err(format!("clean pages: {clean} counted, {} recorded", st.clean));
         }
         if crate::core::idx(pinned) != st.pinned {
             return Err(format!("pins: pages hold {pinned}, the runtime counts {}", st.pinned));
@@ -592,6 +598,7 @@ impl Runtime {
             evictions: 0,
             reap: std::collections::VecDeque::new(),
             reaping: 0,
+            clean: 0,
         };
         let core = Arc::new(Core {
             uffd: ufd,
