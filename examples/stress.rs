@@ -8,7 +8,7 @@
 
 #![allow(clippy::cast_possible_truncation, clippy::cast_sign_loss)]
 
-use pagewarden::{Error, Event, EvictionPath, Region, Runtime};
+use pagewarden::{Error, Event, EvictionPath, Impact, Region, Runtime};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::{Duration, Instant};
@@ -180,7 +180,13 @@ fn main() {
     for (i, w) in weights.iter().enumerate() {
         let name =
             format!("{}{}", names[i % names.len()], if i >= names.len() { format!("-{i}") } else { String::new() });
-        let arena = rt.arena(&name).create().expect("arena");
+        // OOM profiles like a real host's: an important database, a cache, batch work.
+        let arena = match i % names.len() {
+            0 => rt.arena(&name).oom_score_adj(-500).impact(Impact::Interactive),
+            1 => rt.arena(&name),
+            _ => rt.arena(&name).impact(Impact::Background).nice(10),
+        };
+        let arena = arena.create().expect("arena");
         let bytes = (working_set * w / total_w).max(page);
         // Reserve 64x what is used: address space is cheap, frames are not.
         let region = Arc::new(arena.reserve(bytes * 64).expect("reserve"));

@@ -50,6 +50,30 @@
 //! [`EvictionPath::WriteProtect`] it is write-protected first and writers wait until it is in
 //! swap. See the `reclaim` notes in the README.
 //!
+//! ## When memory runs out
+//!
+//! Reclaim escalates: free frames, then clean pages (no I/O), then dirty pages (written to swap),
+//! then the OOM killer. It builds a table of every arena ([`Candidate`]: what it holds, what
+//! killing it would really free, its profile), lets the [`VictimPolicy`] choose — [`Greedy`] by
+//! default; [`LinuxBadness`], [`Balanced`] and [`KillFaulting`] are built in, and the trait's docs
+//! explain when to use which — kills the victims and publishes an [`OomReport`] as
+//! [`Event::Killed`]. Arenas marked `oom_score_adj(-1000)` or [`Impact::Critical`] are never
+//! killed; when nothing may be killed, the access fails with [`Error::OutOfMemory`] instead of
+//! hanging. Optionally, sustained fault stalls ([`Pressure`]) trigger it too
+//! ([`RuntimeBuilder::pressure_kill`]).
+//!
+//! ```no_run
+//! use pagewarden::{Balanced, Impact, Runtime};
+//!
+//! let rt = Runtime::builder().frame_budget(256 << 20).victim_policy(Balanced).build()?;
+//! let db = rt.arena("database").oom_score_adj(-500).impact(Impact::Interactive).create()?;
+//! let batch = rt.arena("batch").impact(Impact::Background).prefer().create()?;
+//! for ev in rt.events().try_iter() {
+//!     println!("{ev:?}");
+//! }
+//! # Ok::<(), pagewarden::Error>(())
+//! ```
+//!
 //! ## Requirements
 //!
 //! Linux with userfaultfd and write-protect support for anonymous memory (5.7+; 6.8+ for the MOVE

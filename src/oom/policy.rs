@@ -1,31 +1,5 @@
 //! Choosing a victim: what a policy sees of each arena, the built-in policies, and the trait for
-//! your own.
-//!
-//! # The built-in policies
-//!
-//! * [`LinuxBadness`] — the kernel's formula (`mm/oom_kill.c`): badness = resident + swapped +
-//!   page-table pages, plus `oom_score_adj × total / 1000`; the highest badness dies, one victim
-//!   per OOM as in the kernel (if memory is still short, the next fault selects again). Shared pages
-//!   count in full, as in the kernel. Nothing else is considered: it is the reference to compare
-//!   with.
-//! * [`Greedy`] — a knapsack heuristic: kill as few and as unimportant arenas as possible. Each
-//!   candidate has a benefit (the frames and swap slots killing it would *really* free: pages shared
-//!   with a relative do not count) and an impact cost (from its impact class, privilege, niceness,
-//!   CPU time, age, `oom_score_adj` and prefer/avoid marks; see [`impact_cost`]). It repeatedly takes
-//!   the candidate with the best benefit per cost, counting benefit only up to the remaining
-//!   deficit, drops victims that turn out redundant, and finally compares with the cheapest single
-//!   candidate that covers the whole deficit on its own.
-//! * [`Balanced`] — for when frames *and* swap slots are short. A victim that frees only frames
-//!   leaves swap full (the next dirty page cannot be evicted), one that frees only slots leaves no
-//!   frame; so Balanced rates each candidate by the progress it makes on the *less* relieved of the
-//!   two deficits (each as a fraction of what is missing), plus a quarter of its total progress, per
-//!   unit of impact cost, and repeats until both deficits are met. With only one deficit it behaves
-//!   like Greedy on that resource.
-//! * [`KillFaulting`] — the arena whose fault could not be served, like the kernel's
-//!   `oom_kill_allocating_task`.
-//!
-//! Arenas with `oom_score_adj` −1000 or impact [`Impact::Critical`] are never offered to a policy,
-//! built-in or yours.
+//! your own. The guide to the policies is on [`VictimPolicy`].
 
 use std::fmt;
 use std::time::Duration;
@@ -143,6 +117,51 @@ pub struct OomContext {
 /// A victim selection policy. Return indices into `candidates`, in the order to kill them; the
 /// runtime kills them all. An empty list means "kill nothing" (the fault that needed memory then
 /// fails cleanly).
+///
+/// # The built-in policies
+///
+/// * [`LinuxBadness`] — the kernel's formula (`mm/oom_kill.c`): badness = resident + swapped +
+///   page-table pages, plus `oom_score_adj × total / 1000`; the highest badness dies, one victim
+///   per OOM as in the kernel (if memory is still short, the next fault selects again). Shared pages
+///   count in full, as in the kernel. Nothing else is considered: it is the reference to compare
+///   with.
+/// * [`Greedy`] — a knapsack heuristic: kill as few and as unimportant arenas as possible. Each
+///   candidate has a benefit (the frames and swap slots killing it would *really* free: pages shared
+///   with a relative do not count) and an impact cost (from its impact class, privilege, niceness,
+///   CPU time, age, `oom_score_adj` and prefer/avoid marks; see [`impact_cost`]). It repeatedly takes
+///   the candidate with the best benefit per cost, counting benefit only up to the remaining
+///   deficit, drops victims that turn out redundant, and finally compares with the cheapest single
+///   candidate that covers the whole deficit on its own.
+/// * [`Balanced`] — for when frames *and* swap slots are short. A victim that frees only frames
+///   leaves swap full (the next dirty page cannot be evicted), one that frees only slots leaves no
+///   frame; so Balanced rates each candidate by the progress it makes on the *less* relieved of the
+///   two deficits (each as a fraction of what is missing), plus a quarter of its total progress, per
+///   unit of impact cost, and repeats until both deficits are met. With only one deficit it behaves
+///   like Greedy on that resource.
+/// * [`KillFaulting`] — the arena whose fault could not be served, like the kernel's
+///   `oom_kill_allocating_task`.
+///
+/// Arenas with `oom_score_adj` −1000 or impact [`Impact::Critical`] are never offered to a policy,
+/// built-in or yours.
+///
+/// # Writing your own
+///
+/// ```
+/// use pagewarden::{Candidate, OomContext, VictimPolicy};
+///
+/// /// Kill the arena holding the most swap.
+/// #[derive(Debug)]
+/// struct MostSwap;
+///
+/// impl VictimPolicy for MostSwap {
+///     fn name(&self) -> &str {
+///         "MostSwap"
+///     }
+///     fn select(&self, candidates: &[Candidate], _ctx: &OomContext) -> Vec<usize> {
+///         (0..candidates.len()).max_by_key(|&i| candidates[i].unique_slots).into_iter().collect()
+///     }
+/// }
+/// ```
 pub trait VictimPolicy: Send + Sync + fmt::Debug {
     /// A short name for reports.
     fn name(&self) -> &str;
