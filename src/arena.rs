@@ -176,6 +176,7 @@ impl ArenaBuilder {
                 accessors: Mutex::new(Vec::new()),
                 failures: AtomicU64::new(0),
                 reserve_pages: AtomicUsize::new(0),
+                oom_poisoned: AtomicUsize::new(0),
             });
             st.arenas.insert(
                 id,
@@ -373,15 +374,14 @@ impl<'a> AccessGuard<'a> {
 impl Drop for AccessGuard<'_> {
     fn drop(&mut self) {
         let shared = &self.arena.inner.shared;
-        let empty = {
+        {
             let mut a = shared.accessors.lock().unwrap_or_else(|p| p.into_inner());
             if let Some(i) = a.iter().position(|x| x.tid == self.tid) {
                 a.swap_remove(i);
             }
-            a.is_empty()
-        };
-        if empty && shared.reserve_pages.load(Ordering::Acquire) > 0 {
-            self.arena.inner.rt.core.scrub_reserve(shared.id);
+        }
+        if shared.reserve_pages.load(Ordering::Acquire) > 0 {
+            self.arena.inner.rt.core.scrub_reserve(shared.id, self.tid);
         }
     }
 }
@@ -461,31 +461,66 @@ impl Region {
     }
 
     /// Runs `f(offset, done, n)` over page-sized chunks of `[offset, offset + len)` as a safe
-    /// accessor, stopping early if the arena is killed.
-    fn access(&self, offset: usize, len: usize, mut f: impl FnMut(usize, usize, usize) -> Result<()>) -> Result<()> {
+    /// accessor, stopping early if the arena is killed or a fault cannot be served.
+    ///
+    /// A write first holds each page resident (faulting it in with a read if needed), so the copy
+    /// itself can only take a write-protect fault, which never needs memory: a safe write is never
+    /// caught half-way by exhaustion, and its bytes never land in an emergency copy. When the
+    /// region or arena has poisoned pages, reads check each page before touching it.
+    fn access(
+        &self,
+        offset: usize,
+        len: usize,
+        write: bool,
+        mut f: impl FnMut(usize, usize, usize) -> Result<()>,
+    ) -> Result<()> {
         self.check(offset, len)?;
         if len == 0 {
             return Ok(());
         }
         let shared = &self.arena.inner.shared;
+        let core = &self.arena.inner.rt.core;
         let ps = self.map_page();
+        let mut stop: Option<Error> = None;
         let failed = {
             let g = AccessGuard::enter(&self.arena);
             let failures = shared.failures.load(Ordering::Acquire);
+            let failed = || shared.failures.load(Ordering::Acquire) != failures && g.failed();
+            let careful = self.poisoned.load(Ordering::Acquire) > 0 || shared.oom_poisoned.load(Ordering::Acquire) > 0;
             let mut done = 0;
-            while done < len && !shared.killed.load(Ordering::Acquire) {
-                if shared.failures.load(Ordering::Acquire) != failures && g.failed() {
-                    break;
-                }
+            while done < len && !shared.killed.load(Ordering::Acquire) && !failed() {
                 let off = offset + done;
                 let n = (len - done).min(ps - off % ps);
-                f(off, done, n)?;
+                let page = (off / ps) as u64;
+                if write {
+                    match self.hold(page, off - off % ps, &failed) {
+                        Ok(()) => {}
+                        Err(e) => {
+                            stop = Some(e);
+                            break;
+                        }
+                    }
+                    let r = f(off, done, n);
+                    core.release_page(self.id, page);
+                    r?;
+                } else {
+                    if careful {
+                        if let Err(e) = core.check_readable(self.id, page) {
+                            stop = Some(e);
+                            break;
+                        }
+                    }
+                    f(off, done, n)?;
+                }
                 done += n;
             }
-            shared.failures.load(Ordering::Acquire) != failures && g.failed()
+            failed()
         };
         if shared.killed.load(Ordering::Acquire) {
             return Err(self.arena.killed_err());
+        }
+        if let Some(e) = stop {
+            return Err(e);
         }
         if failed {
             return Err(Error::OutOfMemory { arena: shared.name.clone() });
@@ -496,6 +531,28 @@ impl Region {
             }
         }
         Ok(())
+    }
+
+    /// Holds `page` (starting at byte `start`) resident for a write, faulting it in with real read
+    /// faults until it is.
+    fn hold(&self, page: u64, start: usize, failed: &dyn Fn() -> bool) -> Result<()> {
+        let core = &self.arena.inner.rt.core;
+        loop {
+            match core.hold_page(self.id, page) {
+                crate::pin::Hold::Held => return Ok(()),
+                crate::pin::Hold::Failed(e) => return Err(e),
+                crate::pin::Hold::Missing => {
+                    let mut b = [0u8; 1];
+                    self.map.read(start, &mut b)?;
+                    if failed() {
+                        return Err(Error::OutOfMemory { arena: self.arena.name().to_string() });
+                    }
+                    if self.arena.is_killed() {
+                        return Err(self.arena.killed_err());
+                    }
+                }
+            }
+        }
     }
 
     fn map_page(&self) -> usize {
@@ -519,21 +576,21 @@ impl Region {
     /// Errors: [`Error::OutOfBounds`], [`Error::Killed`], [`Error::Corrupted`].
     pub fn read(&self, offset: usize, buf: &mut [u8]) -> Result<()> {
         let len = buf.len();
-        self.access(offset, len, |off, done, n| Ok(self.map.read(off, &mut buf[done..done + n])?))
+        self.access(offset, len, false, |off, done, n| Ok(self.map.read(off, &mut buf[done..done + n])?))
     }
 
     /// Copies `data` into the region at `offset`.
     ///
     /// Errors: [`Error::OutOfBounds`], [`Error::Killed`], [`Error::Corrupted`].
     pub fn write(&self, offset: usize, data: &[u8]) -> Result<()> {
-        self.access(offset, data.len(), |off, done, n| Ok(self.map.write(off, &data[done..done + n])?))
+        self.access(offset, data.len(), true, |off, done, n| Ok(self.map.write(off, &data[done..done + n])?))
     }
 
     /// Sets `len` bytes at `offset` to `byte`.
     ///
     /// Errors: [`Error::OutOfBounds`], [`Error::Killed`], [`Error::Corrupted`].
     pub fn fill(&self, offset: usize, len: usize, byte: u8) -> Result<()> {
-        self.access(offset, len, |off, _, n| Ok(self.map.fill(off, n, byte)?))
+        self.access(offset, len, true, |off, _, n| Ok(self.map.fill(off, n, byte)?))
     }
 
     /// Evicts the resident pages of `[offset, offset + len)` now (like `MADV_PAGEOUT`): clean

@@ -130,16 +130,9 @@ impl Core {
         }
         let e = st.region(rid).pages.get(page);
         if e.reserve() {
-            // An emergency copy mapped for an accessor whose fault failed (see `fail_fault`).
-            let arena = st.region(rid).arena;
-            let failed = st.arenas.get(&arena).is_some_and(|a| a.shared.is_failed_accessor(tid, self.has_tid));
-            if wp && failed {
-                // That accessor's own write: it lands in the copy, which is discarded; the
-                // accessor reports OutOfMemory.
-                let r = st.region(rid);
-                let _ = self.uffd.writeprotect(&r.map, idx(page) * ps, ps, false, true);
-            } else if wp {
-                // Anyone else's write waits for the copy to go, then faults normally.
+            // A read-only emergency copy (see `fail_fault`): a write waits for it to go and then
+            // faults normally. Nobody ever writes into the copy, so dropping it loses nothing.
+            if wp {
                 let mut e = e;
                 e.set_waiters(true);
                 st.region_mut(rid).pages.set(page, e);
@@ -192,7 +185,7 @@ impl Core {
     /// First write to a clean resident page: it becomes dirty, its swap copy is stale and freed,
     /// and write protection is lifted (which wakes the writer). Done under the lock so eviction
     /// cannot pick the page between the state change and the ioctl.
-    fn make_dirty(&self, st: &mut Guard<'_>, rid: u32, page: u64, mut e: Entry) {
+    pub(crate) fn make_dirty(&self, st: &mut Guard<'_>, rid: u32, page: u64, mut e: Entry) {
         if !e.pinned() {
             st.clean -= 1;
         }
@@ -219,12 +212,17 @@ impl Core {
             return;
         };
         let accessor = shared.is_accessor(tid, self.has_tid);
+        // While safe accessors are inside, no page of the arena is poisoned: they must never touch
+        // one. A raw thread then gets the zero page too (owned by nobody: the next accessor to
+        // return drops it).
+        let busy = !shared.accessors.lock().unwrap_or_else(|p| p.into_inner()).is_empty();
+        let owner = if accessor { tid } else { 0 };
         let map = st.region(rid).map.clone();
         let off = idx(page) * ps;
-        if accessor || !self.can_poison {
+        if accessor || busy || !self.can_poison {
             match self.uffd.copy(&map, off, &self.zero, 0, ps, false, true) {
                 Ok(Filled::All) => {
-                    st.reserve.push((rid, page));
+                    st.reserve.push((rid, page, owner));
                     shared.reserve_pages.fetch_add(1, Ordering::AcqRel);
                 }
                 Ok(Filled::Exists { .. }) => {}
@@ -244,11 +242,13 @@ impl Core {
     ///
     /// * A thread inside a safe accessor gets a write-protected emergency copy of the page's real
     ///   contents (zeros if never written, else its swap slot) from outside the budget, and its
-    ///   accessor returns [`Error::OutOfMemory`](crate::Error::OutOfMemory). The copy is dropped
-    ///   when the accessor returns; the page's state never changes, so its data stays where it was.
-    ///   Other threads may read the copy meanwhile (it is the real data); their writes wait.
-    /// * Any other thread gets SIGBUS (UFFDIO_POISON on the page). The poison is lifted once memory
-    ///   is free again, so a program that survives the signal can retry.
+    ///   accessor returns [`Error::OutOfMemory`](crate::Error::OutOfMemory). Safe writes only
+    ///   ever touch pages they hold resident, so this fault was a read: nobody writes the copy.
+    ///   The page's state never changes (its data stays where it was); the copy is dropped when
+    ///   the accessor returns, and writers waiting on it then fault normally.
+    /// * Any other thread gets SIGBUS (UFFDIO_POISON on the page); the poison is lifted once
+    ///   memory is free again. While safe accessors are inside the arena, such a thread gets the
+    ///   read-only copy instead, so an accessor can never touch a poisoned page.
     fn fail_fault(&self, st: &mut Guard<'_>, rid: u32, page: u64, tid: u32, scratch: &mut Scratch) {
         let ps = self.page();
         let arena = st.region(rid).arena;
@@ -256,17 +256,22 @@ impl Core {
         let map = st.region(rid).map.clone();
         let off = idx(page) * ps;
         let mut e = st.region(rid).pages.get(page);
-        if !shared.fail_accessor(tid, self.has_tid) && self.can_poison {
+        let accessor = shared.fail_accessor(tid, self.has_tid);
+        let busy = !shared.accessors.lock().unwrap_or_else(|p| p.into_inner()).is_empty();
+        if !accessor && !busy && self.can_poison {
             match self.uffd.poison(&map, off, ps, true) {
                 Ok(()) => {
                     e.set_reserve(true);
                     st.region_mut(rid).pages.set(page, e);
                     st.oom_poisoned.push((rid, page));
+                    shared.oom_poisoned.fetch_add(1, Ordering::AcqRel);
                 }
                 Err(err) => log::error!("pagewarden: poisoning page {page} failed: {err}"),
             }
             return;
         }
+        // A raw thread's copy has no owner: the next accessor to return drops it.
+        let owner = if accessor { tid } else { 0 };
         // The real contents: a rare emergency path, so the slot is read with the lock held.
         let mut src: (&Mapping, usize) = (&self.zero, 0);
         if let (Some(s), Some(swap)) = (e.slot(), self.swap.as_ref()) {
@@ -278,7 +283,7 @@ impl Core {
             Ok(Filled::All) => {
                 e.set_reserve(true);
                 st.region_mut(rid).pages.set(page, e);
-                st.reserve.push((rid, page));
+                st.reserve.push((rid, page, owner));
                 shared.reserve_pages.fetch_add(1, Ordering::AcqRel);
             }
             Ok(Filled::Exists { .. }) => {}

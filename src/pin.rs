@@ -2,8 +2,19 @@
 
 use crate::config::Overcommit;
 use crate::core::lru::key;
+use crate::core::page::PageState;
 use crate::error::{Error, Result};
-use crate::runtime::{Core, Liveness};
+use crate::runtime::{Core, Liveness, State};
+
+/// What [`Core::hold_page`] found.
+pub(crate) enum Hold {
+    /// The page is resident and now held: it cannot be evicted until released.
+    Held,
+    /// Not resident: fault it in (with a read) and try again.
+    Missing,
+    /// The access must stop with this error.
+    Failed(Error),
+}
 
 /// `swap + ratio × budget`, in bytes. The configuration keeps `ratio` finite and within 0..=100,
 /// so the product is non-negative and far below 2^64 for any real budget.
@@ -107,5 +118,63 @@ impl Core {
         let st = self.lock();
         let r = st.regions.0.get(&rid)?;
         range.into_iter().find(|&p| !r.pages.get(p).pinned())
+    }
+
+    /// Why a safe accessor must not touch a page, if it must not: its data is lost (poisoned), or
+    /// it is unavailable because memory is exhausted (an emergency copy or OOM poison is mapped).
+    fn untouchable(&self, st: &State, rid: u32, page: u64, write: bool) -> Option<Error> {
+        let r = st.regions.0.get(&rid)?;
+        let e = r.pages.get(page);
+        let arena = || st.arenas.get(&r.arena).map(|a| a.shared.name.clone()).unwrap_or_default();
+        if r.live == Liveness::Killed {
+            return Some(Error::Killed { arena: arena() });
+        }
+        if e.state() == PageState::Poisoned {
+            return Some(Error::Corrupted { offset: crate::core::idx(page) * self.page() });
+        }
+        // An emergency copy may be read (it is the real data), never written; OOM poison never
+        // touched.
+        if e.reserve() && (write || st.oom_poisoned.contains(&(rid, page))) {
+            return Some(Error::OutOfMemory { arena: arena() });
+        }
+        None
+    }
+
+    /// Holds a page resident for a safe write: the write then never needs a frame (at most a
+    /// write-protect fault), so a write can never be lost to an emergency copy.
+    pub(crate) fn hold_page(&self, rid: u32, page: u64) -> Hold {
+        let mut st = self.lock();
+        if let Some(e) = self.untouchable(&st, rid, page, true) {
+            return Hold::Failed(e);
+        }
+        let Some(r) = st.regions.0.get(&rid) else { return Hold::Missing };
+        let e = r.pages.get(page);
+        if !e.is_resident() {
+            return Hold::Missing;
+        }
+        // The write is coming: make the page dirty now rather than through a write-protect fault.
+        if !e.dirty() {
+            self.make_dirty(&mut st, rid, page, e);
+        }
+        *st.held.entry(key(rid, page)).or_insert(0) += 1;
+        Hold::Held
+    }
+
+    /// Releases a page held by [`Core::hold_page`].
+    pub(crate) fn release_page(&self, rid: u32, page: u64) {
+        let mut st = self.lock();
+        let k = key(rid, page);
+        if let Some(n) = st.held.get_mut(&k) {
+            *n -= 1;
+            if *n == 0 {
+                st.held.remove(&k);
+            }
+        }
+    }
+
+    /// For safe reads in a region or arena with poisoned pages: whether this page may be touched.
+    pub(crate) fn check_readable(&self, rid: u32, page: u64) -> Result<()> {
+        let st = self.lock();
+        self.untouchable(&st, rid, page, false).map_or(Ok(()), Err)
     }
 }

@@ -155,9 +155,9 @@ impl Core {
                 while chosen.len() < max {
                     let can_dirty = st.swap_writable() && (st.slots.available() as usize) > dirty;
                     let st = &mut *st;
-                    let Some(k) = st.lru.victim(&mut st.regions, |e| !e.dirty() || can_dirty) else {
-                        break;
-                    };
+                    let held = &st.held;
+                    let evictable = |k, e: Entry| !held.contains_key(&k) && (!e.dirty() || can_dirty);
+                    let Some(k) = st.lru.victim(&mut st.regions, evictable) else { break };
                     let e = st.regions.0[&unkey(k).0].pages.get(unkey(k).1);
                     dirty += usize::from(e.dirty());
                     chosen.push(k);
@@ -173,7 +173,7 @@ impl Core {
                 }
                 for p in range {
                     let e = r.pages.get(p);
-                    if !e.is_resident() || e.pinned() {
+                    if !e.is_resident() || e.pinned() || st.held.contains_key(&key(rid, p)) {
                         continue;
                     }
                     if e.dirty() {
@@ -521,12 +521,16 @@ impl Core {
         }
         self.drop_pages(&mut st, rid, false);
         st.committed -= (map.len() as u64).min(st.committed);
+        let gone = st.oom_poisoned.iter().filter(|&&(r, _)| r == rid).count();
         st.oom_poisoned.retain(|&(r, _)| r != rid);
+        if let Some(a) = st.arenas.get(&arena) {
+            a.shared.oom_poisoned.fetch_sub(gone, Ordering::AcqRel);
+        }
         if let Err(e) = self.uffd.unregister(&map, 0, map.len()) {
             log::error!("pagewarden: unregistering a released region failed: {e}");
         }
-        let scrubbed = st.reserve.iter().filter(|&&(r, _)| r == rid).count();
-        st.reserve.retain(|&(r, _)| r != rid);
+        let scrubbed = st.reserve.iter().filter(|&&(r, _, _)| r == rid).count();
+        st.reserve.retain(|&(r, _, _)| r != rid);
         if let Some(a) = st.arenas.get(&arena) {
             a.shared.reserve_pages.fetch_sub(scrubbed, Ordering::AcqRel);
         }
@@ -547,22 +551,21 @@ impl Core {
         }
     }
 
-    /// Drops the emergency pages handed to safe accessors of an arena (zero pages for its dead
-    /// pages, copies for faults that found no memory) once no accessor is inside. On a live page
-    /// the copy goes and the page is missing again, its data where it was; waiting writers wake.
-    /// Raw access to a killed arena's page faults again and finds it poisoned.
-    pub(crate) fn scrub_reserve(&self, aid: u32) {
+    /// Drops the emergency pages handed to the safe accessor of thread `tid` in an arena (zero
+    /// pages for dead pages, copies for faults that found no memory) when it returns. Pages whose
+    /// owner is unknown (no thread ids from the kernel) go too: an accessor still using one just
+    /// faults again. On a live page the copy goes and the page is missing again, its data where it
+    /// was; writers waiting on it wake. Raw access to a killed arena's page faults again and finds
+    /// it poisoned.
+    pub(crate) fn scrub_reserve(&self, aid: u32, tid: u32) {
         let ps = self.page();
         let mut st = self.lock();
         let Some(shared) = st.arenas.get(&aid).map(|a| a.shared.clone()) else { return };
-        if !shared.accessors.lock().unwrap_or_else(|p| p.into_inner()).is_empty() {
-            return;
-        }
         let mut n = 0;
         let mut wake = Vec::new();
-        for (rid, page) in std::mem::take(&mut st.reserve) {
+        for (rid, page, owner) in std::mem::take(&mut st.reserve) {
             match st.regions.0.get_mut(&rid) {
-                Some(r) if r.arena == aid => {
+                Some(r) if r.arena == aid && (owner == tid || owner == 0 || !self.has_tid) => {
                     let _ = r.map.discard(idx(page) * ps, ps);
                     n += 1;
                     let mut e = r.pages.get(page);
@@ -575,7 +578,7 @@ impl Core {
                         r.pages.set(page, e);
                     }
                 }
-                Some(_) => st.reserve.push((rid, page)),
+                Some(_) => st.reserve.push((rid, page, owner)),
                 None => {}
             }
         }
@@ -589,12 +592,13 @@ impl Core {
     pub(crate) fn clear_oom_poison(&self, st: &mut Guard<'_>) {
         let ps = self.page();
         for (rid, page) in std::mem::take(&mut st.oom_poisoned) {
+            let st = &mut **st;
             let Some(r) = st.regions.0.get_mut(&rid) else { continue };
-            if r.live != Liveness::Live {
-                continue;
+            if let Some(a) = st.arenas.get(&r.arena) {
+                a.shared.oom_poisoned.fetch_sub(1, Ordering::AcqRel);
             }
             let mut e = r.pages.get(page);
-            if e.reserve() {
+            if r.live == Liveness::Live && e.reserve() {
                 // MADV_DONTNEED removes the poison marker: the page is missing again.
                 let _ = r.map.discard(idx(page) * ps, ps);
                 e.set_reserve(false);

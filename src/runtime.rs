@@ -75,6 +75,8 @@ pub(crate) struct ArenaShared {
     pub(crate) failures: AtomicU64,
     /// Zero pages handed to accessors of dead pages, not yet scrubbed.
     pub(crate) reserve_pages: AtomicUsize,
+    /// Pages poisoned because a raw access found no memory (safe reads check pages while > 0).
+    pub(crate) oom_poisoned: AtomicUsize,
 }
 
 /// A thread inside a safe accessor.
@@ -91,11 +93,6 @@ impl ArenaShared {
     /// report thread ids).
     pub(crate) fn is_accessor(&self, tid: u32, has_tid: bool) -> bool {
         !has_tid || self.accessors.lock().unwrap_or_else(|p| p.into_inner()).iter().any(|a| a.tid == tid)
-    }
-
-    /// Whether `tid` is inside a safe accessor whose access already failed.
-    pub(crate) fn is_failed_accessor(&self, tid: u32, has_tid: bool) -> bool {
-        self.accessors.lock().unwrap_or_else(|p| p.into_inner()).iter().any(|a| a.failed && (a.tid == tid || !has_tid))
     }
 
     /// Records that `tid`'s access failed; returns whether `tid` is an accessor.
@@ -152,8 +149,8 @@ pub(crate) struct State {
     pub(crate) evicting: usize,
     /// Pages in page-in I/O.
     pub(crate) paging_in: usize,
-    /// Zero pages given to safe accessors of dead pages: (region, page).
-    pub(crate) reserve: Vec<(u32, u64)>,
+    /// Emergency pages given to safe accessors: (region, page, the accessor's thread id).
+    pub(crate) reserve: Vec<(u32, u64, u32)>,
     /// Counters of arenas that are gone.
     pub(crate) retired: Counters,
     pub(crate) retired_hist: Histogram,
@@ -184,6 +181,8 @@ pub(crate) struct State {
     pub(crate) reaping: usize,
     /// Resident, clean, unpinned pages: what reclaim can take without swap.
     pub(crate) clean: usize,
+    /// Pages a safe write holds resident while it copies into them (key → holders).
+    pub(crate) held: IdMap<PageKey, u32>,
 }
 
 impl State {
@@ -599,6 +598,7 @@ impl Runtime {
             reap: std::collections::VecDeque::new(),
             reaping: 0,
             clean: 0,
+            held: IdMap::default(),
         };
         let core = Arc::new(Core {
             uffd: ufd,

@@ -307,3 +307,45 @@ fn raw_access_without_memory_raises_sigbus() {
     use std::os::unix::process::ExitStatusExt;
     assert_eq!(status.signal(), Some(libc::SIGBUS), "child status {status:?}; stdout {stdout}");
 }
+
+#[test]
+fn concurrent_accessors_on_a_page_without_memory_never_hang() {
+    let Some(rt) = runtime(24, 16, EvictionPath::Auto) else { return };
+    let a = rt.arena("precious").oom_score_adj(-1000).create().unwrap();
+    let r = std::sync::Arc::new(a.reserve(1 << 30).unwrap());
+    let (_, written) = grow_until_error(&r);
+    // Several threads keep writing (and reading) the same pages that cannot get a frame.
+    let target = (written + 5) * PAGE;
+    let handles: Vec<_> = (0..4)
+        .map(|i| {
+            let r = r.clone();
+            std::thread::spawn(move || {
+                for _ in 0..40 {
+                    if i % 2 == 0 {
+                        let res = r.write(target, &[1; 2 * PAGE]);
+                        assert!(matches!(res, Err(Error::OutOfMemory { .. })), "{res:?}");
+                    } else {
+                        // A read may be served from another accessor's read-only emergency copy,
+                        // which holds the real (here: zero) contents.
+                        let mut b = vec![7u8; 2 * PAGE];
+                        match r.read(target, &mut b) {
+                            Ok(()) => assert!(b.iter().all(|&x| x == 0), "a read saw made-up data"),
+                            Err(Error::OutOfMemory { .. }) => {}
+                            Err(e) => panic!("{e}"),
+                        }
+                    }
+                }
+            })
+        })
+        .collect();
+    let t0 = Instant::now();
+    for h in handles {
+        while !h.is_finished() {
+            assert!(t0.elapsed() < Duration::from_secs(60), "an accessor hung on a page without memory");
+            std::thread::sleep(Duration::from_millis(10));
+        }
+        h.join().unwrap();
+    }
+    assert!(!a.is_killed());
+    rt.debug_check_invariants().unwrap();
+}

@@ -133,7 +133,11 @@ impl Lru {
     /// Picks the next page to evict among those `can_evict` accepts, or `None` when none is left.
     /// The returned page is no longer queued; the caller evicts it (then [`Lru::leave`]) or hands
     /// it back with [`Lru::requeue`].
-    pub(crate) fn victim(&mut self, store: &mut impl PageStore, can_evict: impl Fn(Entry) -> bool) -> Option<PageKey> {
+    pub(crate) fn victim(
+        &mut self,
+        store: &mut impl PageStore,
+        can_evict: impl Fn(PageKey, Entry) -> bool,
+    ) -> Option<PageKey> {
         let mut steps = 3 * (self.inactive.len() + self.active.len()) + 4;
         // Inactive pages passed over because `can_evict` refused them. After a full pass, active
         // pages are demoted to the front of the inactive list so they are considered at once.
@@ -189,7 +193,7 @@ impl Lru {
                 store.set_entry(k, e);
                 continue;
             }
-            if !can_evict(e) {
+            if !can_evict(k, e) {
                 self.inactive.push_back(k);
                 skipped += 1;
                 continue;
@@ -233,7 +237,7 @@ mod tests {
             return true;
         }
         if lru.resident() >= frames {
-            let v = lru.victim(s, |_| true).unwrap();
+            let v = lru.victim(s, |_, _| true).unwrap();
             let mut ve = s.entry(v).unwrap();
             lru.leave(&mut ve);
             lru.stamp(&mut ve);
@@ -343,8 +347,8 @@ mod tests {
             lru.admit(key(2, p), &mut e, false);
             s.set_entry(key(2, p), e);
         }
-        assert_eq!(lru.victim(&mut s, |e| !e.dirty()), Some(key(2, 0)));
-        assert_eq!(lru.victim(&mut s, |e| !e.dirty()), None);
+        assert_eq!(lru.victim(&mut s, |_, e| !e.dirty()), Some(key(2, 0)));
+        assert_eq!(lru.victim(&mut s, |_, e| !e.dirty()), None);
     }
 
     #[test]
@@ -357,12 +361,12 @@ mod tests {
             lru.admit(key(1, p), &mut e, false);
             s.set_entry(key(1, p), e);
         }
-        let v = lru.victim(&mut s, |e| !e.dirty()).unwrap();
+        let v = lru.victim(&mut s, |_, e| !e.dirty()).unwrap();
         assert_eq!(unkey(v), (1, 1));
         let mut e = s.entry(v).unwrap();
         lru.requeue(v, &mut e);
         s.set_entry(v, e);
-        let v2 = lru.victim(&mut s, |e| !e.dirty()).unwrap();
+        let v2 = lru.victim(&mut s, |_, e| !e.dirty()).unwrap();
         assert_eq!(unkey(v2), (1, 3));
         assert_eq!(lru.resident(), 4);
     }
