@@ -277,11 +277,28 @@ fn main() {
     let elapsed = t0.elapsed();
     let st = rt.stats();
     println!("\n{st}\n");
+    // Kills are printed in full; warnings are summarised.
+    let (mut pressure, mut peak, mut swap_low) = (0, 0.0f64, 0);
     for ev in rt.events().try_iter() {
         match ev {
-            Event::Killed(r) => println!("OOM: {r}"),
+            Event::Killed(r) | Event::WouldKill(r) | Event::OomUnresolved(r) => println!("{r}\n"),
+            Event::Pressure { stalled_share, .. } => {
+                pressure += 1;
+                peak = peak.max(stalled_share);
+            }
+            Event::SwapLow { .. } => swap_low += 1,
             other => println!("event: {other:?}"),
         }
+    }
+    if pressure > 0 {
+        println!(
+            "{pressure} pressure warnings (threads stalled on faults up to {:.0}% of a second: expected when the working set is {:.1}x the budget)",
+            peak * 100.0,
+            o.overcommit
+        );
+    }
+    if swap_low > 0 {
+        println!("{swap_low} low-swap warnings");
     }
     // Verification: every owned page holds its owner's last version.
     let mut checked = 0u64;

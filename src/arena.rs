@@ -542,8 +542,7 @@ impl Region {
                 crate::pin::Hold::Held => return Ok(()),
                 crate::pin::Hold::Failed(e) => return Err(e),
                 crate::pin::Hold::Missing => {
-                    let mut b = [0u8; 1];
-                    self.map.read(start, &mut b)?;
+                    self.map.touch(start)?;
                     if failed() {
                         return Err(Error::OutOfMemory { arena: self.arena.name().to_string() });
                     }
@@ -652,9 +651,10 @@ impl Region {
                         break;
                     }
                 }
-                // Not resident: fault it in through a safe read, then try again.
+                // Not resident: fault it in through a safe read, then try again. (`black_box` keeps
+                // the copy into the unused buffer from being optimised away.)
                 let mut b = [0u8; 1];
-                if let Err(e) = self.read(crate::core::idx(p) * self.map_page(), &mut b) {
+                if let Err(e) = self.read(crate::core::idx(p) * self.map_page(), std::hint::black_box(&mut b)) {
                     res = Err(e);
                     break;
                 }

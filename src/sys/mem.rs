@@ -125,6 +125,16 @@ impl Mapping {
         Ok(())
     }
 
+    /// Reads one byte at `off` with a volatile load, so that the access really happens (and
+    /// faults the page in if it is missing): a plain copy into an unused buffer may be optimised
+    /// away.
+    pub(crate) fn touch(&self, off: usize) -> SysResult<u8> {
+        self.at(off, 1)?;
+        // SAFETY: the byte lies inside the live mapping (checked above); a volatile read of a
+        // `u8` has no alignment requirement and every bit pattern is valid.
+        Ok(unsafe { self.as_ptr().add(off).read_volatile() })
+    }
+
     /// Sets `len` bytes at `off` to `byte`. May fault.
     pub(crate) fn fill(&self, off: usize, len: usize, byte: u8) -> SysResult<()> {
         self.at(off, len)?;
