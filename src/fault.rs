@@ -220,17 +220,7 @@ impl Core {
         let map = st.region(rid).map.clone();
         let off = idx(page) * ps;
         if accessor || busy || !self.can_poison {
-            match self.uffd.copy(&map, off, &self.zero, 0, ps, false, true) {
-                Ok(Filled::All) => {
-                    st.reserve.push((rid, page, owner));
-                    shared.reserve_pages.fetch_add(1, Ordering::AcqRel);
-                }
-                Ok(Filled::Exists { .. }) => {}
-                Err(e) => {
-                    log::error!("pagewarden: releasing a thread from a dead page failed: {e}");
-                    let _ = self.uffd.wake(&map, off, ps);
-                }
-            }
+            self.install_reserve(st, rid, page, owner, (&self.zero, 0), false);
         } else if let Err(e) = self.uffd.poison(&map, off, ps, true) {
             log::error!("pagewarden: poisoning a dead page failed: {e}");
             let _ = self.uffd.wake(&map, off, ps);
@@ -279,17 +269,41 @@ impl Core {
                 src = (&scratch.bounce, 0);
             }
         }
-        match self.uffd.copy(&map, off, src.0, src.1, ps, true, true) {
+        if self.install_reserve(st, rid, page, owner, src, true) {
+            e.set_reserve(true);
+            st.region_mut(rid).pages.set(page, e);
+        }
+    }
+
+    /// Maps an emergency page from the reserve (outside the budget) to release a thread parked on
+    /// `page`, and records it for scrubbing when `owner`'s accessor returns. `wp`: read-only.
+    /// Returns whether the page was installed.
+    fn install_reserve(
+        &self,
+        st: &mut Guard<'_>,
+        rid: u32,
+        page: u64,
+        owner: u32,
+        src: (&Mapping, usize),
+        wp: bool,
+    ) -> bool {
+        let ps = self.page();
+        let map = st.region(rid).map.clone();
+        let off = idx(page) * ps;
+        match self.uffd.copy(&map, off, src.0, src.1, ps, wp, true) {
             Ok(Filled::All) => {
-                e.set_reserve(true);
-                st.region_mut(rid).pages.set(page, e);
                 st.reserve.push((rid, page, owner));
-                shared.reserve_pages.fetch_add(1, Ordering::AcqRel);
+                let arena = st.region(rid).arena;
+                if let Some(a) = st.arenas.get(&arena) {
+                    a.shared.reserve_pages.fetch_add(1, Ordering::AcqRel);
+                }
+                true
             }
-            Ok(Filled::Exists { .. }) => {}
+            Ok(Filled::Exists { .. }) => false,
             Err(err) => {
-                log::error!("pagewarden: failing a fault cleanly failed: {err}");
+                log::error!("pagewarden: releasing a thread from page {page} failed: {err}");
                 let _ = self.uffd.wake(&map, off, ps);
+                false
             }
         }
     }
