@@ -628,6 +628,19 @@ impl Region {
         Ok((offset / ps) as u64..(offset + len).div_ceil(ps) as u64)
     }
 
+    /// Faults every page of `[offset, offset + len)` in now, with real faults from user mode, and
+    /// makes them writable (they count as dirty).
+    ///
+    /// Needed before passing managed memory to a system call in
+    /// [`FaultMode::InThread`](crate::FaultMode::InThread): a kernel-mode access to a non-resident
+    /// page — or a kernel write to a page still write-protected for dirty tracking — fails with
+    /// `EFAULT` there. Also useful before a latency-sensitive phase. Pages may be evicted again
+    /// afterwards unless pinned.
+    pub fn prefault(&self, offset: usize, len: usize) -> Result<()> {
+        // A write access that copies nothing: each page is faulted in, held and marked dirty.
+        self.access(offset, len, true, |_, _, _| Ok(()))
+    }
+
     /// Pins `[offset, offset + len)` (offset page-aligned, length rounded up to pages): faults the
     /// pages in and makes them unevictable, like `mlock` or a DMA pin, until [`unpin`](Region::unpin).
     /// Pins count against the runtime's pin limit and do not nest.

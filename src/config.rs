@@ -45,6 +45,25 @@ pub enum EvictionPath {
     WriteProtect,
 }
 
+/// Who resolves a page fault.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum FaultMode {
+    /// Handler threads read fault events from the userfaultfd and wake the faulting thread.
+    /// Every access works, including a system call (`read(2)`, `write(2)`, ...) whose buffer is a
+    /// non-resident managed page.
+    #[default]
+    HandlerThreads,
+    /// The faulting thread resolves its own fault in a SIGBUS handler (`UFFD_FEATURE_SIGBUS`):
+    /// no handler thread and no wake-up, several times faster on machines where waking a thread
+    /// is slow. Costs: a system call whose buffer is a non-resident managed page fails with
+    /// `EFAULT` instead of faulting it in (use [`Region::prefault`](crate::Region::prefault)
+    /// first); the runtime installs a process-wide SIGBUS handler (faults that are not its own go
+    /// to the previous handler or the default action); and application code must not touch
+    /// managed memory from inside its own signal handlers or while holding a lock the runtime's
+    /// fault path could need.
+    InThread,
+}
+
 /// How the swap file is read and written.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub enum SwapIo {
@@ -91,6 +110,7 @@ pub struct RuntimeBuilder {
     pressure_kill: Option<(f64, Duration)>,
     pressure_warn: Option<(f64, Duration)>,
     pin_limit: Option<usize>,
+    fault_mode: FaultMode,
 }
 
 /// A stall threshold: share of a sliding window during which some thread was stalled on a fault.
@@ -120,6 +140,7 @@ pub(crate) struct Config {
     pub(crate) pressure_kill: Option<StallThreshold>,
     pub(crate) pressure_warn: Option<StallThreshold>,
     pub(crate) pin_limit: usize,
+    pub(crate) fault_mode: FaultMode,
 }
 
 /// Smallest budget that leaves room for readahead, watermarks and a working fault path.
@@ -241,6 +262,12 @@ impl RuntimeBuilder {
     /// stay resident and cannot be reclaimed.
     pub fn pin_limit(mut self, bytes: usize) -> Self {
         self.pin_limit = Some(bytes);
+        self
+    }
+
+    /// Who resolves faults (default [`FaultMode::HandlerThreads`]).
+    pub fn fault_mode(mut self, mode: FaultMode) -> Self {
+        self.fault_mode = mode;
         self
     }
 
@@ -376,6 +403,7 @@ impl RuntimeBuilder {
             pressure_kill,
             pressure_warn,
             pin_limit,
+            fault_mode: self.fault_mode,
         })
     }
 }

@@ -31,15 +31,47 @@ pub(crate) struct Scratch {
     bounce: Mapping,
 }
 
+impl Scratch {
+    pub(crate) fn new(core: &Core) -> crate::sys::SysResult<Scratch> {
+        Ok(Scratch { bounce: Mapping::anonymous(core.cfg.max_readahead * core.page())? })
+    }
+}
+
+thread_local! {
+    /// Set by the fault path when an in-thread fault must fail: the SIGBUS is then delivered to
+    /// the previous handler or the default action instead of being retried.
+    static DELIVER: std::cell::Cell<bool> = const { std::cell::Cell::new(false) };
+}
+
+/// Runtimes in [`FaultMode::InThread`](crate::FaultMode::InThread), for the SIGBUS handler.
+static IN_THREAD: std::sync::Mutex<Vec<std::sync::Weak<Core>>> = std::sync::Mutex::new(Vec::new());
+
+pub(crate) fn register_in_thread(core: &std::sync::Arc<Core>) -> crate::Result<()> {
+    crate::sys::signal::install_sigbus(resolve_sigbus)?;
+    IN_THREAD.lock().unwrap_or_else(|p| p.into_inner()).push(std::sync::Arc::downgrade(core));
+    Ok(())
+}
+
+pub(crate) fn unregister_in_thread(core: &Core) {
+    let mut v = IN_THREAD.lock().unwrap_or_else(|p| p.into_inner());
+    v.retain(|w| w.upgrade().is_some_and(|c| !std::ptr::eq(&*c, core)));
+}
+
+/// The SIGBUS resolver: finds the runtime owning `addr` and resolves the fault in this thread.
+fn resolve_sigbus(addr: usize, write: bool) -> bool {
+    let cores: Vec<std::sync::Arc<Core>> =
+        IN_THREAD.lock().unwrap_or_else(|p| p.into_inner()).iter().filter_map(std::sync::Weak::upgrade).collect();
+    cores.iter().find_map(|c| c.fault_in_thread(addr, write)).unwrap_or(false)
+}
+
 pub(crate) fn handler_loop(core: &Core) {
-    let bounce = match Mapping::anonymous(core.cfg.max_readahead * core.page()) {
-        Ok(m) => m,
+    let mut scratch = match Scratch::new(core) {
+        Ok(s) => s,
         Err(e) => {
             log::error!("pagewarden: handler cannot allocate its buffer: {e}");
             return;
         }
     };
-    let mut scratch = Scratch { bounce };
     let mut evs = [UffdEvent::Other(0); 64];
     while !core.shutdown.load(Ordering::Acquire) {
         match poll2(core.uffd.raw_fd(), core.waker.raw_fd(), 1000) {
@@ -87,6 +119,72 @@ enum Source {
 }
 
 impl Core {
+    /// Resolves a fault in the faulting thread (in-thread mode). `None` if `addr` is not this
+    /// runtime's; `Some(true)` to retry the access; `Some(false)` to deliver the SIGBUS.
+    fn fault_in_thread(&self, addr: usize, write: bool) -> Option<bool> {
+        let ps = self.page();
+        let tid = crate::sys::gettid();
+        {
+            let st = self.lock();
+            if st.locate(addr, ps).is_none() {
+                return None;
+            }
+        }
+        let mut scratch = match self.scratch.lock().unwrap_or_else(|p| p.into_inner()).pop() {
+            Some(s) => s,
+            None => match Scratch::new(self) {
+                Ok(s) => s,
+                Err(e) => {
+                    log::error!("pagewarden: no staging buffer for an in-thread fault: {e}");
+                    return Some(false);
+                }
+            },
+        };
+        DELIVER.set(false);
+        let arena = self.stall_enter(&[UffdEvent::PageFault { addr, write, wp: false, tid }])[0];
+        loop {
+            let t0 = Instant::now();
+            let mut st = self.lock();
+            let Some((rid, page)) = st.locate(addr, ps) else { break };
+            if st.region(rid).live != Liveness::Live {
+                self.resolve_dead(&mut st, rid, page, tid);
+                break;
+            }
+            let e = st.region(rid).pages.get(page);
+            match e.state() {
+                // An emergency copy or a page on its way in or out: wait for it to settle.
+                _ if e.reserve() && write => {
+                    drop(self.wait(st, &self.progress, Duration::from_millis(5)));
+                }
+                PageState::PageIn | PageState::Evicting => {
+                    drop(self.wait(st, &self.progress, Duration::from_millis(5)));
+                }
+                PageState::Resident if write && !e.dirty() => {
+                    self.make_dirty(&mut st, rid, page, e);
+                    st.counters(rid).wp_faults += 1;
+                    self.record(&mut st, rid, t0);
+                    break;
+                }
+                PageState::Poisoned => {
+                    self.resolve_dead(&mut st, rid, page, tid);
+                    break;
+                }
+                PageState::Unpopulated | PageState::Swapped if !e.reserve() => {
+                    self.page_in(st, rid, page, write, tid, &mut scratch, t0);
+                    break;
+                }
+                // Resident already (another thread was faster), or a readable copy: retry.
+                _ => {
+                    st.counters(rid).spurious += 1;
+                    break;
+                }
+            }
+        }
+        self.stall_leave(arena, tid);
+        self.scratch.lock().unwrap_or_else(|p| p.into_inner()).push(scratch);
+        Some(!DELIVER.replace(false))
+    }
+
     /// Stall accounting: the faulting threads of a batch start waiting. Returns each event's arena.
     fn stall_enter(&self, evs: &[UffdEvent]) -> Vec<Option<u32>> {
         let now = Instant::now();
@@ -219,8 +317,12 @@ impl Core {
         let owner = if accessor { tid } else { 0 };
         let map = st.region(rid).map.clone();
         let off = idx(page) * ps;
-        if accessor || busy || !self.can_poison {
+        if accessor || busy || (!self.can_poison && !self.in_thread) {
             self.install_reserve(st, rid, page, owner, (&self.zero, 0), false);
+        } else if self.in_thread {
+            // The faulting thread is running this very code in its SIGBUS handler: let the signal
+            // through to the previous handler or the default action.
+            DELIVER.set(true);
         } else if let Err(e) = self.uffd.poison(&map, off, ps, true) {
             log::error!("pagewarden: poisoning a dead page failed: {e}");
             let _ = self.uffd.wake(&map, off, ps);
@@ -248,6 +350,10 @@ impl Core {
         let mut e = st.region(rid).pages.get(page);
         let accessor = shared.fail_accessor(tid, self.has_tid);
         let busy = !shared.accessors.lock().unwrap_or_else(|p| p.into_inner()).is_empty();
+        if !accessor && !busy && self.in_thread {
+            DELIVER.set(true);
+            return;
+        }
         if !accessor && !busy && self.can_poison {
             match self.uffd.poison(&map, off, ps, true) {
                 Ok(()) => {
@@ -546,6 +652,8 @@ impl Core {
         if st.frames.free() < self.cfg.low {
             self.reclaim_cv.notify_one();
         }
+        // In-thread faults waiting for this page-in to finish.
+        self.progress.notify_all();
     }
 
     /// Puts a page-in run back as it was (frames returned, pages missing again) and wakes its

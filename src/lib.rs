@@ -97,7 +97,7 @@ mod stats;
 mod sys;
 
 pub use arena::{Arena, ArenaBuilder, Region};
-pub use config::{EvictionPath, Overcommit, RuntimeBuilder, SwapIo};
+pub use config::{EvictionPath, FaultMode, Overcommit, RuntimeBuilder, SwapIo};
 pub use error::{Error, Result};
 pub use event::Event;
 pub use oom::policy::{

@@ -585,6 +585,7 @@ impl Core {
         for (rid, page) in wake {
             self.wake(&st, rid, page, 1);
         }
+        self.progress.notify_all();
         shared.reserve_pages.fetch_sub(n.min(shared.reserve_pages.load(Ordering::Acquire)), Ordering::AcqRel);
     }
 

@@ -257,6 +257,10 @@ pub(crate) struct Core {
     pub(crate) has_tid: bool,
     /// UFFDIO_POISON is available.
     pub(crate) can_poison: bool,
+    /// Faults are resolved in the faulting thread's SIGBUS handler.
+    pub(crate) in_thread: bool,
+    /// Staging buffers for in-thread faults (one per fault in progress).
+    pub(crate) scratch: Mutex<Vec<crate::fault::Scratch>>,
 }
 
 impl Core {
@@ -456,6 +460,9 @@ impl Drop for RtHandle {
         for t in threads {
             let _ = t.join();
         }
+        if self.core.in_thread {
+            crate::fault::unregister_in_thread(&self.core);
+        }
     }
 }
 
@@ -505,9 +512,19 @@ impl Runtime {
 
     pub(crate) fn start(cfg: Config) -> Result<Runtime> {
         let ps = cfg.page;
-        let wanted =
+        let in_thread = cfg.fault_mode == crate::FaultMode::InThread;
+        let mut wanted =
             uffd::feature::MOVE | uffd::feature::POISON | uffd::feature::THREAD_ID | uffd::feature::PAGEFAULT_FLAG_WP;
+        if in_thread {
+            wanted |= uffd::feature::SIGBUS;
+        }
         let ufd = Uffd::open(wanted).map_err(open_failure)?;
+        if in_thread && ufd.features() & uffd::feature::SIGBUS == 0 {
+            return Err(Error::MissingKernelFeature {
+                feature: "UFFD_FEATURE_SIGBUS",
+                needed_for: "FaultMode::InThread (Linux 4.14+)",
+            });
+        }
         // Probe what an anonymous range supports on this kernel.
         let probe = Mapping::anonymous(ps)?;
         let ioctls = ufd.register(&probe, 0, ps, uffd::MODE_MISSING | uffd::MODE_WP).map_err(|e| {
@@ -616,10 +633,16 @@ impl Runtime {
             waker: Waker::new()?,
             has_tid,
             can_poison,
+            in_thread,
+            scratch: Mutex::new(Vec::new()),
             cfg,
         });
+        if in_thread {
+            crate::fault::register_in_thread(&core)?;
+        }
         let mut threads = Vec::new();
-        for i in 0..core.cfg.handler_threads {
+        let handlers = if core.in_thread { 0 } else { core.cfg.handler_threads };
+        for i in 0..handlers {
             let c = core.clone();
             let t = std::thread::Builder::new()
                 .name(format!("pw-fault-{i}"))

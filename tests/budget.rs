@@ -10,9 +10,9 @@ use std::sync::atomic::{AtomicBool, Ordering};
 
 #[test]
 fn resident_frames_never_exceed_the_budget() {
-    for path in PATHS {
+    for (path, mode) in [(PATHS[0], MODES[0]), (PATHS[1], MODES[0]), (PATHS[0], MODES[1])] {
         const BUDGET: usize = 64;
-        let Some(rt) = runtime_with(BUDGET, 4096, path, |b| b.watermarks(4, 8)) else {
+        let Some(rt) = runtime_with(BUDGET, 4096, path, |b| b.watermarks(4, 8).fault_mode(mode)) else {
             continue;
         };
         let stop = Arc::new(AtomicBool::new(false));
@@ -60,7 +60,7 @@ fn resident_frames_never_exceed_the_budget() {
         }
         let st = rt.stats();
         let m = rt.resident_frames_measured().unwrap();
-        eprintln!("{path:?}: {samples} samples, max {max_measured} frames measured, budget {BUDGET}\n{st}");
+        eprintln!("{path:?} {mode:?}: {samples} samples, max {max_measured} frames measured, budget {BUDGET}\n{st}");
         assert!(samples > 20, "too few samples to mean anything");
         assert!(max_measured > BUDGET / 2, "the workload never filled the budget");
         assert!(st.totals.evictions > 0);

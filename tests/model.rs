@@ -7,7 +7,7 @@
 
 mod common;
 use common::*;
-use pagewarden::{Arena, Error, EvictionPath, Region};
+use pagewarden::{Arena, Error, EvictionPath, FaultMode, Region};
 
 struct Slot {
     region: Region,
@@ -46,9 +46,9 @@ fn check_range(s: &Slot, off: usize, len: usize, ctx: &str) {
     }
 }
 
-fn run(seed: u64, path: EvictionPath, ops: usize) {
-    eprintln!("model test: seed={seed} path={path:?} ops={ops}");
-    let Some(rt) = runtime_with(24, 2048, path, |b| b.max_readahead(8)) else {
+fn run(seed: u64, path: EvictionPath, mode: FaultMode, ops: usize) {
+    eprintln!("model test: seed={seed} path={path:?} mode={mode:?} ops={ops}");
+    let Some(rt) = runtime_with(24, 2048, path, |b| b.max_readahead(8).fault_mode(mode)) else {
         return;
     };
     let mut rng = Rng(seed);
@@ -238,7 +238,7 @@ fn run(seed: u64, path: EvictionPath, ops: usize) {
 fn model_move_path() {
     let base = seed(0xC0FFEE);
     for i in 0..3 {
-        run(base + i, EvictionPath::Move, 1500);
+        run(base + i, EvictionPath::Move, FaultMode::HandlerThreads, 1500);
     }
 }
 
@@ -246,7 +246,15 @@ fn model_move_path() {
 fn model_writeprotect_path() {
     let base = seed(0xBEEF);
     for i in 0..3 {
-        run(base + i, EvictionPath::WriteProtect, 1500);
+        run(base + i, EvictionPath::WriteProtect, FaultMode::HandlerThreads, 1500);
+    }
+}
+
+#[test]
+fn model_in_thread_faults() {
+    let base = seed(0xF00D);
+    for (i, path) in PATHS.into_iter().enumerate() {
+        run(base + i as u64, path, FaultMode::InThread, 1500);
     }
 }
 
@@ -257,7 +265,9 @@ fn model_long() {
     let base = seed(1);
     for i in 0..12 {
         for path in PATHS {
-            run(base + i, path, 10_000);
+            for mode in MODES {
+                run(base + i, path, mode, 10_000);
+            }
         }
     }
 }

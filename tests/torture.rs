@@ -7,7 +7,7 @@
 
 mod common;
 use common::*;
-use pagewarden::EvictionPath;
+use pagewarden::{EvictionPath, FaultMode};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
@@ -26,6 +26,7 @@ fn record(page: usize, thread: usize, seq: u64) -> [u8; LANE] {
 
 struct Params {
     path: EvictionPath,
+    mode: FaultMode,
     threads: usize,
     handlers: usize,
     pages: usize,
@@ -35,9 +36,13 @@ struct Params {
 }
 
 fn torture(p: Params) {
-    let Params { path, threads, handlers, pages, budget, run_for, seed } = p;
-    eprintln!("torture: path={path:?} threads={threads} handlers={handlers} pages={pages} budget={budget} seed={seed}");
-    let Some(rt) = runtime_with(budget, pages * 2, path, |b| b.max_readahead(4).handler_threads(handlers)) else {
+    let Params { path, mode, threads, handlers, pages, budget, run_for, seed } = p;
+    eprintln!(
+        "torture: path={path:?} mode={mode:?} threads={threads} handlers={handlers} pages={pages} budget={budget} seed={seed}"
+    );
+    let Some(rt) =
+        runtime_with(budget, pages * 2, path, |b| b.max_readahead(4).handler_threads(handlers).fault_mode(mode))
+    else {
         return;
     };
     let arena = rt.arena("torture").create().unwrap();
@@ -149,6 +154,7 @@ fn torture_move_path() {
     let run_for = Duration::from_millis(2500);
     torture(Params {
         path: EvictionPath::Move,
+        mode: FaultMode::HandlerThreads,
         threads: 4,
         handlers: 1,
         pages: 48,
@@ -163,6 +169,7 @@ fn torture_writeprotect_path() {
     let run_for = Duration::from_millis(2500);
     torture(Params {
         path: EvictionPath::WriteProtect,
+        mode: FaultMode::HandlerThreads,
         threads: 4,
         handlers: 1,
         pages: 48,
@@ -177,7 +184,34 @@ fn torture_writeprotect_path() {
 fn torture_two_handler_threads() {
     for path in PATHS {
         let run_for = Duration::from_millis(1200);
-        torture(Params { path, threads: 6, handlers: 2, pages: 40, budget: 12, run_for, seed: seed(9) });
+        torture(Params {
+            path,
+            mode: FaultMode::HandlerThreads,
+            threads: 6,
+            handlers: 2,
+            pages: 40,
+            budget: 12,
+            run_for,
+            seed: seed(9),
+        });
+    }
+}
+
+/// The in-thread fault path under the same torture.
+#[test]
+fn torture_in_thread_faults() {
+    for path in PATHS {
+        let run_for = Duration::from_millis(1200);
+        torture(Params {
+            path,
+            mode: FaultMode::InThread,
+            threads: 4,
+            handlers: 1,
+            pages: 48,
+            budget: 12,
+            run_for,
+            seed: seed(10),
+        });
     }
 }
 
@@ -185,10 +219,21 @@ fn torture_two_handler_threads() {
 #[test]
 #[ignore]
 fn torture_soak() {
-    for i in 0..10 {
+    for i in 0..5 {
         for path in PATHS {
-            let run_for = Duration::from_secs(15);
-            torture(Params { path, threads: 8, handlers: 2, pages: 96, budget: 16, run_for, seed: seed(100 + i) });
+            for mode in MODES {
+                let run_for = Duration::from_secs(15);
+                torture(Params {
+                    path,
+                    mode,
+                    threads: 8,
+                    handlers: 2,
+                    pages: 96,
+                    budget: 16,
+                    run_for,
+                    seed: seed(100 + i),
+                });
+            }
         }
     }
 }

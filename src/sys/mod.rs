@@ -18,6 +18,7 @@
 pub(crate) mod file;
 pub(crate) mod mem;
 pub(crate) mod poll;
+pub(crate) mod signal;
 pub(crate) mod uffd;
 
 use std::fmt;

@@ -42,6 +42,7 @@ pub(crate) mod feature {
     pub(crate) const THREAD_ID: u64 = k::UFFD_FEATURE_THREAD_ID as u64;
     pub(crate) const POISON: u64 = k::UFFD_FEATURE_POISON as u64;
     pub(crate) const MOVE: u64 = k::UFFD_FEATURE_MOVE as u64;
+    pub(crate) const SIGBUS: u64 = k::UFFD_FEATURE_SIGBUS as u64;
 }
 
 /// Registration modes.

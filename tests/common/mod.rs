@@ -42,6 +42,10 @@ pub(crate) fn runtime_with(
 /// Both eviction paths.
 pub(crate) const PATHS: [EvictionPath; 2] = [EvictionPath::Move, EvictionPath::WriteProtect];
 
+/// Both fault modes.
+pub(crate) const MODES: [pagewarden::FaultMode; 2] =
+    [pagewarden::FaultMode::HandlerThreads, pagewarden::FaultMode::InThread];
+
 /// A small seeded generator (SplitMix64): deterministic, printed on failure.
 #[derive(Clone)]
 pub(crate) struct Rng(pub(crate) u64);
