@@ -124,12 +124,8 @@ impl Core {
     fn fault_in_thread(&self, addr: usize, write: bool) -> Option<bool> {
         let ps = self.page();
         let tid = crate::sys::gettid();
-        {
-            let st = self.lock();
-            if st.locate(addr, ps).is_none() {
-                return None;
-            }
-        }
+        // Not this runtime's address: let the next runtime (or the previous handler) have it.
+        self.lock().locate(addr, ps)?;
         let mut scratch = match self.scratch.lock().unwrap_or_else(|p| p.into_inner()).pop() {
             Some(s) => s,
             None => match Scratch::new(self) {
