@@ -1,18 +1,24 @@
-//! Fault latency and first-touch throughput, side by side in one run:
+//! Fault latency, side by side in one run, per 4 KiB touch (p50 … max), for:
 //!
-//! * the kernel's own demand-zero fault on plain anonymous memory;
+//! * the kernel's own demand-zero fault on plain anonymous memory (read and write);
 //! * a minimal raw userfaultfd loop written here (handler thread in poll → read → UFFDIO_COPY),
 //!   the floor of any handler-thread design;
-//! * pagewarden (zero-fill, swap-in, and sequential first touch with fault-around).
+//! * pagewarden in both fault modes: zero-fill on read and on write, swap-in, clean re-fault (a
+//!   page read back from swap, dropped clean, read again), and the write-protect fault (first
+//!   write to a page installed by a read).
 //!
-//! `cargo bench --bench fault_latency -- [--pages N] [--seq-mib M] [--csv PATH]`
-//! Prints a table and writes a CSV (default `target/fault_latency.csv`). Compare ratios within one
-//! run: absolute times on a shared VM move from run to run.
+//! Each in random and sequential order, with 1 and 2 touching threads. Plus sequential
+//! first-touch throughput against the kernel, and metadata per touched page.
+//!
+//! `cargo bench --bench fault_latency -- [--pages N] [--seq-mib M] [--csv PATH] [--svg PATH]`
+//! Prints a table, writes a CSV (default `target/fault_latency.csv`) and an SVG of the latency
+//! CDFs (default `target/fault_latency.svg`). Compare ratios within one run: absolute times on a
+//! shared VM move from run to run.
 
 #![allow(clippy::cast_possible_truncation, clippy::cast_sign_loss, clippy::cast_precision_loss)]
 
 use linux_raw_sys::general as k;
-use pagewarden::{EvictionPath, Runtime};
+use pagewarden::{FaultMode, Runtime};
 use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -24,16 +30,23 @@ struct Args {
     pages: usize,
     seq_mib: usize,
     csv: String,
+    svg: String,
 }
 
 fn args() -> Args {
-    let mut a = Args { pages: 20_000, seq_mib: 256, csv: "target/fault_latency.csv".into() };
+    let mut a = Args {
+        pages: 20_000,
+        seq_mib: 256,
+        csv: "target/fault_latency.csv".into(),
+        svg: "target/fault_latency.svg".into(),
+    };
     let mut it = std::env::args().skip(1);
     while let Some(x) = it.next() {
         match x.as_str() {
             "--pages" => a.pages = it.next().and_then(|v| v.parse().ok()).expect("--pages N"),
             "--seq-mib" => a.seq_mib = it.next().and_then(|v| v.parse().ok()).expect("--seq-mib M"),
             "--csv" => a.csv = it.next().expect("--csv PATH"),
+            "--svg" => a.svg = it.next().expect("--svg PATH"),
             "--bench" => {}
             other => panic!("unknown argument {other}"),
         }
@@ -41,40 +54,67 @@ fn args() -> Args {
     a
 }
 
-/// Per-touch latencies in nanoseconds.
+/// Per-touch latencies in nanoseconds, sorted.
 struct Samples(Vec<u64>);
 
 impl Samples {
-    fn pct(&mut self, p: f64) -> f64 {
-        self.0.sort_unstable();
+    fn new(mut v: Vec<u64>) -> Samples {
+        v.sort_unstable();
+        Samples(v)
+    }
+    fn pct(&self, p: f64) -> f64 {
         let i = ((self.0.len() as f64 * p).ceil() as usize).clamp(1, self.0.len()) - 1;
         self.0[i] as f64 / 1000.0
     }
 }
 
-fn shuffled(n: usize, seed: u64) -> Vec<usize> {
-    let mut v: Vec<usize> = (0..n).collect();
-    let mut x = seed;
-    for i in (1..n).rev() {
-        x ^= x << 13;
-        x ^= x >> 7;
-        x ^= x << 17;
-        v.swap(i, (x % (i as u64 + 1)) as usize);
+#[derive(Clone, Copy, PartialEq)]
+enum Order {
+    Random,
+    Sequential,
+}
+
+fn order_of(pages: usize, order: Order, seed: u64) -> Vec<usize> {
+    let mut v: Vec<usize> = (0..pages).collect();
+    if order == Order::Random {
+        let mut x = seed | 1;
+        for i in (1..pages).rev() {
+            x ^= x << 13;
+            x ^= x >> 7;
+            x ^= x << 17;
+            v.swap(i, (x % (i as u64 + 1)) as usize);
+        }
     }
     v
 }
 
-/// Touches (writes one byte of) each page in `order`, timing each touch.
-fn touch_all(base: *mut u8, order: &[usize]) -> Samples {
-    let mut s = Vec::with_capacity(order.len());
-    for &p in order {
-        let t = Instant::now();
-        // SAFETY: every caller passes a mapping of at least max(order)+1 pages that lives across
-        // the call.
-        unsafe { base.add(p * PAGE).write_volatile(1) };
-        s.push(t.elapsed().as_nanos() as u64);
-    }
-    Samples(s)
+/// Touches every page of `[base, base + pages × 4 KiB)` once, `threads` threads each taking
+/// every `threads`-th page of the order; returns every touch's latency.
+fn touch(base: usize, pages: usize, order: Order, threads: usize, write: bool) -> Samples {
+    let all = order_of(pages, order, 1);
+    let handles: Vec<_> = (0..threads)
+        .map(|t| {
+            let mine: Vec<usize> = all.iter().copied().skip(t).step_by(threads).collect();
+            std::thread::spawn(move || {
+                let mut s = Vec::with_capacity(mine.len());
+                for p in mine {
+                    let addr = (base + p * PAGE) as *mut u8;
+                    let t0 = Instant::now();
+                    if write {
+                        // SAFETY: every caller passes a mapping of `pages` pages that outlives
+                        // the threads (they are joined below).
+                        unsafe { addr.write_volatile(1) };
+                    } else {
+                        // SAFETY: as above.
+                        std::hint::black_box(unsafe { addr.read_volatile() });
+                    }
+                    s.push(t0.elapsed().as_nanos() as u64);
+                }
+                s
+            })
+        })
+        .collect();
+    Samples::new(handles.into_iter().flat_map(|h| h.join().unwrap()).collect())
 }
 
 fn anon(len: usize) -> *mut u8 {
@@ -100,15 +140,15 @@ fn unmap(p: *mut u8, len: usize) {
     unsafe { libc::munmap(p.cast(), len) };
 }
 
-fn kernel_random(pages: usize) -> Samples {
+fn kernel(pages: usize, order: Order, threads: usize, write: bool) -> Samples {
     let base = anon(pages * PAGE);
-    let s = touch_all(base, &shuffled(pages, 1));
+    let s = touch(base as usize, pages, order, threads, write);
     unmap(base, pages * PAGE);
     s
 }
 
 /// The raw loop: one handler thread blocked in poll, read one event, UFFDIO_COPY one page.
-fn raw_uffd_random(pages: usize) -> Samples {
+fn raw_uffd(pages: usize, order: Order, threads: usize) -> Samples {
     let len = pages * PAGE;
     let base = anon(len);
     // SAFETY: userfaultfd(2) takes only flags.
@@ -164,7 +204,7 @@ fn raw_uffd_random(pages: usize) -> Samples {
         }
         unmap(src, PAGE);
     });
-    let s = touch_all(base, &shuffled(pages, 1));
+    let s = touch(base as usize, pages, order, threads, true);
     stop.store(true, Ordering::Relaxed);
     handler.join().unwrap();
     drop(fd);
@@ -172,40 +212,50 @@ fn raw_uffd_random(pages: usize) -> Samples {
     s
 }
 
-fn pagewarden_random(pages: usize) -> (Samples, f64) {
-    let rt = Runtime::builder().frame_budget((pages + 64) * PAGE * 2).swap_capacity(16 << 20).build().expect("runtime");
-    let a = rt.arena("bench").create().unwrap();
-    let r = a.reserve(pages * PAGE).unwrap();
-    let s = touch_all(r.as_ptr(), &shuffled(pages, 1));
-    let st = rt.stats();
-    (s, st.metadata_bytes as f64 / st.tracked_pages.max(1) as f64)
+#[derive(Clone, Copy, PartialEq)]
+enum Kind {
+    ZeroWrite,
+    ZeroRead,
+    SwapIn,
+    CleanRefault,
+    WriteProtect,
 }
 
-/// Swap-in: pages written, evicted by a small budget, then touched again at random.
-fn pagewarden_swapin(pages: usize, path: EvictionPath) -> Samples {
-    let budget = (pages / 8).max(256);
+/// One pagewarden case: builds a runtime, prepares the pages, times the touches.
+fn pagewarden(pages: usize, mode: FaultMode, kind: Kind, order: Order, threads: usize) -> (Samples, f64) {
+    let evicting = matches!(kind, Kind::SwapIn | Kind::CleanRefault);
+    let budget = if evicting { (pages / 8).max(256) } else { pages + 1024 };
     let rt = Runtime::builder()
         .frame_budget(budget * PAGE)
         .swap_capacity((pages * PAGE * 2) as u64)
-        .eviction(path)
-        .max_readahead(1)
+        .fault_mode(mode)
+        .max_readahead(if evicting { 1 } else { 64 })
         .build()
         .expect("runtime");
     let a = rt.arena("bench").create().unwrap();
     let r = a.reserve(pages * PAGE).unwrap();
-    for p in 0..pages {
-        r.write(p * PAGE, &[p as u8; 8]).unwrap();
+    let base = r.as_ptr() as usize;
+    match kind {
+        Kind::ZeroWrite | Kind::ZeroRead => {}
+        Kind::SwapIn => {
+            r.fill(0, pages * PAGE, 7).unwrap();
+            r.page_out(0, pages * PAGE).unwrap();
+        }
+        Kind::CleanRefault => {
+            r.fill(0, pages * PAGE, 7).unwrap();
+            r.page_out(0, pages * PAGE).unwrap();
+            // Read everything back (clean, slot kept), then drop it again without I/O.
+            let _ = touch(base, pages, Order::Sequential, 1, false);
+            r.page_out(0, pages * PAGE).unwrap();
+        }
+        Kind::WriteProtect => {
+            let _ = touch(base, pages, Order::Sequential, 1, false);
+        }
     }
-    r.page_out(0, pages * PAGE).unwrap();
-    let mut s = Vec::with_capacity(pages);
-    for p in shuffled(pages, 2) {
-        let t = Instant::now();
-        // SAFETY: inside the region.
-        let v = unsafe { r.as_ptr().add(p * PAGE).read_volatile() };
-        s.push(t.elapsed().as_nanos() as u64);
-        assert_eq!(v, p as u8);
-    }
-    Samples(s)
+    let write = matches!(kind, Kind::ZeroWrite | Kind::WriteProtect);
+    let s = touch(base, pages, order, threads, write);
+    let st = rt.stats();
+    (s, st.metadata_bytes as f64 / st.tracked_pages.max(1) as f64)
 }
 
 fn seq_kernel(bytes: usize) -> Duration {
@@ -220,8 +270,13 @@ fn seq_kernel(bytes: usize) -> Duration {
     d
 }
 
-fn seq_pagewarden(bytes: usize) -> Duration {
-    let rt = Runtime::builder().frame_budget(bytes + (8 << 20)).swap_capacity(16 << 20).build().expect("runtime");
+fn seq_pagewarden(bytes: usize, mode: FaultMode) -> Duration {
+    let rt = Runtime::builder()
+        .frame_budget(bytes + (8 << 20))
+        .swap_capacity(16 << 20)
+        .fault_mode(mode)
+        .build()
+        .expect("runtime");
     let a = rt.arena("bench").create().unwrap();
     let r = a.reserve(bytes).unwrap();
     let base = r.as_ptr();
@@ -233,52 +288,143 @@ fn seq_pagewarden(bytes: usize) -> Duration {
     t.elapsed()
 }
 
+/// A small hand-written SVG of latency CDFs (log-scaled x axis).
+fn svg(series: &[(&str, &Samples)]) -> String {
+    let (w, h, l, b) = (760.0, 420.0, 60.0, 40.0);
+    let (xmin, xmax) = (0.5f64.ln(), 10_000f64.ln());
+    let x = |us: f64| l + (us.max(0.5).ln() - xmin) / (xmax - xmin) * (w - l - 20.0);
+    let y = |q: f64| h - b - q * (h - b - 20.0);
+    let colors = ["#1b9e77", "#d95f02", "#7570b3", "#e7298a", "#66a61e", "#e6ab02"];
+    let mut out = format!(
+        "<svg xmlns='http://www.w3.org/2000/svg' width='{w}' height='{h}' font-family='sans-serif' font-size='12'>\n"
+    );
+    out += &format!("<rect width='{w}' height='{h}' fill='white'/>\n");
+    for us in [1.0, 10.0, 100.0, 1000.0, 10_000.0] {
+        out += &format!(
+            "<line x1='{0}' y1='20' x2='{0}' y2='{1}' stroke='#ddd'/><text x='{0}' y='{2}' text-anchor='middle'>{us} µs</text>\n",
+            x(us),
+            h - b,
+            h - b + 16.0
+        );
+    }
+    for q in [0.0, 0.5, 0.9, 0.99, 1.0] {
+        out += &format!(
+            "<line x1='{l}' y1='{0}' x2='{1}' y2='{0}' stroke='#eee'/><text x='{2}' y='{0}' text-anchor='end'>{q}</text>\n",
+            y(q),
+            w - 20.0,
+            l - 6.0
+        );
+    }
+    for (i, (name, s)) in series.iter().enumerate() {
+        let c = colors[i % colors.len()];
+        let n = s.0.len();
+        let pts: Vec<String> = (0..=200)
+            .map(|k| {
+                let q = k as f64 / 200.0;
+                let v = s.0[((n as f64 * q) as usize).min(n - 1)] as f64 / 1000.0;
+                format!("{:.1},{:.1}", x(v), y(q))
+            })
+            .collect();
+        out += &format!("<polyline fill='none' stroke='{c}' stroke-width='2' points='{}'/>\n", pts.join(" "));
+        out += &format!("<text x='{}' y='{}' fill='{c}'>{name}</text>\n", l + 10.0, 34.0 + 16.0 * i as f64);
+    }
+    out += &format!(
+        "<text x='{}' y='{}' text-anchor='middle'>fault latency per touch (random order, 1 thread): CDF</text>\n",
+        w / 2.0,
+        14.0
+    );
+    out + "</svg>\n"
+}
+
 fn main() {
     let a = args();
     let n = a.pages;
-    println!("fault_latency: {n} random 4 KiB touches per case, {} MiB sequential; one touching thread", a.seq_mib);
+    println!("fault_latency: {n} touches of 4 KiB per case; {} MiB sequential", a.seq_mib);
     let mut rows: Vec<(String, Samples)> = Vec::new();
-    rows.push(("kernel demand-zero (no uffd)".into(), kernel_random(n)));
-    rows.push(("raw uffd loop: poll+read+COPY".into(), raw_uffd_random(n)));
-    let (pw, meta) = pagewarden_random(n);
-    rows.push(("pagewarden zero-fill (write)".into(), pw));
-    rows.push(("pagewarden swap-in, MOVE path".into(), pagewarden_swapin(n / 2, EvictionPath::Move)));
-    rows.push(("pagewarden swap-in, WP path".into(), pagewarden_swapin(n / 2, EvictionPath::WriteProtect)));
+    let mut meta = 0.0;
+    for threads in [1, 2] {
+        for order in [Order::Random, Order::Sequential] {
+            let tag = format!("{}, {threads}t", if order == Order::Random { "random" } else { "seq" });
+            rows.push((format!("kernel zero-fill write ({tag})"), kernel(n, order, threads, true)));
+            rows.push((format!("kernel zero-fill read ({tag})"), kernel(n, order, threads, false)));
+            rows.push((format!("raw uffd loop write ({tag})"), raw_uffd(n, order, threads)));
+            for mode in [FaultMode::HandlerThreads, FaultMode::InThread] {
+                let m = if mode == FaultMode::InThread { "in-thread" } else { "handler" };
+                for (kind, name) in [
+                    (Kind::ZeroWrite, "zero-fill write"),
+                    (Kind::ZeroRead, "zero-fill read"),
+                    (Kind::SwapIn, "swap-in"),
+                    (Kind::CleanRefault, "clean re-fault"),
+                    (Kind::WriteProtect, "write-protect"),
+                ] {
+                    let pages = if matches!(kind, Kind::SwapIn | Kind::CleanRefault) { n / 2 } else { n };
+                    let (s, md) = pagewarden(pages, mode, kind, order, threads);
+                    if kind == Kind::ZeroWrite && order == Order::Random && threads == 1 {
+                        meta = md;
+                    }
+                    rows.push((format!("pagewarden {m} {name} ({tag})"), s));
+                }
+            }
+        }
+    }
     let mut csv = String::from("case,p50_us,p90_us,p99_us,p999_us,max_us\n");
-    println!("{:<34} {:>9} {:>9} {:>9} {:>9} {:>9}", "case (µs per touch)", "p50", "p90", "p99", "p99.9", "max");
-    let mut p50s = Vec::new();
-    for (name, s) in &mut rows {
+    println!("{:<52} {:>9} {:>9} {:>9} {:>9} {:>9}", "case (µs per touch)", "p50", "p90", "p99", "p99.9", "max");
+    for (name, s) in &rows {
         let (p50, p90, p99, p999, max) = (s.pct(0.5), s.pct(0.9), s.pct(0.99), s.pct(0.999), s.pct(1.0));
-        p50s.push(p50);
-        println!("{name:<34} {p50:>9.1} {p90:>9.1} {p99:>9.1} {p999:>9.1} {max:>9.1}");
+        println!("{name:<52} {p50:>9.1} {p90:>9.1} {p99:>9.1} {p999:>9.1} {max:>9.1}");
         csv.push_str(&format!("{name},{p50:.2},{p90:.2},{p99:.2},{p999:.2},{max:.2}\n"));
     }
-    println!("ratio pagewarden zero-fill p50 / raw uffd loop p50: {:.2}", p50s[2] / p50s[1]);
-    let bytes = a.seq_mib << 20;
-    let k = seq_kernel(bytes);
-    let p = seq_pagewarden(bytes);
-    let rate = |d: Duration| (bytes / PAGE) as f64 / d.as_secs_f64();
+    let p50 = |name: &str| rows.iter().find(|r| r.0 == name).map(|r| r.1.pct(0.5)).unwrap_or(f64::NAN);
+    let handler = p50("pagewarden handler zero-fill write (random, 1t)");
+    let inthread = p50("pagewarden in-thread zero-fill write (random, 1t)");
+    let raw = p50("raw uffd loop write (random, 1t)");
+    let kern = p50("kernel zero-fill write (random, 1t)");
     println!(
-        "sequential first touch of {} MiB: kernel {:.0} pages/s ({:.2} µs/page), pagewarden {:.0} pages/s ({:.2} µs/page): ratio {:.2}",
-        a.seq_mib,
-        rate(k),
-        k.as_secs_f64() * 1e6 / (bytes / PAGE) as f64,
-        rate(p),
-        p.as_secs_f64() * 1e6 / (bytes / PAGE) as f64,
-        rate(p) / rate(k)
-    );
-    println!(
-        "metadata after {n} random touches, all resident: {meta:.1} bytes per touched page \
-         (page table ~8.5, replacement lists 8 per resident page)"
+        "random zero-fill write p50, 1 thread: handler-thread / raw loop = {:.2}; in-thread / kernel = {:.2}",
+        handler / raw,
+        inthread / kern
     );
     csv.push_str(&format!(
-        "seq_kernel_pages_per_s,{:.0}\nseq_pagewarden_pages_per_s,{:.0}\nmetadata_bytes_per_page,{meta:.1}\n",
-        rate(k),
-        rate(p)
+        "ratio_handler_over_raw,{:.3}\nratio_inthread_over_kernel,{:.3}\n",
+        handler / raw,
+        inthread / kern
     ));
-    if let Some(dir) = std::path::Path::new(&a.csv).parent() {
-        let _ = std::fs::create_dir_all(dir);
+    let bytes = a.seq_mib << 20;
+    let k = seq_kernel(bytes);
+    let rate = |d: Duration| (bytes / PAGE) as f64 / d.as_secs_f64();
+    for mode in [FaultMode::HandlerThreads, FaultMode::InThread] {
+        let p = seq_pagewarden(bytes, mode);
+        println!(
+            "sequential first touch of {} MiB, {mode:?}: kernel {:.0} pages/s, pagewarden {:.0} pages/s: ratio {:.2}",
+            a.seq_mib,
+            rate(k),
+            rate(p),
+            rate(p) / rate(k)
+        );
+        csv.push_str(&format!("seq_ratio_{mode:?},{:.3}\n", rate(p) / rate(k)));
+    }
+    println!(
+        "metadata after {n} random touches, all resident: {meta:.1} bytes per touched page (page table ~8.5, replacement lists 8 per resident page)"
+    );
+    csv.push_str(&format!("metadata_bytes_per_page,{meta:.1}\n"));
+    for path in [&a.csv, &a.svg] {
+        if let Some(dir) = std::path::Path::new(path).parent() {
+            let _ = std::fs::create_dir_all(dir);
+        }
     }
     std::fs::write(&a.csv, csv).expect("write csv");
-    println!("CSV: {}", a.csv);
+    let pick = |name: &str| rows.iter().find(|r| r.0 == name).map(|r| &r.1);
+    let series: Vec<(&str, &Samples)> = [
+        ("kernel", "kernel zero-fill write (random, 1t)"),
+        ("raw uffd loop", "raw uffd loop write (random, 1t)"),
+        ("pagewarden handler thread", "pagewarden handler zero-fill write (random, 1t)"),
+        ("pagewarden in-thread", "pagewarden in-thread zero-fill write (random, 1t)"),
+        ("pagewarden swap-in (handler)", "pagewarden handler swap-in (random, 1t)"),
+        ("pagewarden swap-in (in-thread)", "pagewarden in-thread swap-in (random, 1t)"),
+    ]
+    .iter()
+    .filter_map(|(label, name)| pick(name).map(|s| (*label, s)))
+    .collect();
+    std::fs::write(&a.svg, svg(&series)).expect("write svg");
+    println!("CSV: {}  SVG: {}", a.csv, a.svg);
 }
