@@ -1,0 +1,355 @@
+//! Paging workloads over a data set N× the frame budget, pagewarden against the kernel's own
+//! swap at equal memory.
+//!
+//! Workloads: a sequential scan, uniform random reads, uniform random writes, Zipf(0.99) reads
+//! (with the hit ratio next to an exact LRU's on the same trace), and a mixed read/write phase.
+//!
+//! The `kernel` backend runs the same traces on plain anonymous memory in a child process placed
+//! in a memory cgroup (v1 `memory.limit_in_bytes`, or v2 `memory.max`) limited to the same budget,
+//! so the comparison is kernel swap vs pagewarden at equal memory. It needs root and active swap;
+//! without them it says why and runs pagewarden alone. pagewarden uses its default `O_DIRECT` swap,
+//! so neither side reads swap back from the page cache.
+//!
+//! `cargo bench --bench paging -- [--budget-mib M] [--ratios 1.5,2,4,8] [--accesses N]
+//!  [--mode handler|in-thread] [--csv PATH]`
+
+#![allow(clippy::cast_possible_truncation, clippy::cast_sign_loss, clippy::cast_precision_loss)]
+
+use pagewarden::{FaultMode, Runtime};
+use std::collections::HashMap;
+use std::time::{Duration, Instant};
+
+const PAGE: usize = 4096;
+
+#[derive(Clone, Copy, PartialEq, Eq, Debug)]
+enum Kind {
+    Scan,
+    RandomRead,
+    RandomWrite,
+    ZipfRead,
+    Mixed,
+}
+
+const KINDS: [Kind; 5] = [Kind::Scan, Kind::RandomRead, Kind::RandomWrite, Kind::ZipfRead, Kind::Mixed];
+
+fn name(k: Kind) -> &'static str {
+    match k {
+        Kind::Scan => "sequential scan",
+        Kind::RandomRead => "uniform random read",
+        Kind::RandomWrite => "uniform random write",
+        Kind::ZipfRead => "Zipf(0.99) read",
+        Kind::Mixed => "mixed 50/50 read/write",
+    }
+}
+
+struct Rng(u64);
+impl Rng {
+    fn next(&mut self) -> u64 {
+        self.0 ^= self.0 << 13;
+        self.0 ^= self.0 >> 7;
+        self.0 ^= self.0 << 17;
+        self.0
+    }
+    fn unit(&mut self) -> f64 {
+        (self.next() >> 11) as f64 / (1u64 << 53) as f64
+    }
+}
+
+/// The trace of one workload: (page, write).
+fn trace(kind: Kind, pages: usize, accesses: usize, seed: u64) -> Vec<(u32, bool)> {
+    let mut rng = Rng(seed | 1);
+    match kind {
+        Kind::Scan => (0..pages).map(|p| (p as u32, false)).collect(),
+        Kind::RandomRead => (0..accesses).map(|_| ((rng.next() % pages as u64) as u32, false)).collect(),
+        Kind::RandomWrite => (0..accesses).map(|_| ((rng.next() % pages as u64) as u32, true)).collect(),
+        Kind::Mixed => (0..accesses).map(|_| ((rng.next() % pages as u64) as u32, rng.next() % 2 == 0)).collect(),
+        Kind::ZipfRead => {
+            let mut cdf = Vec::with_capacity(pages);
+            let mut acc = 0.0;
+            for i in 1..=pages {
+                acc += 1.0 / (i as f64).powf(0.99);
+                cdf.push(acc);
+            }
+            // Ranks are scattered over the data set, so the hot pages are not neighbours.
+            let perm: Vec<u32> = {
+                let mut v: Vec<u32> = (0..pages as u32).collect();
+                for i in (1..pages).rev() {
+                    v.swap(i, (rng.next() % (i as u64 + 1)) as usize);
+                }
+                v
+            };
+            (0..accesses)
+                .map(|_| (perm[cdf.partition_point(|&c| c < rng.unit() * acc).min(pages - 1)], false))
+                .collect()
+        }
+    }
+}
+
+/// Hit ratio of an exact LRU cache of `capacity` pages on the trace.
+fn lru_hit_ratio(trace: &[(u32, bool)], capacity: usize) -> f64 {
+    let mut last: HashMap<u32, u64> = HashMap::new();
+    let mut order: std::collections::BTreeMap<u64, u32> = std::collections::BTreeMap::new();
+    let mut hits = 0;
+    for (t, &(p, _)) in trace.iter().enumerate() {
+        let t = t as u64;
+        if let Some(old) = last.insert(p, t) {
+            order.remove(&old);
+            hits += 1;
+        } else if order.len() >= capacity {
+            let (_, victim) = order.pop_first().expect("non-empty");
+            last.remove(&victim);
+        }
+        order.insert(t, p);
+    }
+    hits as f64 / trace.len() as f64
+}
+
+fn run_trace(base: *mut u8, trace: &[(u32, bool)]) -> Duration {
+    let t0 = Instant::now();
+    for &(p, w) in trace {
+        // SAFETY: the caller's mapping covers every page of the trace and outlives the run.
+        let addr = unsafe { base.add(p as usize * PAGE) }.cast::<u64>();
+        if w {
+            // SAFETY: as above; 8-byte aligned (page start).
+            unsafe { addr.write_volatile(u64::from(p) + 1) };
+        } else {
+            // SAFETY: as above.
+            std::hint::black_box(unsafe { addr.read_volatile() });
+        }
+    }
+    t0.elapsed()
+}
+
+struct Opts {
+    budget_mib: usize,
+    ratios: Vec<f64>,
+    accesses: usize,
+    mode: FaultMode,
+    csv: String,
+}
+
+fn opts() -> Opts {
+    let mut o = Opts {
+        budget_mib: 32,
+        ratios: vec![1.5, 2.0, 4.0, 8.0],
+        accesses: 20_000,
+        mode: FaultMode::HandlerThreads,
+        csv: "target/paging.csv".into(),
+    };
+    let mut it = std::env::args().skip(1);
+    while let Some(a) = it.next() {
+        match a.as_str() {
+            "--budget-mib" => o.budget_mib = it.next().and_then(|v| v.parse().ok()).expect("--budget-mib M"),
+            "--ratios" => {
+                o.ratios = it.next().expect("--ratios LIST").split(',').map(|x| x.parse().expect("a number")).collect()
+            }
+            "--accesses" => o.accesses = it.next().and_then(|v| v.parse().ok()).expect("--accesses N"),
+            "--mode" => {
+                o.mode = match it.next().as_deref() {
+                    Some("in-thread") => FaultMode::InThread,
+                    _ => FaultMode::HandlerThreads,
+                }
+            }
+            "--csv" => o.csv = it.next().expect("--csv PATH"),
+            "--bench" => {}
+            "--kernel-child" => {
+                kernel_child(&mut it);
+                std::process::exit(0);
+            }
+            other => panic!("unknown argument {other}"),
+        }
+    }
+    o
+}
+
+/// One measured workload: seconds, and the fraction of accesses that faulted from swap (or, for
+/// the kernel, major faults).
+type Result = (Duration, f64);
+
+fn pagewarden_run(o: &Opts, ratio: f64) -> Vec<Result> {
+    let budget = (o.budget_mib << 20) / PAGE;
+    let pages = (budget as f64 * ratio) as usize;
+    let rt = Runtime::builder()
+        .frame_budget(budget * PAGE)
+        .swap_capacity(((pages + budget) * PAGE) as u64)
+        .fault_mode(o.mode)
+        .build()
+        .expect("runtime");
+    let a = rt.arena("data").create().unwrap();
+    let r = a.reserve(pages * PAGE).unwrap();
+    let base = r.as_ptr();
+    let fill: Vec<(u32, bool)> = (0..pages).map(|p| (p as u32, true)).collect();
+    run_trace(base, &fill);
+    KINDS
+        .iter()
+        .map(|&k| {
+            let t = trace(k, pages, o.accesses, 7);
+            let before = rt.stats().totals.swap_ins;
+            let d = run_trace(base, &t);
+            let misses = rt.stats().totals.swap_ins - before;
+            (d, misses as f64 / t.len() as f64)
+        })
+        .collect()
+}
+
+/// Where the kernel backend can run, or why it cannot.
+fn kernel_setup(budget_bytes: usize) -> std::result::Result<std::path::PathBuf, String> {
+    // SAFETY: geteuid has no preconditions.
+    if unsafe { libc::geteuid() } != 0 {
+        return Err("not root: a memory cgroup is needed to give the kernel the same budget".into());
+    }
+    let swaps = std::fs::read_to_string("/proc/swaps").unwrap_or_default();
+    if swaps.lines().count() < 2 {
+        return Err("no active swap (see the README: fallocate, mkswap, swapon)".into());
+    }
+    let name = format!("pagewarden-bench-{}", std::process::id());
+    let v1 = std::path::Path::new("/sys/fs/cgroup/memory");
+    let (dir, limit_file) = if v1.join("memory.limit_in_bytes").exists() {
+        (v1.join(&name), "memory.limit_in_bytes")
+    } else {
+        let root = std::path::Path::new("/sys/fs/cgroup");
+        let _ = std::fs::write(root.join("cgroup.subtree_control"), "+memory");
+        (root.join(&name), "memory.max")
+    };
+    std::fs::create_dir_all(&dir).map_err(|e| format!("cannot create {}: {e}", dir.display()))?;
+    std::fs::write(dir.join(limit_file), budget_bytes.to_string())
+        .map_err(|e| format!("cannot set {}/{limit_file}: {e}", dir.display()))?;
+    Ok(dir)
+}
+
+fn kernel_run(o: &Opts, ratio: f64, cg: &std::path::Path) -> std::result::Result<Vec<Result>, String> {
+    let out = std::process::Command::new(std::env::current_exe().unwrap())
+        .args([
+            "--kernel-child",
+            &cg.display().to_string(),
+            &o.budget_mib.to_string(),
+            &ratio.to_string(),
+            &o.accesses.to_string(),
+        ])
+        .output()
+        .map_err(|e| e.to_string())?;
+    let text = String::from_utf8_lossy(&out.stdout);
+    let res: Vec<Result> = text
+        .lines()
+        .filter_map(|l| l.strip_prefix("RESULT "))
+        .map(|l| {
+            let v: Vec<f64> = l.split(' ').map(|x| x.parse().unwrap_or(0.0)).collect();
+            (Duration::from_secs_f64(v[0]), v[1])
+        })
+        .collect();
+    if res.len() != KINDS.len() {
+        return Err(format!("kernel child failed: {}\n{}", out.status, String::from_utf8_lossy(&out.stderr)));
+    }
+    Ok(res)
+}
+
+fn majflt() -> i64 {
+    // SAFETY: getrusage fills the struct we pass.
+    let mut ru: libc::rusage = unsafe { std::mem::zeroed() };
+    // SAFETY: valid pointer to a rusage struct.
+    unsafe { libc::getrusage(libc::RUSAGE_SELF, &mut ru) };
+    ru.ru_majflt
+}
+
+/// The kernel backend, in its own process inside the memory cgroup.
+fn kernel_child(it: &mut impl Iterator<Item = String>) {
+    let cg = std::path::PathBuf::from(it.next().expect("cgroup"));
+    let budget_mib: usize = it.next().and_then(|v| v.parse().ok()).expect("budget");
+    let ratio: f64 = it.next().and_then(|v| v.parse().ok()).expect("ratio");
+    let accesses: usize = it.next().and_then(|v| v.parse().ok()).expect("accesses");
+    let procs = if cg.join("cgroup.procs").exists() { cg.join("cgroup.procs") } else { cg.join("tasks") };
+    std::fs::write(&procs, std::process::id().to_string()).expect("join the memory cgroup");
+    let budget = (budget_mib << 20) / PAGE;
+    let pages = (budget as f64 * ratio) as usize;
+    let len = pages * PAGE;
+    // SAFETY: a fresh private anonymous mapping, checked for MAP_FAILED.
+    let p = unsafe {
+        libc::mmap(
+            std::ptr::null_mut(),
+            len,
+            libc::PROT_READ | libc::PROT_WRITE,
+            libc::MAP_PRIVATE | libc::MAP_ANONYMOUS,
+            -1,
+            0,
+        )
+    };
+    assert_ne!(p, libc::MAP_FAILED);
+    // SAFETY: our own mapping; 4 KiB pages as on the pagewarden side.
+    unsafe { libc::madvise(p, len, libc::MADV_NOHUGEPAGE) };
+    let base = p.cast::<u8>();
+    let fill: Vec<(u32, bool)> = (0..pages).map(|p| (p as u32, true)).collect();
+    run_trace(base, &fill);
+    for k in KINDS {
+        let t = trace(k, pages, accesses, 7);
+        let before = majflt();
+        let d = run_trace(base, &t);
+        let faults = majflt() - before;
+        println!("RESULT {} {}", d.as_secs_f64(), faults as f64 / t.len() as f64);
+    }
+}
+
+fn main() {
+    let o = opts();
+    let budget = (o.budget_mib << 20) / PAGE;
+    println!(
+        "paging: budget {} MiB ({budget} pages), {:?}, {} accesses per random workload",
+        o.budget_mib, o.mode, o.accesses
+    );
+    let cg = kernel_setup(o.budget_mib << 20);
+    if let Err(why) = &cg {
+        println!("kernel backend skipped: {why}");
+    }
+    let mut csv =
+        String::from("ratio,workload,pw_ns_per_access,kernel_ns_per_access,speedup,pw_miss,kernel_majflt,lru_hit\n");
+    println!(
+        "{:>5} {:<24} {:>12} {:>12} {:>8} {:>9} {:>9} {:>9} {:>9}",
+        "N", "workload", "pw ns/acc", "kern ns/acc", "pw/kern", "pw hit", "kern hit", "LRU hit", "pw/LRU"
+    );
+    for &ratio in &o.ratios {
+        let pw = pagewarden_run(&o, ratio);
+        let kern = match &cg {
+            Ok(dir) => kernel_run(&o, ratio, dir).map_err(|e| println!("kernel run failed: {e}")).ok(),
+            Err(_) => None,
+        };
+        let pages = (budget as f64 * ratio) as usize;
+        for (i, &k) in KINDS.iter().enumerate() {
+            let t = trace(k, pages, o.accesses, 7);
+            let ns = |d: Duration| d.as_nanos() as f64 / t.len() as f64;
+            let (pd, pmiss) = pw[i];
+            let (kns, khit, speed) = match &kern {
+                Some(v) => (ns(v[i].0), 1.0 - v[i].1, ns(v[i].0) / ns(pd)),
+                None => (f64::NAN, f64::NAN, f64::NAN),
+            };
+            let lru = if k == Kind::ZipfRead { lru_hit_ratio(&t, budget) } else { f64::NAN };
+            println!(
+                "{ratio:>5} {:<24} {:>12.0} {:>12.0} {:>8.2} {:>9.3} {:>9.3} {:>9.3} {:>9.3}",
+                name(k),
+                ns(pd),
+                kns,
+                speed,
+                1.0 - pmiss,
+                khit,
+                lru,
+                (1.0 - pmiss) / lru
+            );
+            csv.push_str(&format!(
+                "{ratio},{},{:.0},{:.0},{:.3},{:.4},{:.4},{:.4}\n",
+                name(k),
+                ns(pd),
+                kns,
+                speed,
+                pmiss,
+                1.0 - khit,
+                lru
+            ));
+        }
+    }
+    if let Ok(dir) = &cg {
+        let _ = std::fs::remove_dir(dir);
+    }
+    if let Some(d) = std::path::Path::new(&o.csv).parent() {
+        let _ = std::fs::create_dir_all(d);
+    }
+    std::fs::write(&o.csv, csv).expect("write csv");
+    println!("(pw/kern > 1: pagewarden faster; hit = accesses served without a swap read)\nCSV: {}", o.csv);
+}
