@@ -348,7 +348,7 @@ impl RuntimeBuilder {
                 format!("low {low}, high {high}: need 0 < low <= high <= budget/2 ({})", budget_frames / 2),
             ));
         }
-        let max_readahead = self.max_readahead.unwrap_or(64);
+        let max_readahead = self.max_readahead.unwrap_or(256);
         if !(1..=1024).contains(&max_readahead) {
             return Err(invalid("max_readahead", format!("{max_readahead} pages; must be 1..=1024")));
         }

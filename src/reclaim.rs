@@ -44,6 +44,8 @@ const BACKGROUND_BATCH: usize = 64;
 pub(crate) enum Victims {
     /// Up to this many, chosen by the replacement policy.
     Policy(usize),
+    /// Up to this many clean pages (no I/O), chosen by the replacement policy.
+    Clean(usize),
     /// These pages of one region (page-out on request).
     Pages(u32, std::ops::Range<u64>),
 }
@@ -96,6 +98,13 @@ impl Core {
     pub(crate) fn acquire<'a>(&'a self, mut st: Guard<'a>, want: usize, rid: u32) -> (Guard<'a>, Option<usize>) {
         if st.frames.free() == 0 {
             st.counters(rid).direct_reclaims += 1;
+        }
+        // A readahead window larger than the spare frames: make room by dropping clean pages
+        // (no I/O; a scan leaves them behind it), so streams keep their full window.
+        let spare = st.frames.free().saturating_sub(self.cfg.low);
+        if want > spare + 1 && st.clean > 0 {
+            let (g, _) = self.evict(st, Victims::Clean(want - spare));
+            st = g;
         }
         loop {
             let free = st.frames.free();
@@ -150,6 +159,15 @@ impl Core {
         match victims {
             // With swap unwritable only clean pages can go: when there are none, skip the scan.
             Victims::Policy(_) if !st.swap_writable() && st.clean == 0 => return (st, 0),
+            Victims::Clean(max) => {
+                while chosen.len() < max && st.clean > chosen.len() {
+                    let st = &mut *st;
+                    let held = &st.held;
+                    let evictable = |k, e: Entry| !held.contains_key(&k) && !e.dirty();
+                    let Some(k) = st.lru.victim(&mut st.regions, evictable) else { break };
+                    chosen.push(k);
+                }
+            }
             Victims::Policy(max) => {
                 let mut dirty = 0usize;
                 while chosen.len() < max {
@@ -193,19 +211,15 @@ impl Core {
         let mut jobs: Vec<Job> = Vec::new();
         let n_dirty = chosen.iter().filter(|&&k| st.regions.0[&unkey(k).0].pages.get(unkey(k).1).dirty()).count();
         let run = st.slots.alloc_run(n32(n_dirty));
+        let mut clean: Vec<PageKey> = Vec::new();
         for k in chosen {
             let (rid, page) = unkey(k);
             let off = idx(page) * ps;
             let mut e = st.region(rid).pages.get(page);
             if !e.dirty() {
-                // Clean: the swap copy is valid (or the page was never written). No I/O.
-                let map = st.region(rid).map.clone();
-                if let Err(err) = map.discard(off, ps) {
-                    log::error!("pagewarden: dropping a clean page failed: {err}");
-                    st.lru.requeue(k, &mut e);
-                    st.region_mut(rid).pages.set(page, e);
-                    continue;
-                }
+                // Clean: the swap copy is valid (or the page was never written). No I/O; the
+                // frames are discarded below, neighbours with one madvise.
+                clean.push(k);
                 st.lru.leave(&mut e);
                 st.lru.stamp(&mut e);
                 let r = st.region_mut(rid);
@@ -290,6 +304,20 @@ impl Core {
             r.inflight += 1;
             st.evicting += 1;
             jobs.push(Job { rid, page, slot, hole, map, ok: false });
+        }
+        clean.sort_unstable();
+        let mut i = 0;
+        while i < clean.len() {
+            let (rid, first) = unkey(clean[i]);
+            let mut j = i + 1;
+            while j < clean.len() && clean[j] == clean[i] + (j - i) as u64 {
+                j += 1;
+            }
+            let map = st.region(rid).map.clone();
+            if let Err(err) = map.discard(idx(first) * ps, (j - i) * ps) {
+                log::error!("pagewarden: dropping clean pages failed: {err}");
+            }
+            i = j;
         }
         if jobs.is_empty() {
             if let Some(start) = run {
