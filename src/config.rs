@@ -209,7 +209,8 @@ impl RuntimeBuilder {
         self
     }
 
-    /// Largest sequential fault-around window, in pages (default 64 = 256 KiB; 1 disables it).
+    /// Largest sequential fault-around window, in pages (default 256 = 1 MiB, at most a quarter
+    /// of the budget; 1 disables it). Clean pages are dropped to make room for a full window.
     pub fn max_readahead(mut self, pages: usize) -> Self {
         self.max_readahead = Some(pages);
         self

@@ -160,11 +160,14 @@ impl Core {
             // With swap unwritable only clean pages can go: when there are none, skip the scan.
             Victims::Policy(_) if !st.swap_writable() && st.clean == 0 => return (st, 0),
             Victims::Clean(max) => {
-                while chosen.len() < max && st.clean > chosen.len() {
+                // Opportunistic: look at a few queue entries per page wanted, no more.
+                let mut budget = 8 * max;
+                while chosen.len() < max && st.clean > chosen.len() && budget > 0 {
                     let st = &mut *st;
                     let held = &st.held;
                     let evictable = |k, e: Entry| !held.contains_key(&k) && !e.dirty();
-                    let Some(k) = st.lru.victim(&mut st.regions, evictable) else { break };
+                    let Some(k) = st.lru.victim_within(&mut st.regions, evictable, budget) else { break };
+                    budget = budget.saturating_sub(8);
                     chosen.push(k);
                 }
             }

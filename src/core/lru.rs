@@ -138,7 +138,18 @@ impl Lru {
         store: &mut impl PageStore,
         can_evict: impl Fn(PageKey, Entry) -> bool,
     ) -> Option<PageKey> {
-        let mut steps = 3 * (self.inactive.len() + self.active.len()) + 4;
+        self.victim_within(store, can_evict, usize::MAX)
+    }
+
+    /// [`Lru::victim`], looking at no more than `max_steps` queue entries (for opportunistic
+    /// reclaim that must stay cheap).
+    pub(crate) fn victim_within(
+        &mut self,
+        store: &mut impl PageStore,
+        can_evict: impl Fn(PageKey, Entry) -> bool,
+        max_steps: usize,
+    ) -> Option<PageKey> {
+        let mut steps = (3 * (self.inactive.len() + self.active.len()) + 4).min(max_steps);
         // Inactive pages passed over because `can_evict` refused them. After a full pass, active
         // pages are demoted to the front of the inactive list so they are considered at once.
         let mut skipped = 0;
