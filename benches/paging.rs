@@ -186,7 +186,11 @@ fn pagewarden_run(o: &Opts, ratio: f64) -> Vec<Result> {
             let t = trace(k, pages, o.accesses, 7);
             let before = rt.stats().totals.swap_ins;
             let d = run_trace(base, &t);
-            let misses = rt.stats().totals.swap_ins - before;
+            let st = rt.stats();
+            let misses = st.totals.swap_ins - before;
+            if std::env::var_os("PAGING_VERBOSE").is_some() {
+                eprintln!("{k:?} N={ratio}: {st}");
+            }
             (d, misses as f64 / t.len() as f64)
         })
         .collect()

@@ -325,6 +325,8 @@ impl Core {
             swap_slots: swap,
             swap_used: u64::from(st.slots.used()),
             swap_direct: self.swap.as_ref().is_some_and(|s| s.is_direct()),
+            swap_read_ios: self.swap.as_ref().map_or(0, |s| s.read_ios.load(Ordering::Relaxed)),
+            swap_write_ios: self.swap.as_ref().map_or(0, |s| s.write_ios.load(Ordering::Relaxed)),
             committed_bytes: st.committed,
             commit_limit_bytes: crate::pin::commit_limit(swap * ps, budget * ps, ratio),
             eviction: self.path,

@@ -203,6 +203,10 @@ pub struct Stats {
     pub swap_used: u64,
     /// Whether swap I/O bypasses the page cache.
     pub swap_direct: bool,
+    /// Swap read calls (one per run of consecutive slots read together).
+    pub swap_read_ios: u64,
+    /// Swap write calls (one per run of consecutive slots written together).
+    pub swap_write_ios: u64,
     /// Commit charge: bytes of live reservations (like `Committed_AS`).
     pub committed_bytes: u64,
     /// `swap + ratio × budget` in bytes, with the `Strict` ratio or the kernel's default 0.5
@@ -278,10 +282,13 @@ impl fmt::Display for Stats {
         )?;
         writeln!(
             f,
-            "metadata {} bytes for {} tracked pages ({:.1} B/page)",
+            "metadata {} bytes for {} tracked pages ({:.1} B/page); swap I/O: {} reads, {} writes ({:.1} pages per write)",
             self.metadata_bytes,
             self.tracked_pages,
             self.metadata_bytes as f64 / self.tracked_pages.max(1) as f64,
+            self.swap_read_ios,
+            self.swap_write_ios,
+            self.totals.writebacks as f64 / self.swap_write_ios.max(1) as f64,
         )?;
         writeln!(
             f,

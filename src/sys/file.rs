@@ -13,6 +13,9 @@ use std::path::{Path, PathBuf};
 pub(crate) struct SwapFile {
     fd: OwnedFd,
     direct: bool,
+    /// Read and write calls issued (one per run of consecutive slots), for the stats.
+    pub(crate) read_ios: std::sync::atomic::AtomicU64,
+    pub(crate) write_ios: std::sync::atomic::AtomicU64,
     /// Set when the file has a name we created and must remove.
     remove: Option<PathBuf>,
 }
@@ -61,7 +64,13 @@ impl SwapFile {
             };
             match made {
                 Ok((fd, remove)) => {
-                    let f = SwapFile { fd, direct: try_direct, remove };
+                    let f = SwapFile {
+                        fd,
+                        direct: try_direct,
+                        read_ios: Default::default(),
+                        write_ios: Default::default(),
+                        remove,
+                    };
                     f.preallocate(capacity)?;
                     return Ok(f);
                 }
@@ -133,6 +142,8 @@ impl SwapFile {
 
     fn io(&self, at: u64, pages: &[(&Mapping, usize)], write: bool) -> SysResult<()> {
         let ps = page_size();
+        let counter = if write { &self.write_ios } else { &self.read_ios };
+        counter.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
         let op = if write { "pwritev(swap)" } else { "preadv(swap)" };
         let mut iov = Vec::with_capacity(pages.len());
         for &(m, off) in pages {
