@@ -111,6 +111,7 @@ pub struct RuntimeBuilder {
     pressure_warn: Option<(f64, Duration)>,
     pin_limit: Option<usize>,
     fault_mode: FaultMode,
+    swap_faults: Option<crate::swap::SwapFaults>,
 }
 
 /// A stall threshold: share of a sliding window during which some thread was stalled on a fault.
@@ -141,6 +142,7 @@ pub(crate) struct Config {
     pub(crate) pressure_warn: Option<StallThreshold>,
     pub(crate) pin_limit: usize,
     pub(crate) fault_mode: FaultMode,
+    pub(crate) swap_faults: Option<crate::swap::SwapFaults>,
 }
 
 /// Smallest budget that leaves room for readahead, watermarks and a working fault path.
@@ -269,6 +271,13 @@ impl RuntimeBuilder {
     /// Who resolves faults (default [`FaultMode::HandlerThreads`]).
     pub fn fault_mode(mut self, mode: FaultMode) -> Self {
         self.fault_mode = mode;
+        self
+    }
+
+    /// Injects swap I/O failures, for testing error paths. Not a stable interface.
+    #[doc(hidden)]
+    pub fn swap_faults(mut self, faults: crate::swap::SwapFaults) -> Self {
+        self.swap_faults = Some(faults);
         self
     }
 
@@ -405,6 +414,7 @@ impl RuntimeBuilder {
             pressure_warn,
             pin_limit,
             fault_mode: self.fault_mode,
+            swap_faults: self.swap_faults,
         })
     }
 }

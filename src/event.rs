@@ -31,6 +31,15 @@ pub enum Event {
         /// Capacity in slots.
         capacity: u64,
     },
+    /// A page's swap copy could not be read back intact (an I/O error or a checksum mismatch):
+    /// the page is poisoned — safe accessors get `Error::Corrupted`, raw access SIGBUS — rather
+    /// than returned with wrong contents.
+    PageLost {
+        /// The arena.
+        arena: String,
+        /// Offset of the page in its region.
+        offset: usize,
+    },
     /// A write to swap failed; swap is treated as full from now on (dirty pages stay in memory).
     SwapFailed {
         /// The error.

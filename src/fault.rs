@@ -364,17 +364,40 @@ impl Core {
         }
         // A raw thread's copy has no owner: the next accessor to return drops it.
         let owner = if accessor { tid } else { 0 };
-        // The real contents: a rare emergency path, so the slot is read with the lock held.
+        // The real contents: a rare emergency path, so the slot is read with the lock held. A
+        // slot that cannot be read back intact loses the page rather than show wrong data.
         let mut src: (&Mapping, usize) = (&self.zero, 0);
-        if let (Some(s), Some(swap)) = (e.slot(), self.swap.as_ref()) {
-            if swap.read_pages(u64::from(s) * ps as u64, &[(&scratch.bounce, 0)]).is_ok() {
-                src = (&scratch.bounce, 0);
+        if let Some(s) = e.slot() {
+            let ok = self.swap_read(s, &[(&scratch.bounce, 0)]).is_ok()
+                && crate::swap::page_sum(&scratch.bounce, 0, ps) == st.sums[idx(u64::from(s))];
+            if !ok {
+                self.lose_page(st, rid, page);
+                self.resolve_dead(st, rid, page, tid);
+                return;
             }
+            src = (&scratch.bounce, 0);
         }
         if self.install_reserve(st, rid, page, owner, src, true) {
             e.set_reserve(true);
             st.region_mut(rid).pages.set(page, e);
         }
+    }
+
+    /// A page whose swap copy cannot be read back: poisoned (safe accessors get
+    /// `Error::Corrupted`, raw access SIGBUS), its slot freed, and reported.
+    pub(crate) fn lose_page(&self, st: &mut Guard<'_>, rid: u32, page: u64) {
+        let mut e = st.region(rid).pages.get(page);
+        if e.state() == PageState::Swapped {
+            st.region_mut(rid).swapped -= 1;
+        }
+        st.release_slot(rid, &mut e);
+        let r = st.region_mut(rid);
+        r.pages.set(page, Entry::default().with_state(PageState::Poisoned));
+        r.poisoned.fetch_add(1, Ordering::AcqRel);
+        st.counters(rid).lost_pages += 1;
+        let arena = st.region(rid).arena;
+        let name = st.arenas.get(&arena).map(|a| a.shared.name.clone()).unwrap_or_default();
+        self.publish(crate::Event::PageLost { arena: name, offset: idx(page) * self.page() });
     }
 
     /// Maps an emergency page from the reserve (outside the budget) to release a thread parked on
@@ -495,6 +518,8 @@ impl Core {
         st.frames.give(got - n);
         st.paging_in += n;
         let sources: Vec<Source> = run.iter().map(|(_, e)| e.slot().map_or(Source::Zero, Source::Slot)).collect();
+        // What each slot must read back as (the slots are this run's while it is in flight).
+        let expect: Vec<u32> = run.iter().map(|(_, e)| e.slot().map_or(0, |s| st.sums[idx(u64::from(s))])).collect();
         let all_zero = sources.iter().all(|s| matches!(s, Source::Zero));
         // A single page written at once can take a free pool frame by MOVE: no allocation, no copy.
         let pool_frame =
@@ -525,15 +550,20 @@ impl Core {
                             j += 1;
                         }
                         let dst: Vec<(&Mapping, usize)> = (i..j).map(|k| (buf, buf_off + k * ps)).collect();
-                        let swap = self.swap.as_ref().expect("a page has a slot only when swap exists");
-                        if swap.read_pages(u64::from(s) * ps as u64, &dst).is_err() {
+                        if self.swap_read(s, &dst).is_err() {
                             // Isolate the bad slot(s): only pages that cannot be read are lost.
                             for k in i..j {
                                 let slot = s + n32(k - i);
-                                if let Err(e) = swap.read_pages(u64::from(slot) * ps as u64, &dst[k - i..=k - i]) {
+                                if let Err(e) = self.swap_read(slot, &dst[k - i..=k - i]) {
                                     log::error!("pagewarden: swap read of slot {slot} failed: {e}; page poisoned");
                                     failed[k] = true;
                                 }
+                            }
+                        }
+                        for k in i..j {
+                            if !failed[k] && crate::swap::page_sum(buf, buf_off + k * ps, ps) != expect[k] {
+                                log::error!("pagewarden: slot {} failed its checksum; page poisoned", s + n32(k - i));
+                                failed[k] = true;
                             }
                         }
                         i = j;
@@ -669,16 +699,11 @@ impl Core {
         }
         for (k, &(p, prev)) in run.iter().enumerate() {
             // Back to the state before the page-in, keeping flags changed meanwhile.
-            let mut e = st.region(rid).pages.get(p).with_state(prev.state());
-            if poison.is_some_and(|f| f[k]) {
-                st.release_slot(rid, &mut e);
-                e = Entry::default().with_state(PageState::Poisoned);
-                let r = st.region_mut(rid);
-                r.swapped -= 1;
-                r.poisoned.fetch_add(1, Ordering::AcqRel);
-                st.counters(rid).lost_pages += 1;
-            }
+            let e = st.region(rid).pages.get(p).with_state(prev.state());
             st.region_mut(rid).pages.set(p, e);
+            if poison.is_some_and(|f| f[k]) {
+                self.lose_page(st, rid, p);
+            }
         }
         if let (Some(&(first, _)), n) = (run.first(), run.len()) {
             self.wake(st, rid, first, n as u64);

@@ -94,6 +94,7 @@ mod pin;
 mod reclaim;
 mod runtime;
 mod stats;
+mod swap;
 mod sys;
 
 pub use arena::{Arena, ArenaBuilder, Region};
@@ -108,6 +109,8 @@ pub use oom::pressure::{Pressure, PsiLine};
 pub use oom::report::{CandidateRow, KillTrigger, OomReport, Victim};
 pub use runtime::Runtime;
 pub use stats::{ArenaStats, Counters, Latency, Stats};
+#[doc(hidden)]
+pub use swap::SwapFaults;
 pub use sys::uffd::UffdSource;
 
 #[cfg(test)]

@@ -59,6 +59,8 @@ struct Job {
     hole: Option<u32>,
     map: Arc<Mapping>,
     ok: bool,
+    /// Checksum of the page as written.
+    sum: u32,
 }
 
 pub(crate) fn reclaimer_loop(core: &Core) {
@@ -306,7 +308,7 @@ impl Core {
             r.pages.set(page, e);
             r.inflight += 1;
             st.evicting += 1;
-            jobs.push(Job { rid, page, slot, hole, map, ok: false });
+            jobs.push(Job { rid, page, slot, hole, map, ok: false, sum: 0 });
         }
         clean.sort_unstable();
         let mut i = 0;
@@ -343,7 +345,6 @@ impl Core {
 
         // Write without the lock, one vectored write per run of consecutive slots.
         jobs.sort_by_key(|j| j.slot);
-        let swap = self.swap.as_ref().expect("dirty eviction needs swap");
         let mut i = 0;
         while i < jobs.len() {
             let mut j = i + 1;
@@ -358,12 +359,16 @@ impl Core {
                     None => (&*job.map, idx(job.page) * ps),
                 })
                 .collect();
-            let res = swap.write_pages(u64::from(jobs[i].slot) * ps as u64, &srcs);
+            let res = self.swap_write(jobs[i].slot, &srcs);
             if let Err(e) = &res {
                 log::error!("pagewarden: swap write failed: {e}; swap is treated as full from now on");
             }
-            for job in &mut jobs[i..j] {
+            // The pages cannot change while they are written (moved out, or write-protected), so
+            // their checksum now is the checksum of what is in the slots.
+            let sums: Vec<u32> = srcs.iter().map(|&(m, off)| crate::swap::page_sum(m, off, ps)).collect();
+            for (job, sum) in jobs[i..j].iter_mut().zip(sums) {
                 job.ok = res.is_ok();
+                job.sum = sum;
             }
             i = j;
         }
@@ -372,7 +377,7 @@ impl Core {
         let mut failed = None;
         for job in jobs {
             st.evicting -= 1;
-            let Job { rid, page, slot, hole, map, ok } = job;
+            let Job { rid, page, slot, hole, map, ok, sum } = job;
             let off = idx(page) * ps;
             let live = st.region(rid).live;
             let mut e = st.region(rid).pages.get(page);
@@ -393,6 +398,7 @@ impl Core {
                     e.set_state(PageState::Swapped);
                     e.set_dirty(false);
                     st.attach_slot(rid, &mut e, slot);
+                    st.sums[idx(u64::from(slot))] = sum;
                     st.lru.stamp(&mut e);
                     let r = st.region_mut(rid);
                     r.resident -= 1;

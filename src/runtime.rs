@@ -183,6 +183,8 @@ pub(crate) struct State {
     pub(crate) clean: usize,
     /// Pages a safe write holds resident while it copies into them (key → holders).
     pub(crate) held: IdMap<PageKey, u32>,
+    /// Checksum of each swap slot's contents (0: none recorded).
+    pub(crate) sums: Vec<u32>,
 }
 
 impl State {
@@ -261,6 +263,8 @@ pub(crate) struct Core {
     pub(crate) in_thread: bool,
     /// Staging buffers for in-thread faults (one per fault in progress).
     pub(crate) scratch: Mutex<Vec<crate::fault::Scratch>>,
+    /// Injected swap failures (tests only).
+    pub(crate) faults: Option<crate::swap::Injector>,
 }
 
 impl Core {
@@ -618,6 +622,7 @@ impl Runtime {
             reaping: 0,
             clean: 0,
             held: IdMap::default(),
+            sums: vec![0; crate::core::idx(u64::from(cfg.swap_slots))],
         };
         let core = Arc::new(Core {
             uffd: ufd,
@@ -637,6 +642,7 @@ impl Runtime {
             can_poison,
             in_thread,
             scratch: Mutex::new(Vec::new()),
+            faults: cfg.swap_faults.clone().map(crate::swap::Injector::new),
             cfg,
         });
         if in_thread {
