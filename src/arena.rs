@@ -150,6 +150,7 @@ impl ArenaBuilder {
 
     /// Creates the arena.
     pub fn create(self) -> Result<Arena> {
+        self.rt.core.check()?;
         let adj = check_adj(self.adj)?;
         let mut hints = self.hints;
         hints.nice = check_nice(self.nice)?;
@@ -248,6 +249,7 @@ impl Arena {
                 detail: format!("{len} bytes is more than the largest region ({} bytes)", MAX_REGION_PAGES * ps as u64),
             });
         }
+        core.check()?;
         if self.is_killed() {
             return Err(self.killed_err());
         }
@@ -475,11 +477,12 @@ impl Region {
         mut f: impl FnMut(usize, usize, usize) -> Result<()>,
     ) -> Result<()> {
         self.check(offset, len)?;
+        let core = &self.arena.inner.rt.core;
+        core.check()?;
         if len == 0 {
             return Ok(());
         }
         let shared = &self.arena.inner.shared;
-        let core = &self.arena.inner.rt.core;
         let ps = self.map_page();
         let mut stop: Option<Error> = None;
         let failed = {
@@ -516,6 +519,8 @@ impl Region {
             }
             failed()
         };
+        // A failed runtime answered this access's faults with emergency pages: say so.
+        core.check()?;
         if shared.killed.load(Ordering::Acquire) {
             return Err(self.arena.killed_err());
         }
@@ -605,6 +610,7 @@ impl Region {
             });
         }
         self.check(offset, len)?;
+        self.arena.inner.rt.core.check()?;
         if self.arena.is_killed() {
             return Err(self.arena.killed_err());
         }
@@ -651,6 +657,7 @@ impl Region {
     pub fn pin(&self, offset: usize, len: usize) -> Result<()> {
         let range = self.page_range(offset, len)?;
         let core = &self.arena.inner.rt.core;
+        core.check()?;
         core.pin_reserve(self.id, range.clone())?;
         let mut done = range.start;
         let mut res = Ok(());

@@ -104,6 +104,12 @@ pub enum Error {
         /// Offset of the first such page.
         offset: usize,
     },
+    /// The runtime stopped serving faults after an internal failure (a panic in its fault handler
+    /// or reclaimer). Data in it can no longer be reached; drop the runtime's regions.
+    RuntimeFailed {
+        /// What failed.
+        detail: String,
+    },
     /// A page of the access could not be brought back (its swap slot could not be read); the
     /// page is poisoned rather than returned with wrong contents.
     Corrupted {
@@ -188,6 +194,11 @@ impl fmt::Display for Error {
                 write!(f, "the page at offset {offset} is already pinned; pins do not nest")
             }
             Error::NotPinned { offset } => write!(f, "the page at offset {offset} is not pinned"),
+            Error::RuntimeFailed { detail } => write!(
+                f,
+                "the runtime stopped serving faults after an internal failure ({detail}); its regions are \
+                 unusable: drop them and report the bug"
+            ),
             Error::Corrupted { offset } => {
                 write!(f, "the page at region offset {offset} could not be read back from swap and is poisoned")
             }

@@ -61,7 +61,17 @@ pub(crate) fn unregister_in_thread(core: &Core) {
 fn resolve_sigbus(addr: usize, write: bool) -> bool {
     let cores: Vec<std::sync::Arc<Core>> =
         IN_THREAD.lock().unwrap_or_else(|p| p.into_inner()).iter().filter_map(std::sync::Weak::upgrade).collect();
-    cores.iter().find_map(|c| c.fault_in_thread(addr, write)).unwrap_or(false)
+    cores
+        .iter()
+        .find_map(|c| {
+            std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| c.fault_in_thread(addr, write))).unwrap_or_else(
+                |p| {
+                    c.fail(format!("an in-thread fault panicked: {}", crate::reclaim::panic_text(&p)));
+                    c.fault_in_thread(addr, write)
+                },
+            )
+        })
+        .unwrap_or(false)
 }
 
 pub(crate) fn handler_loop(core: &Core) {
@@ -99,7 +109,14 @@ pub(crate) fn handler_loop(core: &Core) {
             for (ev, arena) in evs[..n].iter().zip(arenas) {
                 match *ev {
                     UffdEvent::PageFault { addr, write, wp, tid } => {
-                        core.fault(addr, write, wp, tid, &mut scratch);
+                        let served = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+                            core.fault(addr, write, wp, tid, &mut scratch)
+                        }));
+                        if let Err(p) = served {
+                            core.fail(format!("a fault handler panicked: {}", crate::reclaim::panic_text(&p)));
+                            // Release the thread whose fault was being served.
+                            core.fault(addr, write, wp, tid, &mut scratch);
+                        }
                         core.stall_leave(arena, tid);
                     }
                     UffdEvent::Other(kind) => {
@@ -142,7 +159,7 @@ impl Core {
             let t0 = Instant::now();
             let mut st = self.lock();
             let Some((rid, page)) = st.locate(addr, ps) else { break };
-            if st.region(rid).live != Liveness::Live {
+            if st.region(rid).live != Liveness::Live || self.is_failed() {
                 self.resolve_dead(&mut st, rid, page, tid);
                 break;
             }
@@ -218,7 +235,7 @@ impl Core {
             // A region released while this event was queued: unregistering woke its threads.
             return;
         };
-        if st.region(rid).live != Liveness::Live {
+        if st.region(rid).live != Liveness::Live || self.is_failed() {
             self.resolve_dead(&mut st, rid, page, tid);
             return;
         }

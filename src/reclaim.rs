@@ -64,7 +64,6 @@ struct Job {
 }
 
 pub(crate) fn reclaimer_loop(core: &Core) {
-    let mut st = core.lock();
     // Wake often enough to notice pressure within a fraction of its window.
     let tick = [core.cfg.pressure_kill, core.cfg.pressure_warn]
         .iter()
@@ -73,21 +72,38 @@ pub(crate) fn reclaimer_loop(core: &Core) {
         .min()
         .unwrap_or(Duration::from_millis(250))
         .clamp(Duration::from_millis(2), Duration::from_millis(250));
-    while !core.shutdown.load(Ordering::Acquire) {
-        st = core.reap_some(st);
-        core.housekeeping(&mut st);
-        if st.frames.free() >= core.cfg.low {
-            st = core.wait(st, &core.reclaim_cv, tick);
-            continue;
+    while !core.shutdown.load(Ordering::Acquire) && !core.is_failed() {
+        // A panic must not leave the runtime half-working: it stops, and says so (see `fail`).
+        let round = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| core.reclaim_round(tick)));
+        if let Err(p) = round {
+            core.fail(format!("the reclaimer panicked: {}", panic_text(&p)));
         }
-        while st.frames.free() < core.cfg.high && !core.shutdown.load(Ordering::Acquire) {
-            let want = (core.cfg.high - st.frames.free()).min(BACKGROUND_BATCH);
-            let (g, freed) = core.evict(st, Victims::Policy(want));
+    }
+}
+
+/// The message of a caught panic.
+pub(crate) fn panic_text(p: &Box<dyn std::any::Any + Send>) -> String {
+    p.downcast_ref::<&str>().map(|s| s.to_string()).or_else(|| p.downcast_ref::<String>().cloned()).unwrap_or_default()
+}
+
+impl Core {
+    /// One round of the reclaimer: reap, housekeeping, then evict up to the high watermark.
+    fn reclaim_round(&self, tick: Duration) {
+        let mut st = self.lock();
+        st = self.reap_some(st);
+        self.housekeeping(&mut st);
+        if st.frames.free() >= self.cfg.low {
+            drop(self.wait(st, &self.reclaim_cv, tick));
+            return;
+        }
+        while st.frames.free() < self.cfg.high && !self.shutdown.load(Ordering::Acquire) {
+            let want = (self.cfg.high - st.frames.free()).min(BACKGROUND_BATCH);
+            let (g, freed) = self.evict(st, Victims::Policy(want));
             st = g;
             if freed == 0 {
                 // Nothing evictable now; faults will escalate if it stays so.
-                st = core.wait(st, &core.reclaim_cv, Duration::from_millis(10));
-                break;
+                drop(self.wait(st, &self.reclaim_cv, Duration::from_millis(10)));
+                return;
             }
         }
     }
@@ -574,7 +590,8 @@ impl Core {
         st.lru.forget_region(rid);
         // Pages in flight are finished by their owners (they see the region released). Wait for
         // them, so that when the region's drop returns all of its frames and slots are free.
-        while st.regions.0.get(&rid).is_some_and(|r| r.inflight > 0) {
+        // (A failed runtime's in-flight work will never finish: do not wait for it.)
+        while !self.is_failed() && st.regions.0.get(&rid).is_some_and(|r| r.inflight > 0) {
             st = self.wait(st, &self.progress, Duration::from_millis(5));
         }
         self.forget_if_done(&mut st, rid);

@@ -265,6 +265,9 @@ pub(crate) struct Core {
     pub(crate) scratch: Mutex<Vec<crate::fault::Scratch>>,
     /// Injected swap failures (tests only).
     pub(crate) faults: Option<crate::swap::Injector>,
+    /// Set when a handler or the reclaimer panicked: the runtime serves no more faults.
+    pub(crate) failed: AtomicBool,
+    pub(crate) failure: Mutex<String>,
 }
 
 impl Core {
@@ -276,6 +279,35 @@ impl Core {
 
     pub(crate) fn page(&self) -> usize {
         self.cfg.page
+    }
+
+    /// Stops serving faults after an internal failure (a panic in a handler or the reclaimer):
+    /// its bookkeeping can no longer be trusted. From now on every fault is answered as for a dead
+    /// page (a safe accessor returns [`Error::RuntimeFailed`], raw access gets SIGBUS) and every
+    /// call returns `RuntimeFailed`. The userfaultfd stays open, so no thread ever resumes on a
+    /// page of zeros in place of its data.
+    pub(crate) fn fail(&self, why: String) {
+        log::error!("pagewarden: runtime failed: {why}");
+        let mut f = self.failure.lock().unwrap_or_else(|p| p.into_inner());
+        if f.is_empty() {
+            *f = why;
+        }
+        self.failed.store(true, Ordering::Release);
+        self.progress.notify_all();
+    }
+
+    pub(crate) fn is_failed(&self) -> bool {
+        self.failed.load(Ordering::Acquire)
+    }
+
+    /// `Err(RuntimeFailed)` once the runtime has failed.
+    pub(crate) fn check(&self) -> Result<()> {
+        if self.is_failed() {
+            return Err(Error::RuntimeFailed {
+                detail: self.failure.lock().unwrap_or_else(|p| p.into_inner()).clone(),
+            });
+        }
+        Ok(())
     }
 
     pub(crate) fn publish(&self, ev: Event) {
@@ -643,6 +675,8 @@ impl Runtime {
             in_thread,
             scratch: Mutex::new(Vec::new()),
             faults: cfg.swap_faults.clone().map(crate::swap::Injector::new),
+            failed: AtomicBool::new(false),
+            failure: Mutex::new(String::new()),
             cfg,
         });
         if in_thread {

@@ -27,6 +27,8 @@ pub struct SwapFaults {
     pub flip_bit_slots: Vec<u32>,
     /// Every I/O call takes at least this long.
     pub delay: Option<Duration>,
+    /// Swap reads panic (a stand-in for any bug in the fault path).
+    pub panic_on_read: bool,
 }
 
 /// The injector's state.
@@ -63,6 +65,7 @@ impl Core {
             if let Some(d) = inj.plan.delay {
                 std::thread::sleep(d);
             }
+            assert!(!inj.plan.panic_on_read, "injected panic in a swap read");
             let slots = first..first + crate::core::n32(dst.len());
             if inj.plan.fail_read_slots.iter().any(|s| slots.contains(s)) {
                 return Err(SysError::new("preadv(swap) [injected]", libc::EIO));

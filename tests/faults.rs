@@ -115,3 +115,28 @@ fn slow_swap_is_only_slow() {
         assert!(b.iter().all(|&x| x == i as u8));
     }
 }
+
+#[test]
+fn a_panic_in_the_fault_path_fails_the_runtime_cleanly() {
+    for mode in MODES {
+        let faults = SwapFaults { panic_on_read: true, ..Default::default() };
+        let Some(rt) = runtime_with(16, 64, pagewarden::EvictionPath::Auto, |b| b.swap_faults(faults).fault_mode(mode))
+        else {
+            continue;
+        };
+        let a = rt.arena("a").create().unwrap();
+        let r = a.reserve(8 * PAGE).unwrap();
+        eight_swapped(&r);
+        // The swap-in panics inside the runtime: the access fails, it does not hang or crash.
+        let e = check_page(&r, 0).unwrap_err();
+        assert!(matches!(e, Error::RuntimeFailed { ref detail } if detail.contains("injected panic")), "{mode:?}: {e}");
+        // Every later call says so too.
+        assert!(matches!(r.write(PAGE, &[1]), Err(Error::RuntimeFailed { .. })));
+        assert!(matches!(a.reserve(PAGE), Err(Error::RuntimeFailed { .. })));
+        assert!(matches!(rt.arena("b").create(), Err(Error::RuntimeFailed { .. })));
+        // And it shuts down.
+        drop(r);
+        drop(a);
+        drop(rt);
+    }
+}
