@@ -71,3 +71,24 @@ fn unavailable_userfaultfd_message_says_what_to_do() {
         assert!(m.contains(needle), "message lacks {needle}: {m}");
     }
 }
+
+#[test]
+fn running_out_of_address_space_is_a_typed_error() {
+    let Some(rt) = runtime(16, 64, EvictionPath::Auto) else { return };
+    let a = rt.arena("huge").create().unwrap();
+    // 16 TiB each (the largest region); a 47-bit address space holds fewer than eight.
+    let mut held = Vec::new();
+    let err = loop {
+        match a.reserve(1 << 44) {
+            Ok(r) => held.push(r),
+            Err(e) => break e,
+        }
+        assert!(held.len() < 16, "128 TiB of address space reserved?");
+    };
+    assert!(matches!(err, Error::AddressSpace { .. }), "{err}");
+    assert!(err.to_string().contains("address space"), "{err}");
+    // Nothing broke: releasing them makes room again.
+    drop(held);
+    let r = a.reserve(1 << 44).unwrap();
+    r.write(0, &[1]).unwrap();
+}
