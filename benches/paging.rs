@@ -11,7 +11,7 @@
 //! so neither side reads swap back from the page cache.
 //!
 //! `cargo bench --bench paging -- [--budget-mib M] [--ratios 1.5,2,4,8] [--accesses N]
-//!  [--mode handler|in-thread] [--csv PATH]`
+//!  [--mode handler|in-thread] [--encrypt] [--csv PATH]`
 
 #![allow(clippy::cast_possible_truncation, clippy::cast_sign_loss, clippy::cast_precision_loss)]
 
@@ -125,6 +125,7 @@ struct Opts {
     ratios: Vec<f64>,
     accesses: usize,
     mode: FaultMode,
+    encrypt: bool,
     csv: String,
 }
 
@@ -134,6 +135,7 @@ fn opts() -> Opts {
         ratios: vec![1.5, 2.0, 4.0, 8.0],
         accesses: 20_000,
         mode: FaultMode::HandlerThreads,
+        encrypt: false,
         csv: "target/paging.csv".into(),
     };
     let mut it = std::env::args().skip(1);
@@ -151,6 +153,7 @@ fn opts() -> Opts {
                 }
             }
             "--csv" => o.csv = it.next().expect("--csv PATH"),
+            "--encrypt" => o.encrypt = true,
             "--bench" => {}
             "--kernel-child" => {
                 kernel_child(&mut it);
@@ -173,6 +176,7 @@ fn pagewarden_run(o: &Opts, ratio: f64) -> Vec<Result> {
         .frame_budget(budget * PAGE)
         .swap_capacity(((pages + budget) * PAGE) as u64)
         .fault_mode(o.mode)
+        .encrypt_swap(o.encrypt)
         .build()
         .expect("runtime");
     let a = rt.arena("data").create().unwrap();
@@ -296,8 +300,11 @@ fn main() {
     let o = opts();
     let budget = (o.budget_mib << 20) / PAGE;
     println!(
-        "paging: budget {} MiB ({budget} pages), {:?}, {} accesses per random workload",
-        o.budget_mib, o.mode, o.accesses
+        "paging: budget {} MiB ({budget} pages), {:?}{}, {} accesses per random workload",
+        o.budget_mib,
+        o.mode,
+        if o.encrypt { ", encrypted swap" } else { "" },
+        o.accesses
     );
     let cg = kernel_setup(o.budget_mib << 20);
     if let Err(why) = &cg {

@@ -183,7 +183,7 @@ impl ArenaBuilder {
                 id,
                 ArenaState {
                     shared: shared.clone(),
-                    regions: Vec::new(),
+                    regions: Default::default(),
                     counters: Counters::default(),
                     hist: Histogram::default(),
                     profile,
@@ -304,7 +304,7 @@ impl Arena {
         );
         st.by_addr.insert(map.addr(), id);
         if let Some(a) = st.arenas.get_mut(&self.inner.shared.id) {
-            a.regions.push(id);
+            a.regions.insert(id);
         }
         Ok(Region { arena: self.clone(), id, map, poisoned })
     }

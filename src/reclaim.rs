@@ -570,9 +570,9 @@ impl Core {
         let (addr, arena, map) = (r.map.addr(), r.arena, r.map.clone());
         st.by_addr.remove(&addr);
         if let Some(a) = st.arenas.get_mut(&arena) {
-            a.regions.retain(|&x| x != rid);
+            a.regions.remove(&rid);
         }
-        self.drop_pages(&mut st, rid, false);
+        let (dropped, _) = self.drop_pages(&mut st, rid, false);
         st.committed -= (map.len() as u64).min(st.committed);
         let gone = st.oom_poisoned.iter().filter(|&&(r, _)| r == rid).count();
         st.oom_poisoned.retain(|&(r, _)| r != rid);
@@ -587,7 +587,10 @@ impl Core {
         if let Some(a) = st.arenas.get(&arena) {
             a.shared.reserve_pages.fetch_sub(scrubbed, Ordering::AcqRel);
         }
-        st.lru.forget_region(rid);
+        // Stale queue entries would be skipped anyway; sweep them when there are any.
+        if dropped > 0 {
+            st.lru.forget_region(rid);
+        }
         // Pages in flight are finished by their owners (they see the region released). Wait for
         // them, so that when the region's drop returns all of its frames and slots are free.
         // (A failed runtime's in-flight work will never finish: do not wait for it.)

@@ -112,7 +112,8 @@ impl ArenaShared {
 
 pub(crate) struct ArenaState {
     pub(crate) shared: Arc<ArenaShared>,
-    pub(crate) regions: Vec<u32>,
+    /// Region ids (a set: releasing one of many regions must not cost a scan).
+    pub(crate) regions: crate::core::page::IdSet<u32>,
     pub(crate) counters: Counters,
     pub(crate) hist: Histogram,
     pub(crate) profile: crate::oom::Profile,
@@ -265,6 +266,8 @@ pub(crate) struct Core {
     pub(crate) scratch: Mutex<Vec<crate::fault::Scratch>>,
     /// Injected swap failures (tests only).
     pub(crate) faults: Option<crate::swap::Injector>,
+    /// Swap encryption at rest, when enabled.
+    pub(crate) crypto: Option<crate::swap::Crypto>,
     /// Set when a handler or the reclaimer panicked: the runtime serves no more faults.
     pub(crate) failed: AtomicBool,
     pub(crate) failure: Mutex<String>,
@@ -675,6 +678,7 @@ impl Runtime {
             in_thread,
             scratch: Mutex::new(Vec::new()),
             faults: cfg.swap_faults.clone().map(crate::swap::Injector::new),
+            crypto: if cfg.encrypt_swap { Some(crate::swap::Crypto::new(cfg.swap_slots)?) } else { None },
             failed: AtomicBool::new(false),
             failure: Mutex::new(String::new()),
             cfg,

@@ -1,5 +1,11 @@
-//! Swap I/O above the file: a checksum per slot, verified on every swap-in, and (for tests) a
-//! fault injector.
+//! Swap I/O above the file: a checksum per slot, verified on every swap-in; optional encryption
+//! at rest; and (for tests) a fault injector.
+//!
+//! Encryption ([`RuntimeBuilder::encrypt_swap`](crate::RuntimeBuilder::encrypt_swap)) seals each
+//! page with ChaCha20-Poly1305 under a key drawn from the kernel when the runtime starts and never
+//! stored. The nonce is the slot number and a per-runtime write counter, so no (key, nonce) pair is
+//! ever reused; the 16-byte tag and the counter stay in memory (24 bytes per slot). A page whose
+//! tag does not verify is lost, like a page whose checksum fails.
 //!
 //! ```text
 //!   evict:   write pages ──► slots        then record xxh3(page) per slot (under the state lock)
@@ -44,6 +50,58 @@ impl Injector {
     }
 }
 
+/// Per-runtime swap encryption.
+pub(crate) struct Crypto {
+    cipher: chacha20poly1305::ChaCha20Poly1305,
+    counter: AtomicU64,
+    /// Per slot: the write counter used as nonce, and the tag.
+    meta: std::sync::Mutex<Vec<(u64, [u8; 16])>>,
+}
+
+impl Crypto {
+    pub(crate) fn new(slots: u32) -> Result<Crypto, SysError> {
+        use chacha20poly1305::KeyInit;
+        let mut key = [0u8; 32];
+        crate::sys::random(&mut key)?;
+        let cipher = chacha20poly1305::ChaCha20Poly1305::new(&key.into());
+        key.fill(0);
+        Ok(Crypto {
+            cipher,
+            counter: AtomicU64::new(1),
+            meta: std::sync::Mutex::new(vec![(0, [0; 16]); crate::core::idx(u64::from(slots))]),
+        })
+    }
+
+    fn nonce(slot: u32, counter: u64) -> chacha20poly1305::Nonce {
+        let mut n = [0u8; 12];
+        n[..4].copy_from_slice(&slot.to_le_bytes());
+        n[4..].copy_from_slice(&counter.to_le_bytes());
+        n.into()
+    }
+
+    /// Encrypts `page` (plaintext in, ciphertext out) for `slot`.
+    fn seal(&self, slot: u32, page: &mut [u8]) -> Result<(), SysError> {
+        use chacha20poly1305::AeadInPlace;
+        let counter = self.counter.fetch_add(1, Ordering::Relaxed);
+        let tag = self
+            .cipher
+            .encrypt_in_place_detached(&Self::nonce(slot, counter), &[], page)
+            .map_err(|_| SysError::new("encrypt(swap)", libc::EIO))?;
+        let mut meta = self.meta.lock().unwrap_or_else(|p| p.into_inner());
+        meta[crate::core::idx(u64::from(slot))] = (counter, tag.into());
+        Ok(())
+    }
+
+    /// Decrypts `page` read from `slot`; fails if it was not written by this runtime as it is.
+    fn open(&self, slot: u32, page: &mut [u8]) -> Result<(), SysError> {
+        use chacha20poly1305::AeadInPlace;
+        let (counter, tag) = self.meta.lock().unwrap_or_else(|p| p.into_inner())[crate::core::idx(u64::from(slot))];
+        self.cipher
+            .decrypt_in_place_detached(&Self::nonce(slot, counter), &[], page, &tag.into())
+            .map_err(|_| SysError::new("decrypt(swap): authentication failed", libc::EBADMSG))
+    }
+}
+
 /// The checksum of one page of `m` at `off`.
 pub(crate) fn page_sum(m: &Mapping, off: usize, page: usize) -> u32 {
     let mut buf = vec![0u8; page];
@@ -72,6 +130,14 @@ impl Core {
             }
         }
         swap.read_pages(u64::from(first) * ps as u64, dst)?;
+        if let Some(c) = &self.crypto {
+            let mut buf = vec![0u8; ps];
+            for (k, &(m, off)) in dst.iter().enumerate() {
+                m.read(off, &mut buf)?;
+                c.open(first + crate::core::n32(k), &mut buf)?;
+                m.write(off, &buf)?;
+            }
+        }
         if let Some(inj) = &self.faults {
             for (k, &(m, off)) in dst.iter().enumerate() {
                 if inj.plan.flip_bit_slots.contains(&(first + crate::core::n32(k))) {
@@ -98,6 +164,18 @@ impl Core {
                 }
             }
         }
-        swap.write_pages(u64::from(first) * self.page() as u64, src)
+        let ps = self.page();
+        let Some(c) = &self.crypto else { return swap.write_pages(u64::from(first) * ps as u64, src) };
+        // Seal into a staging buffer: the source pages stay as they are (a failed write puts them
+        // back in service).
+        let staging = Mapping::anonymous(src.len() * ps)?;
+        let mut buf = vec![0u8; ps];
+        for (k, &(m, off)) in src.iter().enumerate() {
+            m.read(off, &mut buf)?;
+            c.seal(first + crate::core::n32(k), &mut buf)?;
+            staging.write(k * ps, &buf)?;
+        }
+        let pages: Vec<(&Mapping, usize)> = (0..src.len()).map(|k| (&staging, k * ps)).collect();
+        swap.write_pages(u64::from(first) * ps as u64, &pages)
     }
 }

@@ -92,3 +92,14 @@ fn running_out_of_address_space_is_a_typed_error() {
     let r = a.reserve(1 << 44).unwrap();
     r.write(0, &[1]).unwrap();
 }
+
+#[test]
+fn a_swap_directory_that_cannot_hold_files_is_refused() {
+    if runtime(16, 16, EvictionPath::Auto).is_none() {
+        return;
+    }
+    // procfs accepts no new files.
+    let e = Runtime::builder().frame_budget(1 << 20).swap_dir("/proc").swap_capacity(1 << 20).build().unwrap_err();
+    assert!(matches!(e, Error::SwapFile { .. }), "{e}");
+    assert!(e.to_string().contains("/proc"), "{e}");
+}

@@ -156,6 +156,7 @@ impl Hasher for IdHasher {
 }
 
 pub(crate) type IdMap<K, V> = HashMap<K, V, BuildHasherDefault<IdHasher>>;
+pub(crate) type IdSet<K> = std::collections::HashSet<K, BuildHasherDefault<IdHasher>>;
 
 /// The sparse page table of one region: leaves of 64 entries, allocated on first touch of any page
 /// in their 256 KiB span and freed when all their pages are back to never-touched. A reservation

@@ -218,7 +218,7 @@ impl Core {
         if a.shared.killed.swap(true, Ordering::AcqRel) {
             return None;
         }
-        let regions = a.regions.clone();
+        let regions: Vec<u32> = a.regions.iter().copied().collect();
         let (mut frames, mut slots) = (0, 0);
         for rid in regions {
             st.region_mut(rid).live = Liveness::Killed;

@@ -107,3 +107,21 @@ pub(crate) fn mem_info() -> MemInfo {
     }
     MemInfo { total, available }
 }
+
+/// Fills `buf` with random bytes from the kernel (`getrandom(2)`), for per-runtime keys.
+pub(crate) fn random(buf: &mut [u8]) -> SysResult<()> {
+    let mut done = 0;
+    while done < buf.len() {
+        // SAFETY: getrandom writes at most `len - done` bytes into the rest of `buf`, which we own.
+        let n = unsafe { libc::getrandom(buf[done..].as_mut_ptr().cast(), buf.len() - done, 0) };
+        if n < 0 {
+            let e = SysError::last("getrandom");
+            if e.errno == libc::EINTR {
+                continue;
+            }
+            return Err(e);
+        }
+        done += usize::try_from(n).unwrap_or(0);
+    }
+    Ok(())
+}
