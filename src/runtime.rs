@@ -619,6 +619,9 @@ impl Runtime {
                 SwapLocation::Named(p) => (Location::Named(p), p.clone()),
             };
             let f = SwapFile::create(loc, cap, direct).map_err(|e| Error::SwapFile { path, source: e.io() })?;
+            if cfg.swap_faults.as_ref().is_some_and(|f| f.short_io) {
+                f.max_pages_per_call.store(1, Ordering::Relaxed);
+            }
             if direct && !f.is_direct() {
                 log::warn!("pagewarden: the swap file system refuses O_DIRECT; swap I/O goes through the page cache");
             }

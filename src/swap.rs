@@ -35,6 +35,9 @@ pub struct SwapFaults {
     pub delay: Option<Duration>,
     /// Swap reads panic (a stand-in for any bug in the fault path).
     pub panic_on_read: bool,
+    /// Every read and write call transfers at most one page, so multi-page transfers come back
+    /// short and must be resumed.
+    pub short_io: bool,
 }
 
 /// The injector's state.

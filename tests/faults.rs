@@ -140,3 +140,24 @@ fn a_panic_in_the_fault_path_fails_the_runtime_cleanly() {
         drop(rt);
     }
 }
+
+#[test]
+fn short_transfers_are_resumed() {
+    for path in PATHS {
+        let faults = SwapFaults { short_io: true, ..Default::default() };
+        let Some(rt) = runtime_with(16, 256, path, |b| b.swap_faults(faults).max_readahead(8)) else { continue };
+        let a = rt.arena("a").create().unwrap();
+        let r = a.reserve(64 * PAGE).unwrap();
+        for i in 0..64 {
+            r.fill(i * PAGE, PAGE, i as u8).unwrap();
+        }
+        r.page_out(0, 64 * PAGE).unwrap();
+        for i in 0..64 {
+            let mut b = vec![0u8; PAGE];
+            r.read(i * PAGE, &mut b).unwrap();
+            assert!(b.iter().all(|&x| x == i as u8), "{path:?}: page {i}");
+        }
+        let st = rt.stats();
+        assert!(st.totals.writebacks >= 48 && st.totals.readahead > 0, "{st}");
+    }
+}

@@ -16,6 +16,8 @@ pub(crate) struct SwapFile {
     /// Read and write calls issued (one per run of consecutive slots), for the stats.
     pub(crate) read_ios: std::sync::atomic::AtomicU64,
     pub(crate) write_ios: std::sync::atomic::AtomicU64,
+    /// Most pages one system call may transfer (tests set 1 to exercise short transfers).
+    pub(crate) max_pages_per_call: std::sync::atomic::AtomicUsize,
     /// Set when the file has a name we created and must remove.
     remove: Option<PathBuf>,
 }
@@ -69,6 +71,7 @@ impl SwapFile {
                         direct: try_direct,
                         read_ios: Default::default(),
                         write_ios: Default::default(),
+                        max_pages_per_call: std::sync::atomic::AtomicUsize::new(1024),
                         remove,
                     };
                     f.preallocate(capacity)?;
@@ -163,7 +166,8 @@ impl SwapFile {
                 part[0].iov_len -= skip;
             }
             let pos = libc::off_t::try_from(at + done as u64).map_err(|_| SysError::new(op, libc::EFBIG))?;
-            let cnt = libc::c_int::try_from(part.len().min(1024)).unwrap_or(1024);
+            let limit = self.max_pages_per_call.load(std::sync::atomic::Ordering::Relaxed).clamp(1, 1024);
+            let cnt = libc::c_int::try_from(part.len().min(limit)).unwrap_or(1);
             // SAFETY: every iovec names `ps` bytes (or a tail of them) inside a live Mapping we own
             // (checked by `Mapping::at`); the kernel reads or writes only those bytes. Mapping
             // memory is never referenced by Rust, so a kernel write into it aliases nothing.
