@@ -18,7 +18,7 @@ use crate::core::page::{Entry, PageState};
 use crate::core::{idx, n32};
 use crate::oom::OomOutcome;
 use crate::oom::report::KillTrigger;
-use crate::runtime::{Core, Guard, Liveness};
+use crate::runtime::{Core, Guard, Liveness, State};
 use crate::sys::mem::Mapping;
 use crate::sys::poll::poll2;
 use crate::sys::uffd::{Filled, UffdEvent};
@@ -141,20 +141,25 @@ impl Core {
     fn fault_in_thread(&self, addr: usize, write: bool) -> Option<bool> {
         let ps = self.page();
         let tid = crate::sys::gettid();
-        // Not this runtime's address: let the next runtime (or the previous handler) have it.
-        self.lock().locate(addr, ps)?;
+        let arena = {
+            let mut st = self.lock();
+            // Not this runtime's address: let the next runtime (or the previous handler) have it.
+            st.locate(addr, ps)?;
+            // The thread is stalled from here until its fault is resolved.
+            self.stall_enter_one(&mut st, addr, tid, Instant::now())
+        };
         let mut scratch = match self.scratch.lock().unwrap_or_else(|p| p.into_inner()).pop() {
             Some(s) => s,
             None => match Scratch::new(self) {
                 Ok(s) => s,
                 Err(e) => {
                     log::error!("pagewarden: no staging buffer for an in-thread fault: {e}");
+                    self.stall_leave(arena, tid);
                     return Some(false);
                 }
             },
         };
         DELIVER.set(false);
-        let arena = self.stall_enter(&[UffdEvent::PageFault { addr, write, wp: false, tid }])[0];
         loop {
             let t0 = Instant::now();
             let mut st = self.lock();
@@ -203,15 +208,20 @@ impl Core {
         let now = Instant::now();
         let mut st = self.lock();
         evs.iter()
-            .map(|ev| {
-                let UffdEvent::PageFault { addr, tid, .. } = *ev else { return None };
-                st.psi.enter(tid, now);
-                let (rid, _) = st.locate(addr, self.page())?;
-                let aid = st.region(rid).arena;
-                st.arenas.get_mut(&aid)?.psi.enter(tid, now);
-                Some(aid)
+            .map(|ev| match *ev {
+                UffdEvent::PageFault { addr, tid, .. } => self.stall_enter_one(&mut st, addr, tid, now),
+                UffdEvent::Other(_) => None,
             })
             .collect()
+    }
+
+    /// Thread `tid` starts waiting on a fault at `addr`; returns the arena, if the address is ours.
+    fn stall_enter_one(&self, st: &mut State, addr: usize, tid: u32, now: Instant) -> Option<u32> {
+        st.psi.enter(tid, now);
+        let (rid, _) = st.locate(addr, self.page())?;
+        let aid = st.region(rid).arena;
+        st.arenas.get_mut(&aid)?.psi.enter(tid, now);
+        Some(aid)
     }
 
     fn stall_leave(&self, arena: Option<u32>, tid: u32) {

@@ -1,4 +1,4 @@
-//! Commit accounting and pinned pages.
+//! Commit accounting, pinned pages, and the pages a safe write holds resident while it copies.
 
 use crate::config::Overcommit;
 use crate::core::lru::key;
