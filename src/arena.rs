@@ -300,6 +300,9 @@ impl Arena {
                 stream: Stream::default(),
                 live: Liveness::Live,
                 poisoned: poisoned.clone(),
+                family: id,
+                shared: 0,
+                shared_resident: 0,
             },
         );
         st.by_addr.insert(map.addr(), id);
@@ -307,6 +310,83 @@ impl Arena {
             a.regions.insert(id);
         }
         Ok(Region { arena: self.clone(), id, map, poisoned })
+    }
+
+    /// Forks the arena copy-on-write: a new arena named `name`, with the same OOM profile, and
+    /// one region per region of this arena that reads exactly what this one held at the moment
+    /// of the fork. From then on each side's writes are its own.
+    ///
+    /// Nothing is copied and no frame is charged at fork time: every touched page is shared,
+    /// backed by the existing frame or swap slot, until one side writes it; that write makes the
+    /// copy (one frame, charged then). Under [`Overcommit::Strict`](crate::Overcommit::Strict)
+    /// the child's reservations are charged to the commit limit, as the kernel charges a fork,
+    /// so the fork of a large arena can be refused with [`Error::CommitLimit`]. Forks of forks
+    /// work, and killing or releasing either side leaves the other intact.
+    ///
+    /// The fork waits for the arena's pages in flight (swap I/O, safe writes) to settle: a
+    /// write racing with the fork lands wholly before or after it only if the two are ordered
+    /// by the caller, as with `fork(2)`.
+    ///
+    /// ```
+    /// let rt = pagewarden::Runtime::builder().frame_budget(16 << 20).build()?;
+    /// let parent = rt.arena("parent").create()?;
+    /// let r = parent.reserve(1 << 20)?;
+    /// r.write(0, b"before")?;
+    /// let fork = parent.fork("snapshot")?;
+    /// r.write(0, b"after!")?;                       // the parent's write breaks the sharing
+    /// let mut buf = [0u8; 6];
+    /// fork.region(&r).unwrap().read(0, &mut buf)?;
+    /// assert_eq!(&buf, b"before");                  // the child still sees the fork's moment
+    /// # Ok::<(), pagewarden::Error>(())
+    /// ```
+    pub fn fork(&self, name: &str) -> Result<Fork> {
+        let core = &self.inner.rt.core;
+        core.check()?;
+        if self.is_killed() {
+            return Err(self.killed_err());
+        }
+        let (profile, parents) = {
+            let st = core.lock();
+            let a = st.arenas.get(&self.inner.shared.id).ok_or_else(|| self.killed_err())?;
+            let mut parents: Vec<(u32, usize)> = a.regions.iter().map(|&r| (r, st.region(r).map.len())).collect();
+            parents.sort_unstable();
+            (a.profile.clone(), parents)
+        };
+        let child = ArenaBuilder {
+            rt: self.inner.rt.clone(),
+            name: name.to_string(),
+            adj: i32::from(profile.adj),
+            impact: profile.impact,
+            hints: profile.hints,
+            nice: i32::from(profile.hints.nice),
+            prefer: profile.prefer,
+            avoid: profile.avoid,
+        }
+        .create()?;
+        // Reserve the child's regions (charged to the commit limit); on failure they and the
+        // child arena are released as they drop.
+        let mut regions = Vec::with_capacity(parents.len());
+        for &(prid, len) in &parents {
+            regions.push((prid, child.reserve(len)?));
+        }
+        let mut st = core.lock();
+        loop {
+            if self.is_killed() {
+                return Err(self.killed_err());
+            }
+            let busy = parents.iter().any(|(p, _)| st.regions.0.get(p).is_some_and(|r| r.inflight > 0))
+                || st.held.keys().any(|&k| parents.iter().any(|(p, _)| crate::core::lru::unkey(k).0 == *p));
+            if !busy {
+                break;
+            }
+            st = core.wait(st, &core.progress, Duration::from_millis(2));
+        }
+        for (prid, r) in &regions {
+            if st.regions.0.get(prid).is_some_and(|x| x.live == Liveness::Live) {
+                core.share_region(&mut st, *prid, r.id)?;
+            }
+        }
+        Ok(Fork { arena: child, regions })
     }
 
     /// Kills the arena now: its frames, pins and swap slots are freed at once, every safe accessor
@@ -349,6 +429,45 @@ impl Arena {
         if let Some(a) = st.arenas.get_mut(&self.inner.shared.id) {
             f(&mut a.profile);
         }
+    }
+}
+
+/// A copy-on-write fork of an arena, from [`Arena::fork`]: the child arena and its regions, one
+/// per region of the parent.
+#[derive(Debug)]
+pub struct Fork {
+    arena: Arena,
+    /// (parent region id, child region), in the order the parent's regions were reserved.
+    regions: Vec<(u32, Region)>,
+}
+
+impl Fork {
+    /// The child arena.
+    pub fn arena(&self) -> &Arena {
+        &self.arena
+    }
+
+    /// The child's copy of the parent's region `parent`, if `parent` was a region of the forked
+    /// arena when it was forked.
+    pub fn region(&self, parent: &Region) -> Option<&Region> {
+        self.regions.iter().find(|(p, _)| *p == parent.id).map(|(_, r)| r)
+    }
+
+    /// The child's regions, in the order the parent's regions were reserved.
+    pub fn regions(&self) -> impl Iterator<Item = &Region> + '_ {
+        self.regions.iter().map(|(_, r)| r)
+    }
+
+    /// Takes the child's copy of the parent's region `parent` out of the fork (`None` if there is
+    /// none, or it was taken already).
+    pub fn take_region(&mut self, parent: &Region) -> Option<Region> {
+        let i = self.regions.iter().position(|(p, _)| *p == parent.id)?;
+        Some(self.regions.remove(i).1)
+    }
+
+    /// The child arena and its regions (in the order the parent's regions were reserved).
+    pub fn into_parts(self) -> (Arena, Vec<Region>) {
+        (self.arena, self.regions.into_iter().map(|(_, r)| r).collect())
     }
 }
 

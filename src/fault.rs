@@ -178,8 +178,7 @@ impl Core {
                     drop(self.wait(st, &self.progress, Duration::from_millis(5)));
                 }
                 PageState::Resident if write && !e.dirty() => {
-                    self.make_dirty(&mut st, rid, page, e);
-                    st.counters(rid).wp_faults += 1;
+                    let mut st = self.write_fault(st, rid, page);
                     self.record(&mut st, rid, t0);
                     break;
                 }
@@ -187,7 +186,7 @@ impl Core {
                     self.resolve_dead(&mut st, rid, page, tid);
                     break;
                 }
-                PageState::Unpopulated | PageState::Swapped if !e.reserve() => {
+                PageState::Unpopulated | PageState::Swapped | PageState::Shared if !e.reserve() => {
                     self.page_in(st, rid, page, write, tid, &mut scratch, t0);
                     break;
                 }
@@ -264,8 +263,7 @@ impl Core {
         }
         match e.state() {
             PageState::Resident if wp && !e.dirty() => {
-                self.make_dirty(&mut st, rid, page, e);
-                st.counters(rid).wp_faults += 1;
+                let mut st = self.write_fault(st, rid, page);
                 self.record(&mut st, rid, t0);
             }
             PageState::Resident => {
@@ -279,12 +277,14 @@ impl Core {
                 st.region_mut(rid).pages.set(page, e);
             }
             PageState::Poisoned => self.resolve_dead(&mut st, rid, page, tid),
-            PageState::Unpopulated | PageState::Swapped if wp => {
+            PageState::Unpopulated | PageState::Swapped | PageState::Shared if wp => {
                 // A stale write-protect fault: the page was evicted since. Retry as missing.
                 self.wake(&st, rid, page, 1);
                 st.counters(rid).spurious += 1;
             }
-            PageState::Unpopulated | PageState::Swapped => self.page_in(st, rid, page, write, tid, scratch, t0),
+            PageState::Unpopulated | PageState::Swapped | PageState::Shared => {
+                self.page_in(st, rid, page, write, tid, scratch, t0)
+            }
         }
     }
 
@@ -295,7 +295,7 @@ impl Core {
         }
     }
 
-    pub(crate) fn wake(&self, st: &Guard<'_>, rid: u32, page: u64, n: u64) {
+    pub(crate) fn wake(&self, st: &State, rid: u32, page: u64, n: u64) {
         let ps = self.page();
         let r = st.region(rid);
         if let Err(e) = self.uffd.wake(&r.map, idx(page) * ps, idx(n) * ps) {
@@ -303,10 +303,54 @@ impl Core {
         }
     }
 
+    /// A write fault on a clean resident page: it becomes dirty (and private, if it was a
+    /// copy-on-write share). Breaking a share may need a frame for the share's copy: reclaimed
+    /// here, or, when none can be had, the page is written out (the share keeps the slot) and the
+    /// writer faults it back as its own.
+    pub(crate) fn write_fault<'a>(&'a self, mut st: Guard<'a>, rid: u32, page: u64) -> Guard<'a> {
+        loop {
+            let e = st.regions.0.get(&rid).filter(|r| r.live == Liveness::Live).map(|r| r.pages.get(page));
+            match e {
+                Some(e) if e.is_resident() && !e.dirty() => {}
+                // Changed meanwhile: the thread retries.
+                Some(_) => {
+                    self.wake(&st, rid, page, 1);
+                    return st;
+                }
+                None => return st,
+            }
+            if self.unshare_for_write(&mut st, rid, page) {
+                st.counters(rid).wp_faults += 1;
+                return st;
+            }
+            let (g, got) = self.acquire(st, 1, rid);
+            st = g;
+            if let Some(n) = got {
+                st.frames.give(n);
+                continue;
+            }
+            let (g, freed) = self.evict(st, crate::reclaim::Victims::Pages(rid, page..page + 1));
+            st = g;
+            if freed > 0 {
+                self.wake(&st, rid, page, 1);
+                return st;
+            }
+            let Some(arena) = st.regions.0.get(&rid).map(|r| r.arena) else { return st };
+            let name = st.arenas.get(&arena).map(|a| a.shared.name.clone()).unwrap_or_default();
+            let deficit = self.exhaustion_deficit(&st);
+            if self.oom(&mut st, KillTrigger::Exhaustion { faulting_arena: name }, deficit, Some(arena)).0
+                == OomOutcome::Unresolved
+            {
+                log::warn!("pagewarden: a write to a shared page waits for memory: no frame, no swap, no victim");
+                st = self.wait(st, &self.progress, Duration::from_millis(20));
+            }
+        }
+    }
+
     /// First write to a clean resident page: it becomes dirty, its swap copy is stale and freed,
     /// and write protection is lifted (which wakes the writer). Done under the lock so eviction
     /// cannot pick the page between the state change and the ioctl.
-    pub(crate) fn make_dirty(&self, st: &mut Guard<'_>, rid: u32, page: u64, mut e: Entry) {
+    pub(crate) fn make_dirty(&self, st: &mut State, rid: u32, page: u64, mut e: Entry) {
         if !e.pinned() {
             st.clean -= 1;
         }
@@ -394,7 +438,14 @@ impl Core {
         // The real contents: a rare emergency path, so the slot is read with the lock held. A
         // slot that cannot be read back intact loses the page rather than show wrong data.
         let mut src: (&Mapping, usize) = (&self.zero, 0);
-        if let Some(s) = e.slot() {
+        // A copy-on-write page: a relative's resident frame, else the share's slot.
+        let relative = e
+            .share()
+            .and_then(|id| st.find_ref(rid, page, id, |x| x.state() == PageState::Resident))
+            .map(|q| st.region(q).map.clone());
+        if let Some(m) = &relative {
+            src = (m, off);
+        } else if let Some(s) = e.slot().or_else(|| e.share().and_then(|id| st.shares.get(id).slot)) {
             let ok = self.swap_read(s, &[(&scratch.bounce, 0)]).is_ok()
                 && crate::swap::page_sum(&scratch.bounce, 0, ps) == st.sums[idx(u64::from(s))];
             if !ok {
@@ -412,14 +463,17 @@ impl Core {
 
     /// A page whose swap copy cannot be read back: poisoned (safe accessors get
     /// `Error::Corrupted`, raw access SIGBUS), its slot freed, and reported.
-    pub(crate) fn lose_page(&self, st: &mut Guard<'_>, rid: u32, page: u64) {
+    pub(crate) fn lose_page(&self, st: &mut State, rid: u32, page: u64) {
         let mut e = st.region(rid).pages.get(page);
         if e.state() == PageState::Swapped {
             st.region_mut(rid).swapped -= 1;
         }
         st.release_slot(rid, &mut e);
+        st.region_mut(rid).pages.set(page, Entry::default().with_state(PageState::Poisoned));
+        if let Some(id) = e.share() {
+            self.unref_share(st, rid, page, id, false);
+        }
         let r = st.region_mut(rid);
-        r.pages.set(page, Entry::default().with_state(PageState::Poisoned));
         r.poisoned.fetch_add(1, Ordering::AcqRel);
         st.counters(rid).lost_pages += 1;
         let arena = st.region(rid).arena;
@@ -508,7 +562,7 @@ impl Core {
         // The lock may have been dropped while reclaiming: look again.
         let still = st.regions.0.get(&rid).map(|r| (r.live, r.pages.get(page).state()));
         match still {
-            Some((Liveness::Live, PageState::Unpopulated | PageState::Swapped)) => {}
+            Some((Liveness::Live, PageState::Unpopulated | PageState::Swapped | PageState::Shared)) => {}
             Some((Liveness::Killed, _)) => {
                 st.frames.give(got);
                 self.resolve_dead(&mut st, rid, page, tid);
@@ -525,17 +579,40 @@ impl Core {
                 return;
             }
         }
+        // A copy-on-write page: copied from a relative's frame where there is one (no I/O), else
+        // read from the share's slot below, with its neighbours.
+        let first = st.region(rid).pages.get(page);
+        if let Some(id) = first.share() {
+            if let Some(src) = st.find_ref(rid, page, id, |e| e.state() == PageState::Resident) {
+                self.copy_shared_in(&mut st, rid, page, src, write, got);
+                self.record(&mut st, rid, t0);
+                return;
+            }
+            if st.shares.get(id).slot.is_none() {
+                // Its only copy is on its way to swap: wait for the write, then retry.
+                st.frames.give(got);
+                let st = self.wait(st, &self.progress, Duration::from_millis(5));
+                self.wake(&st, rid, page, 1);
+                return;
+            }
+        }
         // The run of missing pages starting at `page`, up to the frames we got.
         let mut run: Vec<(u64, Entry)> = Vec::with_capacity(got);
         {
-            let r = st.region_mut(rid);
+            let r = st.region(rid);
             for p in page..page + got as u64 {
                 let e = r.pages.get(p);
-                if !matches!(e.state(), PageState::Unpopulated | PageState::Swapped) || e.reserve() {
+                let readable = match e.state() {
+                    PageState::Unpopulated | PageState::Swapped => true,
+                    PageState::Shared => e.share().is_some_and(|id| st.shares.get(id).slot.is_some()),
+                    _ => false,
+                };
+                if !readable || e.reserve() {
                     break;
                 }
                 run.push((p, e));
             }
+            let r = st.region_mut(rid);
             for &(p, e) in &run {
                 r.pages.set(p, e.with_state(PageState::PageIn));
             }
@@ -544,9 +621,11 @@ impl Core {
         let n = run.len();
         st.frames.give(got - n);
         st.paging_in += n;
-        let sources: Vec<Source> = run.iter().map(|(_, e)| e.slot().map_or(Source::Zero, Source::Slot)).collect();
-        // What each slot must read back as (the slots are this run's while it is in flight).
-        let expect: Vec<u32> = run.iter().map(|(_, e)| e.slot().map_or(0, |s| st.sums[idx(u64::from(s))])).collect();
+        let slot_of = |e: Entry| e.slot().or_else(|| e.share().and_then(|id| st.shares.get(id).slot));
+        let sources: Vec<Source> = run.iter().map(|&(_, e)| slot_of(e).map_or(Source::Zero, Source::Slot)).collect();
+        // What each slot must read back as (the slots are this run's while it is in flight, and a
+        // share keeps its slot while a reference is paging in).
+        let expect: Vec<u32> = run.iter().map(|&(_, e)| slot_of(e).map_or(0, |s| st.sums[idx(u64::from(s))])).collect();
         let all_zero = sources.iter().all(|s| matches!(s, Source::Zero));
         // A single page written at once can take a free pool frame by MOVE: no allocation, no copy.
         let pool_frame =
@@ -617,6 +696,9 @@ impl Core {
                 if e.state() == PageState::PageIn {
                     st.release_slot(rid, &mut e);
                     st.region_mut(rid).pages.set(p, Entry::default());
+                    if let Some(id) = e.share() {
+                        self.unref_share(&mut st, rid, p, id, false);
+                    }
                 }
             }
             if live == Liveness::Killed {
@@ -633,13 +715,7 @@ impl Core {
             return;
         }
         if pool_frame.is_none() {
-            let trimmed = st.frames.trim_for_copy();
-            let pool = self.pool.as_ref();
-            for f in trimmed {
-                if let Some(p) = pool {
-                    let _ = p.discard(f as usize * ps, ps);
-                }
-            }
+            self.trim_pool(&mut st);
         }
         let res = if pool_frame.is_some() {
             self.uffd.move_pages(&map, idx(page) * ps, buf, buf_off, ps, true)
@@ -681,12 +757,29 @@ impl Core {
             activations += u64::from(act);
             st.lru.admit(key(rid, p), &mut e, act);
             st.clean += usize::from(!write);
+            let share = e.share();
+            if write {
+                // Written at once: private from the start.
+                e.set_share(None);
+            } else if let Some(id) = share {
+                st.shares.get_mut(id).resident += 1;
+                st.region_mut(rid).shared_resident += 1;
+            }
             let r = st.region_mut(rid);
             if prev.state() == PageState::Swapped {
                 r.swapped -= 1;
             }
             r.resident += 1;
             r.pages.set(p, e);
+            match (write, share) {
+                (true, Some(id)) => {
+                    self.unref_share(&mut st, rid, p, id, false);
+                    st.counters(rid).cow_copies += 1;
+                }
+                // The other references went while this one paged in.
+                (false, Some(id)) if st.shares.get(id).refs == 1 => self.normalize_share(&mut st, p, id),
+                _ => {}
+            }
             if i == 0 {
                 let c = st.counters(rid);
                 match sources[0] {
@@ -706,6 +799,49 @@ impl Core {
             self.reclaim_cv.notify_one();
         }
         // In-thread faults waiting for this page-in to finish.
+        self.progress.notify_all();
+    }
+
+    /// Installs page `page` of `rid` (a `Shared` reference) as a copy of relative `src`'s resident
+    /// frame, under the lock: read-only and still a reference for a read, private for a write.
+    /// `got` frames were taken for the fault; one is used.
+    fn copy_shared_in(&self, st: &mut Guard<'_>, rid: u32, page: u64, src: u32, write: bool, got: usize) {
+        let ps = self.page();
+        let off = idx(page) * ps;
+        st.frames.give(got - 1);
+        self.trim_pool(st);
+        let (dst_map, src_map) = (st.region(rid).map.clone(), st.region(src).map.clone());
+        // The source page is resident, and stays so while the lock is held: reading it cannot
+        // fault into this runtime.
+        match self.uffd.copy(&dst_map, off, &src_map, off, ps, !write, true) {
+            Ok(Filled::All) => {}
+            other => {
+                log::error!("pagewarden: copying shared page {page} from a relative failed: {other:?}");
+                st.frames.give(1);
+                self.wake(st, rid, page, 1);
+                return;
+            }
+        }
+        let prev = st.region(rid).pages.get(page);
+        let id = prev.share().expect("a shared page refers to a share");
+        let mut e = prev.with_state(PageState::Resident);
+        e.set_waiters(false);
+        e.set_dirty(write);
+        st.lru.admit(key(rid, page), &mut e, false);
+        st.region_mut(rid).resident += 1;
+        if write {
+            e.set_share(None);
+            st.region_mut(rid).pages.set(page, e);
+            self.unref_share(st, rid, page, id, false);
+            st.counters(rid).cow_copies += 1;
+        } else {
+            st.clean += 1;
+            st.shares.get_mut(id).resident += 1;
+            let r = st.region_mut(rid);
+            r.shared_resident += 1;
+            r.pages.set(page, e);
+        }
+        st.counters(rid).shared_faults += 1;
         self.progress.notify_all();
     }
 

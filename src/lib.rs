@@ -86,6 +86,7 @@
 mod arena;
 mod config;
 mod core;
+mod cow;
 mod error;
 mod event;
 mod fault;
@@ -97,7 +98,7 @@ mod stats;
 mod swap;
 mod sys;
 
-pub use arena::{Arena, ArenaBuilder, Region};
+pub use arena::{Arena, ArenaBuilder, Fork, Region};
 pub use config::{EvictionPath, FaultMode, Overcommit, RuntimeBuilder, SwapIo};
 pub use error::{Error, Result};
 pub use event::Event;

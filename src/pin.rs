@@ -153,7 +153,14 @@ impl Core {
             return Hold::Missing;
         }
         // The write is coming: make the page dirty now rather than through a write-protect fault.
-        if !e.dirty() {
+        if e.share().is_some() {
+            // Copy-on-write: private first (which may need a frame, and so wait for one).
+            st = self.write_fault(st, rid, page);
+            let e = st.regions.0.get(&rid).map(|r| r.pages.get(page)).unwrap_or_default();
+            if !(e.is_resident() && e.dirty()) {
+                return Hold::Missing;
+            }
+        } else if !e.dirty() {
             self.make_dirty(&mut st, rid, page, e);
         }
         *st.held.entry(key(rid, page)).or_insert(0) += 1;

@@ -182,8 +182,8 @@ impl Core {
                 let mut budget = 8 * max;
                 while chosen.len() < max && st.clean > chosen.len() && budget > 0 {
                     let st = &mut *st;
-                    let held = &st.held;
-                    let evictable = |k, e: Entry| !held.contains_key(&k) && !e.dirty();
+                    let (held, shares) = (&st.held, &st.shares);
+                    let evictable = |k, e: Entry| !held.contains_key(&k) && !shares.must_write(e);
                     let Some(k) = st.lru.victim_within(&mut st.regions, evictable, budget) else { break };
                     budget = budget.saturating_sub(8);
                     chosen.push(k);
@@ -194,11 +194,11 @@ impl Core {
                 while chosen.len() < max {
                     let can_dirty = st.swap_writable() && (st.slots.available() as usize) > dirty;
                     let st = &mut *st;
-                    let held = &st.held;
-                    let evictable = |k, e: Entry| !held.contains_key(&k) && (!e.dirty() || can_dirty);
+                    let (held, shares) = (&st.held, &st.shares);
+                    let evictable = |k, e: Entry| !held.contains_key(&k) && (can_dirty || !shares.must_write(e));
                     let Some(k) = st.lru.victim(&mut st.regions, evictable) else { break };
                     let e = st.regions.0[&unkey(k).0].pages.get(unkey(k).1);
-                    dirty += usize::from(e.dirty());
+                    dirty += usize::from(st.shares.must_write(e));
                     chosen.push(k);
                 }
             }
@@ -215,7 +215,7 @@ impl Core {
                     if !e.is_resident() || e.pinned() || st.held.contains_key(&key(rid, p)) {
                         continue;
                     }
-                    if e.dirty() {
+                    if st.shares.must_write(e) {
                         if !(st.swap_writable() && (st.slots.available() as usize) > dirty) {
                             continue;
                         }
@@ -230,22 +230,34 @@ impl Core {
         }
         let mut freed = 0;
         let mut jobs: Vec<Job> = Vec::new();
-        let n_dirty = chosen.iter().filter(|&&k| st.regions.0[&unkey(k).0].pages.get(unkey(k).1).dirty()).count();
+        let n_dirty = chosen
+            .iter()
+            .filter(|&&k| st.shares.must_write(st.regions.0[&unkey(k).0].pages.get(unkey(k).1)))
+            .count();
         let run = st.slots.alloc_run(n32(n_dirty));
+        // Slots of the run handed to jobs (the rest go back at the end).
+        let mut from_run = 0usize;
         let mut clean: Vec<PageKey> = Vec::new();
         for k in chosen {
             let (rid, page) = unkey(k);
             let off = idx(page) * ps;
             let mut e = st.region(rid).pages.get(page);
-            if !e.dirty() {
-                // Clean: the swap copy is valid (or the page was never written). No I/O; the
-                // frames are discarded below, neighbours with one madvise.
+            if !st.shares.must_write(e) {
+                // Clean: the swap copy is valid (or the page was never written, or a relative
+                // holds the shared data too). No I/O; the frames are discarded below, neighbours
+                // with one madvise.
                 clean.push(k);
                 st.lru.leave(&mut e);
                 st.lru.stamp(&mut e);
+                if let Some(id) = e.share() {
+                    st.shares.get_mut(id).resident -= 1;
+                    st.region_mut(rid).shared_resident -= 1;
+                }
                 let r = st.region_mut(rid);
                 r.resident -= 1;
-                if e.slot().is_some() {
+                if e.share().is_some() {
+                    e.set_state(PageState::Shared);
+                } else if e.slot().is_some() {
                     e.set_state(PageState::Swapped);
                     r.swapped += 1;
                 } else {
@@ -261,9 +273,13 @@ impl Core {
                 freed += 1;
                 continue;
             }
+            let in_run = run.is_some() && from_run < n_dirty;
             let slot = match run {
-                Some(start) => start + n32(jobs.len()),
-                None => match st.slots.alloc() {
+                Some(start) if in_run => {
+                    from_run += 1;
+                    start + n32(from_run - 1)
+                }
+                _ => match st.slots.alloc() {
                     Some(s) => s,
                     None => {
                         st.lru.requeue(k, &mut e);
@@ -300,11 +316,19 @@ impl Core {
                 Ok(()) => {}
                 Err(libc::ENOENT) => {
                     // The page is not there: the application discarded it itself (MADV_DONTNEED).
-                    self.free_job_slot(&mut st, run.is_some(), slot);
+                    if in_run {
+                        from_run -= 1;
+                    } else {
+                        st.slots.free(slot);
+                    }
                     st.lru.leave(&mut e);
+                    st.clean -= usize::from(!e.dirty());
                     let r = st.region_mut(rid);
                     r.resident -= 1;
                     r.pages.set(page, Entry::default());
+                    if let Some(id) = e.share() {
+                        self.unref_share(&mut st, rid, page, id, true);
+                    }
                     st.frames.give(1);
                     freed += 1;
                     continue;
@@ -312,13 +336,19 @@ impl Core {
                 Err(errno) => {
                     // EBUSY: pinned by in-progress I/O or shared. Try it another time.
                     log::debug!("pagewarden: cannot evict page {page} of region {rid} now (errno {errno})");
-                    self.free_job_slot(&mut st, run.is_some(), slot);
+                    if in_run {
+                        from_run -= 1;
+                    } else {
+                        st.slots.free(slot);
+                    }
                     st.lru.requeue(k, &mut e);
                     st.region_mut(rid).pages.set(page, e);
                     continue;
                 }
             }
             st.lru.leave(&mut e);
+            // A shared page's last copy counted as clean until now.
+            st.clean -= usize::from(!e.dirty());
             e.set_state(PageState::Evicting);
             let r = st.region_mut(rid);
             r.pages.set(page, e);
@@ -353,7 +383,7 @@ impl Core {
             return (st, freed);
         }
         if let Some(start) = run {
-            for s in start + n32(jobs.len())..start + n32(n_dirty) {
+            for s in start + n32(from_run)..start + n32(n_dirty) {
                 st.slots.free(s);
             }
         }
@@ -410,7 +440,9 @@ impl Core {
                 }
                 freed += 1;
                 st.evictions += 1;
-                if live == Liveness::Live {
+                if let Some(id) = e.share() {
+                    self.evicted_shared(&mut st, rid, page, e, id, ok.then_some((slot, sum)));
+                } else if live == Liveness::Live {
                     e.set_state(PageState::Swapped);
                     e.set_dirty(false);
                     st.attach_slot(rid, &mut e, slot);
@@ -433,17 +465,23 @@ impl Core {
                 // Put it back exactly as it was: resident and dirty.
                 failed = Some(());
                 st.slots.free(slot);
+                // A shared page stays write-protected: its next write must break the sharing.
+                let shared = e.share().is_some();
                 let back = match hole {
                     Some(h) => {
                         let pool = self.pool.as_ref().expect("pool exists on the MOVE path");
-                        let r = self.uffd.move_pages(&map, off, pool, h as usize * ps, ps, true);
+                        let r = self.uffd.move_pages(&map, off, pool, h as usize * ps, ps, !shared);
                         if r.is_ok() {
                             st.frames.return_hole(h);
                         }
-                        r.map(|_| ())
+                        r.map(|_| ()).and_then(|()| {
+                            if shared { self.uffd.writeprotect(&map, off, ps, true, true) } else { Ok(()) }
+                        })
                     }
+                    None if shared => self.uffd.wake(&map, off, ps),
                     None => self.uffd.writeprotect(&map, off, ps, false, true),
                 };
+                st.clean += usize::from(shared);
                 if let Err(err) = back {
                     log::error!("pagewarden: restoring page {page} after a failed write failed: {err}");
                 }
@@ -467,10 +505,47 @@ impl Core {
         (st, freed)
     }
 
-    fn free_job_slot(&self, st: &mut Guard<'_>, in_run: bool, slot: u32) {
-        // Slots of the run are returned together at the end; single slots now.
-        if !in_run {
-            st.slots.free(slot);
+    /// Finishes the eviction of a copy-on-write page whose frame held its share's only copy:
+    /// `written` is the slot and checksum when the write succeeded (the share keeps the slot).
+    /// The frame is already released.
+    fn evicted_shared(
+        &self,
+        st: &mut Guard<'_>,
+        rid: u32,
+        page: u64,
+        mut e: Entry,
+        id: u32,
+        written: Option<(u32, u32)>,
+    ) {
+        if let Some((slot, sum)) = written {
+            let sh = st.shares.get_mut(id);
+            if sh.slot.is_none() {
+                sh.slot = Some(slot);
+                st.sums[idx(u64::from(slot))] = sum;
+            } else {
+                st.slots.free(slot);
+            }
+        }
+        let live = st.region(rid).live;
+        st.region_mut(rid).resident -= 1;
+        if live == Liveness::Live {
+            st.shares.get_mut(id).resident -= 1;
+            st.region_mut(rid).shared_resident -= 1;
+            e.set_state(PageState::Shared);
+            st.lru.stamp(&mut e);
+            st.region_mut(rid).pages.set(page, e);
+            let c = st.counters(rid);
+            c.evictions += 1;
+            c.writebacks += 1;
+            if st.shares.get(id).refs == 1 {
+                self.normalize_share(st, page, id);
+            }
+            return;
+        }
+        st.region_mut(rid).pages.set(page, Entry::default());
+        self.unref_share(st, rid, page, id, true);
+        if written.is_none() {
+            self.lose_share(st, page, id);
         }
     }
 
@@ -484,6 +559,9 @@ impl Core {
         let (mut frames, mut slots, mut pinned, mut kept_slots) = (0u64, 0u64, 0u64, 0u64);
         // Runs of resident pages, discarded with one madvise each.
         let mut runs: Vec<(u64, u64)> = Vec::new();
+        // Copy-on-write references, settled once the table is walked: (page, share, resident).
+        let mut refs: Vec<(u64, u32, bool)> = Vec::new();
+        let mut shared_frames = 0u64;
         let state = &mut **st;
         let r = state.regions.0.get_mut(&rid).expect("dropping pages of a live region");
         let map = r.map.clone();
@@ -494,19 +572,25 @@ impl Core {
                     return true;
                 }
                 PageState::Resident => {
-                    match runs.last_mut() {
-                        Some(run) if run.1 == p => run.1 = p + 1,
-                        _ => runs.push((p, p + 1)),
-                    }
                     if e.pinned() {
                         pinned += 1;
                     } else {
                         state.lru.leave(e);
                         state.clean -= usize::from(!e.dirty());
                     }
+                    if let Some(id) = e.share() {
+                        refs.push((p, id, true));
+                        shared_frames += 1;
+                        return false;
+                    }
+                    match runs.last_mut() {
+                        Some(run) if run.1 == p => run.1 = p + 1,
+                        _ => runs.push((p, p + 1)),
+                    }
                     frames += 1;
                 }
                 PageState::Swapped => slots += 1,
+                PageState::Shared => refs.extend(e.share().map(|id| (p, id, false))),
                 PageState::Unpopulated | PageState::Poisoned => {}
             }
             if let Some(s) = e.slot() {
@@ -515,11 +599,27 @@ impl Core {
             false
         });
         r.slots = kept_slots;
-        r.resident -= frames;
+        r.resident -= frames + shared_frames;
         r.pinned -= pinned;
         r.swapped = 0;
         r.stream = Default::default();
         st.pinned -= idx(pinned).min(st.pinned);
+        // A frame holding a share's only copy goes to a relative (moved, or copied and then
+        // discarded here); any other shared frame is freed like the rest.
+        for (p, id, resident) in refs {
+            let sh = *st.shares.get(id);
+            if resident && sh.refs > 1 && sh.slot.is_none() && sh.resident == 1 && self.donate(st, rid, p, id, false) {
+                let _ = map.discard(idx(p) * ps, ps);
+            } else if resident {
+                runs.push((p, p + 1));
+                frames += 1;
+            }
+            self.unref_share(st, rid, p, id, resident);
+            if resident {
+                self.lose_share(st, p, id);
+            }
+        }
+        runs.sort_unstable();
         if defer {
             for (a, b) in runs {
                 st.reap.push_back((map.clone(), a, b - a));
@@ -604,7 +704,14 @@ impl Core {
     /// Removes a released region's state once nothing is in flight on it.
     pub(crate) fn forget_if_done(&self, st: &mut Guard<'_>, rid: u32) {
         if st.regions.0.get(&rid).is_some_and(|r| r.live == Liveness::Released && r.inflight == 0) {
-            st.regions.0.remove(&rid);
+            if let Some(r) = st.regions.0.remove(&rid) {
+                if let Some(rel) = st.families.get_mut(&r.family) {
+                    rel.retain(|&x| x != rid);
+                    if rel.is_empty() {
+                        st.families.remove(&r.family);
+                    }
+                }
+            }
         }
     }
 

@@ -61,6 +61,12 @@ pub(crate) struct RegionState {
     pub(crate) live: Liveness,
     /// Count of poisoned pages, read lock-free by the safe accessors.
     pub(crate) poisoned: Arc<AtomicU64>,
+    /// The fork family: regions whose pages may refer to the same copy-on-write shares.
+    pub(crate) family: u32,
+    /// Pages referring to a share, in any state.
+    pub(crate) shared: u64,
+    /// Pages referring to a share and holding a frame (part of `resident`).
+    pub(crate) shared_resident: u64,
 }
 
 /// State of an arena shared with its public handle without the state lock.
@@ -186,6 +192,10 @@ pub(crate) struct State {
     pub(crate) held: IdMap<PageKey, u32>,
     /// Checksum of each swap slot's contents (0: none recorded).
     pub(crate) sums: Vec<u32>,
+    /// Copy-on-write shares.
+    pub(crate) shares: crate::core::shares::Shares,
+    /// Fork families with more than one region: family id → region ids.
+    pub(crate) families: IdMap<u32, Vec<u32>>,
 }
 
 impl State {
@@ -339,6 +349,7 @@ impl Core {
             tracked += r.resident + r.swapped;
         }
         metadata += (st.lru.resident() * std::mem::size_of::<PageKey>()) as u64;
+        metadata += st.shares.heap_bytes() as u64;
         let mut ids: Vec<u32> = st.arenas.keys().copied().collect();
         ids.sort_unstable();
         for id in ids {
@@ -386,10 +397,29 @@ impl Core {
         let st = self.lock();
         let queued: std::collections::HashSet<PageKey> = st.lru.queued_keys().collect();
         let (mut resident, mut in_lru, mut slots, mut pinned, mut clean) = (0u64, 0usize, 0u64, 0u64, 0usize);
+        // Share id → (references, references holding a frame), counted from the pages.
+        let mut refs: std::collections::HashMap<u32, (u32, u32)> = std::collections::HashMap::new();
         for (&rid, r) in &st.regions.0 {
             let (mut res, mut sw, mut pin, mut sl) = (0u64, 0u64, 0u64, 0u64);
+            let (mut sh, mut sh_res) = (0u64, 0u64);
             for (p, e) in r.pages.entries() {
                 let k = crate::core::lru::key(rid, p);
+                if let Some(id) = e.share() {
+                    let held = matches!(e.state(), S::Resident | S::Evicting);
+                    let c = refs.entry(id).or_default();
+                    c.0 += 1;
+                    c.1 += u32::from(held);
+                    sh += 1;
+                    sh_res += u64::from(held);
+                    if !matches!(e.state(), S::Resident | S::Evicting | S::PageIn | S::Shared) {
+                        return Err(format!("region {rid} page {p}: {:?} refers to share {id}", e.state()));
+                    }
+                    if e.dirty() {
+                        return Err(format!("region {rid} page {p}: dirty, yet refers to share {id}"));
+                    }
+                } else if e.state() == S::Shared {
+                    return Err(format!("region {rid} page {p}: shared without a share"));
+                }
                 match e.state() {
                     S::Resident => {
                         res += 1;
@@ -421,9 +451,38 @@ impl Core {
                     (r.resident, r.swapped, r.pinned, r.slots)
                 ));
             }
+            if (sh, sh_res) != (r.shared, r.shared_resident) {
+                return Err(format!(
+                    "region {rid}: counted shared/shared-resident {:?}, recorded {:?}",
+                    (sh, sh_res),
+                    (r.shared, r.shared_resident)
+                ));
+            }
             resident += res;
             slots += sl;
             pinned += pin;
+        }
+        let mut live_shares = 0;
+        for (id, s) in st.shares.iter() {
+            live_shares += 1;
+            let counted = refs.get(&id).copied().unwrap_or_default();
+            if counted != (s.refs, s.resident) {
+                return Err(format!(
+                    "share {id}: pages count references/frames {counted:?}, it records {:?}",
+                    (s.refs, s.resident)
+                ));
+            }
+            if s.slot.is_none() && s.resident == 0 {
+                return Err(format!("share {id}: {} references, but its data is nowhere", s.refs));
+            }
+            slots += u64::from(s.slot.is_some());
+        }
+        if live_shares != refs.len() || live_shares != st.shares.len() {
+            return Err(format!(
+                "{} shares referred to by pages, {live_shares} live, {} recorded",
+                refs.len(),
+                st.shares.len()
+            ));
         }
         if in_lru != st.lru.resident() {
             return Err(format!("{in_lru} unpinned resident pages, the replacement lists count {}", st.lru.resident()));
@@ -465,6 +524,7 @@ impl Core {
             resident_pages: c.resident,
             swapped_pages: c.swapped,
             pinned_pages: c.pinned,
+            shared_pages: st.arenas[&id].regions.iter().map(|r| st.region(*r).shared).sum(),
             unique_pages: c.unique(),
             oom_score: if shared.killed.load(Ordering::Acquire) { 0 } else { c.oom_score(total) },
             oom_score_adj: adj,
@@ -661,6 +721,8 @@ impl Runtime {
             clean: 0,
             held: IdMap::default(),
             sums: vec![0; crate::core::idx(u64::from(cfg.swap_slots))],
+            shares: Default::default(),
+            families: IdMap::default(),
         };
         let core = Arc::new(Core {
             uffd: ufd,

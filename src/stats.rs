@@ -123,6 +123,11 @@ pub struct Counters {
     /// Faults that found no free frame and had to reclaim (or wait) before being served; the
     /// background reclaimer's job is to keep this near zero.
     pub direct_reclaims: u64,
+    /// Writes that made a private copy of a copy-on-write page (the first write on each side
+    /// after a fork).
+    pub cow_copies: u64,
+    /// Missing-page faults served by copying a copy-on-write relative's resident frame.
+    pub shared_faults: u64,
 }
 
 impl Counters {
@@ -139,11 +144,13 @@ impl Counters {
         self.refault_activations += o.refault_activations;
         self.lost_pages += o.lost_pages;
         self.direct_reclaims += o.direct_reclaims;
+        self.cow_copies += o.cow_copies;
+        self.shared_faults += o.shared_faults;
     }
 
     /// All missing and write-protect faults.
     pub fn faults(&self) -> u64 {
-        self.zero_fills + self.swap_ins + self.wp_faults
+        self.zero_fills + self.swap_ins + self.wp_faults + self.shared_faults
     }
 }
 
@@ -166,6 +173,8 @@ pub struct ArenaStats {
     pub swapped_pages: u64,
     /// Pinned pages (part of `resident_pages`).
     pub pinned_pages: u64,
+    /// Pages whose data is shared copy-on-write with a fork relative (resident or not).
+    pub shared_pages: u64,
     /// Frames plus swap slots that killing it would free.
     pub unique_pages: u64,
     /// Kernel-scale OOM score, 0..=2000 (like `/proc/PID/oom_score`).
@@ -292,15 +301,17 @@ impl fmt::Display for Stats {
         )?;
         writeln!(
             f,
-            "{:<14} {:>8} {:>8} {:>8} {:>6} {:>9} {:>8} {:>6} {:>8} {:>8} {:>8} {:>13} {:>8} {:>8} {:>5} {:>5}",
+            "{:<14} {:>8} {:>8} {:>8} {:>6} {:>8} {:>9} {:>8} {:>6} {:>6} {:>8} {:>8} {:>8} {:>13} {:>8} {:>8} {:>5} {:>5}",
             "arena",
             "reserved",
             "resident",
             "swapped",
             "pinned",
+            "shared",
             "zero-fill",
             "swap-in",
             "wp",
+            "cow",
             "evicted",
             "written",
             "clean",
@@ -316,7 +327,7 @@ impl fmt::Display for Stats {
             ps: usize,
             name: &str,
             reserved: u64,
-            pages: [u64; 3],
+            pages: [u64; 4],
             c: &Counters,
             l: &Latency,
             oom: Option<(i16, u32)>,
@@ -324,15 +335,17 @@ impl fmt::Display for Stats {
             let (adj, score) = oom.map_or((String::new(), String::new()), |(a, s)| (a.to_string(), s.to_string()));
             writeln!(
                 f,
-                "{:<14} {:>8} {:>8} {:>8} {:>6} {:>9} {:>8} {:>6} {:>8} {:>8} {:>8} {:>13} {:>8} {:>8} {:>5} {:>5}",
+                "{:<14} {:>8} {:>8} {:>8} {:>6} {:>8} {:>9} {:>8} {:>6} {:>6} {:>8} {:>8} {:>8} {:>13} {:>8} {:>8} {:>5} {:>5}",
                 name,
                 mib(reserved / ps as u64, ps),
                 mib(pages[0], ps),
                 mib(pages[1], ps),
                 pages[2],
+                mib(pages[3], ps),
                 c.zero_fills,
                 c.swap_ins,
                 c.wp_faults,
+                c.cow_copies,
                 c.evictions,
                 c.writebacks,
                 c.clean_drops,
@@ -348,11 +361,12 @@ impl fmt::Display for Stats {
             if a.killed {
                 name.push_str(" †");
             }
-            let pages = [a.resident_pages, a.swapped_pages, a.pinned_pages];
+            let pages = [a.resident_pages, a.swapped_pages, a.pinned_pages, a.shared_pages];
             row(f, ps, &name, a.reserved_bytes, pages, &a.counters, &a.latency, Some((a.oom_score_adj, a.oom_score)))?;
         }
         let sum = |g: fn(&ArenaStats) -> u64| self.arenas.iter().map(g).sum::<u64>();
-        let pages = [sum(|a| a.resident_pages), sum(|a| a.swapped_pages), sum(|a| a.pinned_pages)];
+        let pages =
+            [sum(|a| a.resident_pages), sum(|a| a.swapped_pages), sum(|a| a.pinned_pages), sum(|a| a.shared_pages)];
         row(f, ps, "total", sum(|a| a.reserved_bytes), pages, &self.totals, &self.latency, None)?;
         write!(
             f,

@@ -68,6 +68,7 @@ fn run(seed: u64, path: EvictionPath, mode: FaultMode, ops: usize) {
     }
     let mut pinned = 0usize;
     let mut pins_done = 0usize;
+    let mut forks = 0usize;
     for step in 0..ops {
         let gi = rng.below(guests.len() as u64) as usize;
         let ctx = format!("seed {seed} path {path:?} step {step} guest {gi}");
@@ -91,6 +92,7 @@ fn run(seed: u64, path: EvictionPath, mode: FaultMode, ops: usize) {
             }
             continue;
         }
+        let n_guests = guests.len();
         let g = &mut guests[gi];
         if g.regions.is_empty() {
             let s = new_region(&mut rng, g);
@@ -98,7 +100,7 @@ fn run(seed: u64, path: EvictionPath, mode: FaultMode, ops: usize) {
         }
         let ri = rng.below(g.regions.len() as u64) as usize;
         let size = g.regions[ri].model.len();
-        let op = rng.below(100);
+        let op = rng.below(104);
         match op {
             0..=29 => {
                 // Write random bytes, up to three pages, anywhere.
@@ -199,6 +201,25 @@ fn run(seed: u64, path: EvictionPath, mode: FaultMode, ops: usize) {
                 }
                 assert_eq!(rt.stats().pinned_frames as usize, pinned, "{ctx}: pin accounting");
             }
+            100..=103 => {
+                // Fork a guest copy-on-write: the child reads the parent's bytes as they are now,
+                // and from then on each side's writes are its own.
+                if n_guests >= 7 {
+                    continue;
+                }
+                let mut f = g.arena.fork(&format!("f{gi}-{step}")).unwrap_or_else(|e| panic!("{ctx}: fork: {e}"));
+                let regions = g
+                    .regions
+                    .iter()
+                    .map(|s| Slot {
+                        region: f.take_region(&s.region).expect("a child region per parent region"),
+                        model: s.model.clone(),
+                        pins: Vec::new(),
+                    })
+                    .collect();
+                forks += 1;
+                guests.push(Guest { arena: f.arena().clone(), regions, killed: false });
+            }
             _ => {
                 // Verify every live region of every guest.
                 for (j, h) in guests.iter().enumerate() {
@@ -232,6 +253,7 @@ fn run(seed: u64, path: EvictionPath, mode: FaultMode, ops: usize) {
     assert!(st.totals.writebacks > 0 && st.totals.swap_ins > 0, "the test must exercise swap");
     assert!(st.totals.clean_drops > 0, "the test must exercise clean drops");
     assert!(pins_done > 0, "the test must exercise pinning");
+    assert!(forks > 0 && st.totals.cow_copies > 0, "the test must exercise forks");
 }
 
 #[test]

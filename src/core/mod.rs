@@ -5,6 +5,7 @@ pub(crate) mod frames;
 pub(crate) mod lru;
 pub(crate) mod page;
 pub(crate) mod readahead;
+pub(crate) mod shares;
 pub(crate) mod slots;
 
 // Page indices are u64 and offsets usize: lossless only on 64-bit targets, which are the only

@@ -11,13 +11,15 @@
 //!                          ▲  clean drop (slot still valid: no I/O)    │
 //!                          └───────────────────────────────────────────┘
 //!   Poisoned: the page's data was lost (swap read failed); access raises SIGBUS.
+//!   Shared{share}: not resident; the data is a copy-on-write share's (a fork's pages). A
+//!   resident page may refer to a share too: it is then a clean, write-protected copy of it.
 //! ```
 //!
 //! Bit layout of an [`Entry`]:
 //!
 //! ```text
-//!   63          32 31       12  11      10      9      8      7     6      5      4    3   2..0
-//!   [  slot (32)   | shadow(20) |reserve|pinned|queued|active|refd|waiters|slot?|dirty|state]
+//!   63          32 31       12   11     10      9      8      7     6      5      4    3   2..0
+//!   [slot|share(32)| shadow(20) |share?|reserve|pinned|queued|active|refd|waiters|slot?|dirty|state]
 //! ```
 //! `shadow` is the eviction clock at the time the page last left memory: the distance to the
 //! clock at refault tells the replacement policy whether the page was evicted too early.
@@ -37,6 +39,8 @@ pub(crate) enum PageState {
     PageIn = 3,
     Evicting = 4,
     Poisoned = 5,
+    /// Not resident; the data is a copy-on-write share's (see [`super::shares`]).
+    Shared = 6,
 }
 
 /// One packed page entry. The all-zero entry is a never-touched page.
@@ -52,6 +56,8 @@ const ACTIVE: u64 = 1 << 7;
 const QUEUED: u64 = 1 << 8;
 const PINNED: u64 = 1 << 9;
 const RESERVE: u64 = 1 << 10;
+/// The upper 32 bits hold a share id, not a slot.
+const SHARE: u64 = 1 << 11;
 const SHADOW_SHIFT: u32 = 12;
 /// Width of the shadow clock in bits.
 pub(crate) const SHADOW_BITS: u32 = 20;
@@ -76,6 +82,7 @@ impl Entry {
             2 => PageState::Swapped,
             3 => PageState::PageIn,
             4 => PageState::Evicting,
+            6 => PageState::Shared,
             _ => PageState::Poisoned,
         }
     }
@@ -106,10 +113,30 @@ impl Entry {
         (self.0 & HAS_SLOT != 0).then_some((self.0 >> 32) as u32)
     }
 
+    /// Sets or clears the slot. An entry referring to a share has no slot of its own: clearing is
+    /// then a no-op (the share id stays).
     pub(crate) fn set_slot(&mut self, slot: Option<u32>) {
+        if self.0 & SHARE != 0 {
+            debug_assert!(slot.is_none(), "a shared page cannot own a slot");
+            return;
+        }
         self.0 &= !(HAS_SLOT | (u64::from(u32::MAX) << 32));
         if let Some(s) = slot {
             self.0 |= HAS_SLOT | (u64::from(s) << 32);
+        }
+    }
+
+    /// The copy-on-write share whose data this page reads, if any: the page is then clean and
+    /// write-protected when resident, and `Shared` when not.
+    pub(crate) fn share(self) -> Option<u32> {
+        (self.0 & SHARE != 0).then_some((self.0 >> 32) as u32)
+    }
+
+    /// Sets or clears the share (an entry with a share has no slot).
+    pub(crate) fn set_share(&mut self, share: Option<u32>) {
+        self.0 &= !(HAS_SLOT | SHARE | (u64::from(u32::MAX) << 32));
+        if let Some(s) = share {
+            self.0 |= SHARE | (u64::from(s) << 32);
         }
     }
 

@@ -46,7 +46,7 @@ pub(crate) enum OomOutcome {
 impl Core {
     /// The candidate-table entry of an arena.
     pub(crate) fn candidate(&self, st: &State, a: &ArenaState, faulting: Option<u32>, now: Instant) -> Candidate {
-        let (mut resident, mut swapped, mut pinned, mut slots, mut meta) = (0, 0, 0, 0, 0);
+        let (mut resident, mut swapped, mut pinned, mut slots, mut meta, mut shared) = (0, 0, 0, 0, 0, 0);
         for rid in &a.regions {
             let r = st.region(*rid);
             resident += r.resident;
@@ -54,10 +54,10 @@ impl Core {
             pinned += r.pinned;
             slots += r.slots;
             meta += r.pages.heap_bytes() as u64;
+            // Frames holding copy-on-write data: a relative keeps the data when this one dies.
+            shared += r.shared_resident;
         }
         let p = &a.profile;
-        // Nothing is shared between arenas until copy-on-write forks exist.
-        let shared = 0;
         Candidate {
             id: u64::from(a.shared.id),
             name: a.shared.name.clone(),

@@ -1,0 +1,286 @@
+//! Copy-on-write forks: sharing a region's pages with a child region, and breaking the sharing
+//! when one side writes.
+//!
+//! ```text
+//!   fork:      every touched page of the parent region becomes a share (or joins its share);
+//!              the child's page refers to it. No data is copied and no frame is charged.
+//!   read:      a child page pages in from the share: a copy of a resident relative's frame, or a
+//!              read of the share's swap slot. It is mapped read-only and stays a share reference.
+//!   write:     the writer's page becomes private. If its frame was the share's only copy, the
+//!              data is first copied into a relative's page (one frame, charged then), so no other
+//!              side ever sees the write.
+//!   evict:     a share reference with other copies (slot, or another frame) is dropped with no
+//!              I/O; the last copy is written to a slot that the share keeps.
+//!   kill/free: the side's references go; a last copy in a frame is moved (or copied) into a
+//!              relative first. A share with one reference left becomes that page's own data.
+//! ```
+//!
+//! A private anonymous page cannot be mapped at two addresses, so a page read on both sides holds
+//! two frames; the second is clean and is the first thing reclaim takes, with no I/O.
+
+use crate::config::EvictionPath;
+use crate::core::idx;
+use crate::core::lru::key;
+use crate::core::page::{Entry, PageState};
+use crate::core::shares::Share;
+use crate::runtime::{Core, Liveness, State};
+use crate::sys::uffd::Filled;
+
+impl State {
+    /// A live region of `rid`'s family, other than `rid`, whose page `page` refers to share `id`
+    /// and satisfies `want`.
+    pub(crate) fn find_ref(&self, rid: u32, page: u64, id: u32, want: impl Fn(Entry) -> bool) -> Option<u32> {
+        let fam = self.regions.0.get(&rid)?.family;
+        self.families.get(&fam)?.iter().copied().filter(|&r| r != rid).find(|r| {
+            self.regions.0.get(r).is_some_and(|x| {
+                let e = x.pages.get(page);
+                x.live == Liveness::Live && e.share() == Some(id) && want(e)
+            })
+        })
+    }
+
+}
+
+impl Core {
+    /// Drops the reference that page `page` of `rid` held on share `id` (the caller has changed
+    /// the entry). `resident`: the reference held a frame. A share left with one reference
+    /// becomes that page's own data; with none, it is freed with its slot.
+    pub(crate) fn unref_share(&self, st: &mut State, rid: u32, page: u64, id: u32, resident: bool) {
+        if let Some(r) = st.regions.0.get_mut(&rid) {
+            r.shared -= 1;
+            r.shared_resident -= u64::from(resident);
+        }
+        let sh = st.shares.get_mut(id);
+        sh.refs -= 1;
+        sh.resident -= u32::from(resident);
+        match sh.refs {
+            0 => {
+                if let Some(s) = sh.slot {
+                    st.slots.free(s);
+                }
+                st.shares.free(id);
+            }
+            1 => self.normalize_share(st, page, id),
+            _ => {}
+        }
+    }
+
+    /// A share with one reference left: the referring page takes the data (slot or frame) as its
+    /// own, unless it is in flight (its owner then finishes with the share as it is).
+    pub(crate) fn normalize_share(&self, st: &mut State, page: u64, id: u32) {
+        let sh = *st.shares.get(id);
+        let Some(rid) = st.families.get(&sh.family).and_then(|rel| {
+            rel.iter().copied().find(|r| st.regions.0.get(r).is_some_and(|x| x.pages.get(page).share() == Some(id)))
+        }) else {
+            return;
+        };
+        let ps = self.page();
+        let r = st.regions.0.get_mut(&rid).expect("found above");
+        let mut e = r.pages.get(page);
+        match e.state() {
+            PageState::Resident => {
+                e.set_share(None);
+                r.shared -= 1;
+                r.shared_resident -= 1;
+                if let Some(s) = sh.slot {
+                    e.set_slot(Some(s));
+                    r.slots += 1;
+                } else {
+                    // The frame is the only copy: the page is dirty from now on.
+                    e.set_dirty(true);
+                    if let Err(err) = self.uffd.writeprotect(&r.map, idx(page) * ps, ps, false, true) {
+                        log::error!("pagewarden: lifting write protection of an unshared page failed: {err}");
+                    }
+                    if !e.pinned() {
+                        st.clean -= 1;
+                    }
+                }
+            }
+            PageState::Shared => {
+                e.set_share(None);
+                r.shared -= 1;
+                let Some(s) = sh.slot else {
+                    log::error!("pagewarden: share {id} has no copy left; page {page} of region {rid} is lost");
+                    return;
+                };
+                e.set_state(PageState::Swapped);
+                e.set_slot(Some(s));
+                r.slots += 1;
+                r.swapped += 1;
+            }
+            _ => return,
+        }
+        r.pages.set(page, e);
+        st.shares.free(id);
+    }
+
+    /// A share whose only copy is gone (its last frame died while its write to swap failed): the
+    /// pages still referring to it are lost, and reported, rather than read as anything else.
+    pub(crate) fn lose_share(&self, st: &mut State, page: u64, id: u32) {
+        let sh = *st.shares.get(id);
+        if sh.refs == 0 || sh.slot.is_some() || sh.resident > 0 {
+            return;
+        }
+        let rel = st.families.get(&sh.family).cloned().unwrap_or_default();
+        for rid in rel {
+            let e = st.regions.0.get(&rid).map(|r| r.pages.get(page));
+            if e.is_some_and(|e| e.share() == Some(id) && e.state() == PageState::Shared) {
+                self.lose_page(st, rid, page);
+            }
+        }
+    }
+
+    /// Gives the frame of page `page` of `rid` (a resident reference to share `id` holding the
+    /// share's only copy, about to be written or dropped) to a relative that refers to the share
+    /// without a frame: moved where the kernel can, else copied. Returns false when there is no
+    /// such relative or no frame for a copy (`copy_only`: the caller keeps its frame, so the copy
+    /// needs a new one; otherwise the caller's frame is being freed and the copy takes over its
+    /// place in the budget).
+    pub(crate) fn donate(&self, st: &mut State, rid: u32, page: u64, id: u32, copy_only: bool) -> bool {
+        let ps = self.page();
+        let off = idx(page) * ps;
+        let Some(q) = st.find_ref(rid, page, id, |e| e.state() == PageState::Shared && !e.reserve()) else {
+            return false;
+        };
+        if copy_only {
+            if st.frames.free() == 0 {
+                return false;
+            }
+            st.frames.take(1);
+            self.trim_pool(st);
+        }
+        let (src, dst) = (st.region(rid).map.clone(), st.region(q).map.clone());
+        let moved = !copy_only
+            && self.path == EvictionPath::Move
+            && matches!(self.uffd.move_pages(&dst, off, &src, off, ps, false), Ok(Filled::All));
+        let res = if moved {
+            // A moved page arrives writable: protect it before its threads wake.
+            self.uffd.writeprotect(&dst, off, ps, true, true).map(|()| Filled::All)
+        } else {
+            self.uffd.copy(&dst, off, &src, off, ps, true, true)
+        };
+        match res {
+            Ok(Filled::All) => {}
+            other => {
+                log::error!("pagewarden: handing a shared page to a relative failed: {other:?}");
+                if copy_only {
+                    st.frames.give(1);
+                }
+                return false;
+            }
+        }
+        let rq = st.regions.0.get_mut(&q).expect("found above");
+        let mut e = rq.pages.get(page).with_state(PageState::Resident);
+        e.set_waiters(false);
+        rq.resident += 1;
+        rq.shared_resident += 1;
+        st.lru.admit(key(q, page), &mut e, false);
+        st.clean += 1;
+        st.region_mut(q).pages.set(page, e);
+        st.shares.get_mut(id).resident += 1;
+        true
+    }
+
+    /// Drops pool pages that no longer fit beside the frames in use, before a COPY install
+    /// allocates (MOVE path; a no-op otherwise).
+    pub(crate) fn trim_pool(&self, st: &mut State) {
+        let ps = self.page();
+        for f in st.frames.trim_for_copy() {
+            if let Some(p) = &self.pool {
+                let _ = p.discard(f as usize * ps, ps);
+            }
+        }
+    }
+
+    /// Makes resident page `page` of `rid`, a reference to a share, private ahead of a write:
+    /// dirty, writable and charged to this side alone. If its frame was the share's only copy,
+    /// the data is first copied into a relative. `false` when that copy needs a frame and none
+    /// is free (nothing was changed).
+    pub(crate) fn unshare_for_write(&self, st: &mut State, rid: u32, page: u64) -> bool {
+        let e = st.region(rid).pages.get(page);
+        let Some(id) = e.share() else {
+            self.make_dirty(st, rid, page, e);
+            return true;
+        };
+        let sh = *st.shares.get(id);
+        if sh.refs > 1 && sh.slot.is_none() && sh.resident == 1 && !self.donate(st, rid, page, id, true) {
+            return false;
+        }
+        let mut e = st.region(rid).pages.get(page);
+        e.set_share(None);
+        st.region_mut(rid).pages.set(page, e);
+        self.unref_share(st, rid, page, id, true);
+        st.counters(rid).cow_copies += 1;
+        let e = st.region(rid).pages.get(page);
+        self.make_dirty(st, rid, page, e);
+        true
+    }
+
+    /// Shares every touched page of region `parent` with the new, empty region `child` of the
+    /// same size (state lock held, nothing in flight in `parent`). Dirty pages become clean
+    /// references, write-protected so that the parent's next write breaks the sharing.
+    pub(crate) fn share_region(&self, st: &mut State, parent: u32, child: u32) -> crate::Result<()> {
+        let fam = st.region(parent).family;
+        st.region_mut(child).family = fam;
+        st.families.entry(fam).or_insert_with(|| vec![parent]).push(child);
+        let entries = st.region(parent).pages.entries();
+        let child_poison = st.region(child).poisoned.clone();
+        for (p, mut e) in entries {
+            let id = match (e.state(), e.share()) {
+                (PageState::Poisoned, _) => {
+                    st.region_mut(child).pages.set(p, Entry::default().with_state(PageState::Poisoned));
+                    child_poison.fetch_add(1, std::sync::atomic::Ordering::AcqRel);
+                    continue;
+                }
+                (PageState::Unpopulated, _) => continue,
+                // Never written: it reads as zeros on both sides without sharing anything.
+                (PageState::Resident, None) if !e.dirty() && e.slot().is_none() => continue,
+                (_, Some(id)) => {
+                    st.shares.get_mut(id).refs += 1;
+                    id
+                }
+                (PageState::Swapped, None) => {
+                    let id = st.shares.alloc(Share { refs: 2, resident: 0, slot: e.slot(), family: fam });
+                    e.set_share(Some(id));
+                    e.set_state(PageState::Shared);
+                    let r = st.region_mut(parent);
+                    r.slots -= 1;
+                    r.swapped -= 1;
+                    r.shared += 1;
+                    r.pages.set(p, e);
+                    id
+                }
+                (PageState::Resident, None) => {
+                    let slot = e.slot();
+                    let id = st.shares.alloc(Share { refs: 2, resident: 1, slot, family: fam });
+                    if e.dirty() {
+                        e.set_dirty(false);
+                        st.clean += usize::from(!e.pinned());
+                    }
+                    e.set_share(Some(id));
+                    let r = st.region_mut(parent);
+                    r.slots -= u64::from(slot.is_some());
+                    r.shared += 1;
+                    r.shared_resident += 1;
+                    r.pages.set(p, e);
+                    id
+                }
+                (s, None) => {
+                    return Err(crate::Error::InvalidArgument {
+                        what: "fork",
+                        detail: format!("page {p} is in flight ({s:?}); this is a bug"),
+                    });
+                }
+            };
+            let mut c = Entry::default().with_state(PageState::Shared);
+            c.set_share(Some(id));
+            let r = st.region_mut(child);
+            r.pages.set(p, c);
+            r.shared += 1;
+        }
+        // From here the parent's writes fault and break the sharing.
+        let map = st.region(parent).map.clone();
+        self.uffd.writeprotect(&map, 0, map.len(), true, false)?;
+        Ok(())
+    }
+}
