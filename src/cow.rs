@@ -38,7 +38,6 @@ impl State {
             })
         })
     }
-
 }
 
 impl Core {

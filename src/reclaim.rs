@@ -230,10 +230,8 @@ impl Core {
         }
         let mut freed = 0;
         let mut jobs: Vec<Job> = Vec::new();
-        let n_dirty = chosen
-            .iter()
-            .filter(|&&k| st.shares.must_write(st.regions.0[&unkey(k).0].pages.get(unkey(k).1)))
-            .count();
+        let n_dirty =
+            chosen.iter().filter(|&&k| st.shares.must_write(st.regions.0[&unkey(k).0].pages.get(unkey(k).1))).count();
         let run = st.slots.alloc_run(n32(n_dirty));
         // Slots of the run handed to jobs (the rest go back at the end).
         let mut from_run = 0usize;
