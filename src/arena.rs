@@ -3,12 +3,14 @@
 use crate::core::page::{PageState, PageTable};
 use crate::core::readahead::Stream;
 use crate::error::{Error, Result};
+use crate::filemap::{FileMap, MapMode};
 use crate::oom::Profile;
 use crate::oom::policy::{Impact, OomHints};
 use crate::oom::pressure::Psi;
 use crate::oom::report::OomReport;
 use crate::runtime::{Accessor, ArenaShared, ArenaState, Liveness, RegionState, RtHandle};
 use crate::stats::{ArenaStats, Counters, Histogram};
+use crate::sys::file::DataFile;
 use crate::sys::mem::Mapping;
 use crate::sys::uffd;
 use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
@@ -233,6 +235,75 @@ impl Arena {
     /// Reserves `len` bytes (rounded up to whole pages) of address space for this arena. This
     /// costs no frames: pages get one on first touch. Reservations may far exceed the budget.
     pub fn reserve(&self, len: usize) -> Result<Region> {
+        self.reserve_backed(len, None)
+    }
+
+    /// Maps `len` bytes of `file`, from file offset `offset` (page-aligned), into a new region
+    /// of this arena. Pages fill from the file on first touch and clean ones are dropped under
+    /// pressure with no I/O (they are read again when needed). With [`MapMode::Shared`] writes
+    /// go back to the file (on eviction, [`Region::flush`] and release; the file must be open
+    /// for writing); with [`MapMode::Private`] they never do. The runtime keeps its own
+    /// descriptor, so the caller may close theirs.
+    ///
+    /// As with `mmap`, the region may extend past the end of the file: the part of the last
+    /// page past the end reads as zeros, pages wholly past it cannot be used (safe accessors
+    /// return [`Error::BeyondEndOfFile`], raw access raises SIGBUS) until the file grows, and
+    /// write-back never extends the file.
+    ///
+    /// ```
+    /// use std::io::{Read, Seek, Write};
+    /// let mut f = tempfile_in_tmp()?;
+    /// f.write_all(&[7u8; 8192])?;
+    /// let rt = pagewarden::Runtime::builder().frame_budget(16 << 20).build()?;
+    /// let arena = rt.arena("files").create()?;
+    /// let r = arena.map_file(&f, 0, 8192, pagewarden::MapMode::Shared)?;
+    /// let mut b = [0u8; 2];
+    /// r.read(4095, &mut b)?;
+    /// assert_eq!(b, [7, 7]);
+    /// r.write(0, b"hi")?;
+    /// r.flush()?;                                   // now on disk
+    /// let mut head = [0u8; 2];
+    /// f.rewind()?;
+    /// f.read_exact(&mut head)?;
+    /// assert_eq!(&head, b"hi");
+    /// # fn tempfile_in_tmp() -> std::io::Result<std::fs::File> {
+    /// #     let p = std::env::temp_dir().join(format!("pw-doc-{}", std::process::id()));
+    /// #     let f = std::fs::OpenOptions::new().read(true).write(true).create(true).truncate(true).open(&p)?;
+    /// #     std::fs::remove_file(&p)?;
+    /// #     Ok(f)
+    /// # }
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
+    pub fn map_file(&self, file: &impl std::os::fd::AsFd, offset: u64, len: usize, mode: MapMode) -> Result<Region> {
+        let ps = self.inner.rt.core.page() as u64;
+        if offset % ps != 0 {
+            return Err(Error::InvalidArgument {
+                what: "offset",
+                detail: format!("{offset} is not a multiple of the page size ({ps})"),
+            });
+        }
+        let file = DataFile::dup(file.as_fd()).map_err(|e| Error::FileIo { op: "dup", source: e.io() })?;
+        if !file.readable().map_err(|e| Error::FileIo { op: "fcntl", source: e.io() })? {
+            return Err(Error::InvalidArgument { what: "file", detail: "it is not open for reading".into() });
+        }
+        if mode == MapMode::Shared && !file.writable().map_err(|e| Error::FileIo { op: "fcntl", source: e.io() })? {
+            return Err(Error::InvalidArgument {
+                what: "file",
+                detail: "a Shared map writes back, but the file is open read-only (open it read-write, or map \
+                         it Private)"
+                    .into(),
+            });
+        }
+        if offset.checked_add(len as u64).is_none_or(|end| end > i64::MAX as u64) {
+            return Err(Error::InvalidArgument {
+                what: "offset",
+                detail: format!("{offset} + {len} bytes is past the largest file offset"),
+            });
+        }
+        self.reserve_backed(len, Some(Arc::new(FileMap { file, offset, mode })))
+    }
+
+    pub(crate) fn reserve_backed(&self, len: usize, file: Option<Arc<FileMap>>) -> Result<Region> {
         let core = &self.inner.rt.core;
         let ps = core.page();
         if len == 0 {
@@ -303,13 +374,17 @@ impl Arena {
                 family: id,
                 shared: 0,
                 shared_resident: 0,
+                file: file.clone(),
             },
         );
         st.by_addr.insert(map.addr(), id);
+        if file.as_ref().is_some_and(|f| f.mode == MapMode::Shared) {
+            st.file_shared.insert(id);
+        }
         if let Some(a) = st.arenas.get_mut(&self.inner.shared.id) {
             a.regions.insert(id);
         }
-        Ok(Region { arena: self.clone(), id, map, poisoned })
+        Ok(Region { arena: self.clone(), id, map, poisoned, file })
     }
 
     /// Forks the arena copy-on-write: a new arena named `name`, with the same OOM profile, and
@@ -348,10 +423,19 @@ impl Arena {
         let (profile, parents) = {
             let st = core.lock();
             let a = st.arenas.get(&self.inner.shared.id).ok_or_else(|| self.killed_err())?;
-            let mut parents: Vec<(u32, usize)> = a.regions.iter().map(|&r| (r, st.region(r).map.len())).collect();
-            parents.sort_unstable();
+            let mut parents: Vec<(u32, usize, Option<Arc<FileMap>>)> =
+                a.regions.iter().map(|&r| (r, st.region(r).map.len(), st.region(r).file.clone())).collect();
+            parents.sort_unstable_by_key(|p| p.0);
             (a.profile.clone(), parents)
         };
+        if parents.iter().any(|p| p.2.as_ref().is_some_and(|f| f.mode == MapMode::Shared)) {
+            return Err(Error::InvalidArgument {
+                what: "fork",
+                detail: "the arena has a Shared file map, whose pages the file (not a snapshot) holds; flush \
+                         and release it, or map the file Private, before forking"
+                    .into(),
+            });
+        }
         let child = ArenaBuilder {
             rt: self.inner.rt.clone(),
             name: name.to_string(),
@@ -366,16 +450,16 @@ impl Arena {
         // Reserve the child's regions (charged to the commit limit); on failure they and the
         // child arena are released as they drop.
         let mut regions = Vec::with_capacity(parents.len());
-        for &(prid, len) in &parents {
-            regions.push((prid, child.reserve(len)?));
+        for (prid, len, file) in &parents {
+            regions.push((*prid, child.reserve_backed(*len, file.clone())?));
         }
         let mut st = core.lock();
         loop {
             if self.is_killed() {
                 return Err(self.killed_err());
             }
-            let busy = parents.iter().any(|(p, _)| st.regions.0.get(p).is_some_and(|r| r.inflight > 0))
-                || st.held.keys().any(|&k| parents.iter().any(|(p, _)| crate::core::lru::unkey(k).0 == *p));
+            let busy = parents.iter().any(|(p, ..)| st.regions.0.get(p).is_some_and(|r| r.inflight > 0))
+                || st.held.keys().any(|&k| parents.iter().any(|(p, ..)| crate::core::lru::unkey(k).0 == *p));
             if !busy {
                 break;
             }
@@ -528,6 +612,7 @@ pub struct Region {
     id: u32,
     map: Arc<Mapping>,
     poisoned: Arc<AtomicU64>,
+    file: Option<Arc<FileMap>>,
 }
 
 impl std::fmt::Debug for Region {
@@ -574,6 +659,34 @@ impl Region {
         self.map.as_ptr()
     }
 
+    /// For a file-backed region: refuses an access reaching pages wholly past the end of the file.
+    fn check_file(&self, offset: usize, len: usize) -> Result<()> {
+        let Some(fm) = &self.file else { return Ok(()) };
+        let ps = self.map_page();
+        let in_file = fm.pages_in_file(ps)?;
+        let last = ((offset + len.max(1) - 1) / ps) as u64;
+        if last >= in_file {
+            let first = (offset / ps) as u64;
+            let bad = first.max(in_file);
+            let file_len = fm.file.len().map_err(|e| Error::FileIo { op: "fstat", source: e.io() })?;
+            return Err(Error::BeyondEndOfFile { offset: crate::core::idx(bad) * ps, file_len });
+        }
+        Ok(())
+    }
+
+    /// Writes this region's dirty pages back to its file and syncs the file, like `msync`
+    /// (`MS_SYNC`). A no-op for anonymous regions and [`MapMode::Private`] maps. Pages written
+    /// during the flush may or may not be in it; they stay dirty and go out with the next flush
+    /// (or at release).
+    pub fn flush(&self) -> Result<()> {
+        let core = &self.arena.inner.rt.core;
+        core.check()?;
+        if self.arena.is_killed() {
+            return Err(self.arena.killed_err());
+        }
+        core.flush_region(self.id, 0..(self.map.len() / self.map_page()) as u64)
+    }
+
     fn check(&self, offset: usize, len: usize) -> Result<()> {
         if offset.checked_add(len).is_none_or(|end| end > self.map.len()) {
             return Err(Error::OutOfBounds { offset, len, size: self.map.len() });
@@ -601,6 +714,7 @@ impl Region {
         if len == 0 {
             return Ok(());
         }
+        self.check_file(offset, len)?;
         let shared = &self.arena.inner.shared;
         let ps = self.map_page();
         let mut stop: Option<Error> = None;

@@ -116,6 +116,21 @@ pub enum Error {
         /// Offset of the first poisoned page in the region.
         offset: usize,
     },
+    /// An access to a file-backed region reached pages wholly past the end of the file (as with
+    /// `mmap`, raw access there raises SIGBUS).
+    BeyondEndOfFile {
+        /// Offset in the region of the first such page.
+        offset: usize,
+        /// The file's length when the access was checked.
+        file_len: u64,
+    },
+    /// Reading or writing a mapped file failed.
+    FileIo {
+        /// What was being done.
+        op: &'static str,
+        /// The operating system's reason.
+        source: io::Error,
+    },
     /// An unexpected system call failure.
     Sys {
         /// The call.
@@ -202,6 +217,12 @@ impl fmt::Display for Error {
             Error::Corrupted { offset } => {
                 write!(f, "the page at region offset {offset} could not be read back from swap and is poisoned")
             }
+            Error::BeyondEndOfFile { offset, file_len } => write!(
+                f,
+                "region offset {offset} lies in a page wholly past the end of the mapped file ({file_len} bytes); \
+                 extend the file (e.g. File::set_len) before touching it"
+            ),
+            Error::FileIo { op, source } => write!(f, "{op} on the mapped file failed: {source}"),
             Error::Sys { op, source } => write!(f, "{op} failed: {source}"),
         }
     }
@@ -210,9 +231,10 @@ impl fmt::Display for Error {
 impl std::error::Error for Error {
     fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
         match self {
-            Error::SwapFile { source, .. } | Error::AddressSpace { source, .. } | Error::Sys { source, .. } => {
-                Some(source)
-            }
+            Error::SwapFile { source, .. }
+            | Error::AddressSpace { source, .. }
+            | Error::Sys { source, .. }
+            | Error::FileIo { source, .. } => Some(source),
             _ => None,
         }
     }

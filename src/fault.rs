@@ -133,6 +133,8 @@ pub(crate) fn handler_loop(core: &Core) {
 enum Source {
     Zero,
     Slot(u32),
+    /// A mapped file, at this offset.
+    File(u64),
 }
 
 impl Core {
@@ -596,6 +598,25 @@ impl Core {
                 return;
             }
         }
+        // A file-backed region: never-touched pages fill from the file, up to its end.
+        let file = st.region(rid).file.clone();
+        let in_file = match &file {
+            Some(f) => match f.pages_in_file(ps) {
+                Ok(n) => n,
+                Err(e) => {
+                    log::error!("pagewarden: {e}");
+                    0
+                }
+            },
+            None => u64::MAX,
+        };
+        if first.state() == PageState::Unpopulated && page >= in_file {
+            // Past the end of the file: SIGBUS for raw access, as with mmap (a safe accessor
+            // checked the file length first; it only gets here if the file shrank meanwhile).
+            st.frames.give(got);
+            self.fail_fault(&mut st, rid, page, tid, scratch);
+            return;
+        }
         // The run of missing pages starting at `page`, up to the frames we got.
         let mut run: Vec<(u64, Entry)> = Vec::with_capacity(got);
         {
@@ -603,7 +624,8 @@ impl Core {
             for p in page..page + got as u64 {
                 let e = r.pages.get(p);
                 let readable = match e.state() {
-                    PageState::Unpopulated | PageState::Swapped => true,
+                    PageState::Unpopulated => p < in_file,
+                    PageState::Swapped => true,
                     PageState::Shared => e.share().is_some_and(|id| st.shares.get(id).slot.is_some()),
                     _ => false,
                 };
@@ -622,7 +644,14 @@ impl Core {
         st.frames.give(got - n);
         st.paging_in += n;
         let slot_of = |e: Entry| e.slot().or_else(|| e.share().and_then(|id| st.shares.get(id).slot));
-        let sources: Vec<Source> = run.iter().map(|&(_, e)| slot_of(e).map_or(Source::Zero, Source::Slot)).collect();
+        let sources: Vec<Source> = run
+            .iter()
+            .map(|&(p, e)| match (slot_of(e), &file) {
+                (Some(s), _) => Source::Slot(s),
+                (None, Some(f)) if e.state() == PageState::Unpopulated => Source::File(f.at(p, ps)),
+                (None, _) => Source::Zero,
+            })
+            .collect();
         // What each slot must read back as (the slots are this run's while it is in flight, and a
         // share keeps its slot while a reference is paging in).
         let expect: Vec<u32> = run.iter().map(|&(_, e)| slot_of(e).map_or(0, |s| st.sums[idx(u64::from(s))])).collect();
@@ -648,6 +677,24 @@ impl Core {
                     Source::Zero => {
                         let _ = buf.fill(buf_off + i * ps, ps, 0);
                         i += 1;
+                    }
+                    Source::File(at) => {
+                        // Consecutive file pages: one read; the part past the end reads as zeros.
+                        let mut j = i + 1;
+                        while j < n && matches!(sources[j], Source::File(b) if b == at + ((j - i) * ps) as u64) {
+                            j += 1;
+                        }
+                        let f = file.as_ref().expect("file sources come from a file-backed region");
+                        match f.file.read_into(at, buf, buf_off + i * ps, (j - i) * ps) {
+                            Ok(got) => {
+                                let _ = buf.fill(buf_off + i * ps + got, (j - i) * ps - got, 0);
+                            }
+                            Err(e) => {
+                                log::error!("pagewarden: reading the mapped file failed: {e}; pages poisoned");
+                                failed[i..j].fill(true);
+                            }
+                        }
+                        i = j;
                     }
                     Source::Slot(s) => {
                         // Coalesce consecutive slots into one read.
@@ -785,12 +832,15 @@ impl Core {
                 match sources[0] {
                     Source::Zero => c.zero_fills += 1,
                     Source::Slot(_) => c.swap_ins += 1,
+                    Source::File(_) => {}
                 }
             }
         }
         st.region_mut(rid).stream.installed(page, n32(n));
         {
+            let files = sources[..n].iter().filter(|s| matches!(s, Source::File(_))).count() as u64;
             let c = st.counters(rid);
+            c.file_reads += files;
             c.readahead += n as u64 - 1;
             c.refault_activations += activations;
         }

@@ -90,6 +90,7 @@ mod cow;
 mod error;
 mod event;
 mod fault;
+mod filemap;
 mod oom;
 mod pin;
 mod reclaim;
@@ -102,6 +103,7 @@ pub use arena::{Arena, ArenaBuilder, Fork, Region};
 pub use config::{EvictionPath, FaultMode, Overcommit, RuntimeBuilder, SwapIo};
 pub use error::{Error, Result};
 pub use event::Event;
+pub use filemap::MapMode;
 pub use oom::policy::{
     Balanced, Candidate, Deficit, Greedy, Impact, KillFaulting, LinuxBadness, OomContext, OomHints, VictimPolicy,
     impact_cost,

@@ -39,13 +39,19 @@ use std::time::Duration;
 const DIRECT_BATCH: usize = 16;
 /// Pages the background reclaimer evicts per round.
 const BACKGROUND_BATCH: usize = 64;
+/// How far from the cold end of the replacement lists reclaim looks for the kind of page it
+/// prefers (clean pages, then dirty file pages) before it takes whatever is coldest.
+const PREFER_WINDOW: usize = 1024;
 
 /// Which pages to evict.
 pub(crate) enum Victims {
     /// Up to this many, chosen by the replacement policy.
     Policy(usize),
-    /// Up to this many clean pages (no I/O), chosen by the replacement policy.
+    /// Up to this many clean pages (no I/O), among the coldest.
     Clean(usize),
+    /// Up to this many dirty pages of `Shared` file maps (written back to their files), among
+    /// the coldest.
+    FileDirty(usize),
     /// These pages of one region (page-out on request).
     Pages(u32, std::ops::Range<u64>),
 }
@@ -61,6 +67,8 @@ struct Job {
     ok: bool,
     /// Checksum of the page as written.
     sum: u32,
+    /// A `Shared` file map's page: written back to the file, not to `slot` (unused).
+    file: Option<Arc<crate::filemap::FileMap>>,
 }
 
 pub(crate) fn reclaimer_loop(core: &Core) {
@@ -98,7 +106,7 @@ impl Core {
         }
         while st.frames.free() < self.cfg.high && !self.shutdown.load(Ordering::Acquire) {
             let want = (self.cfg.high - st.frames.free()).min(BACKGROUND_BATCH);
-            let (g, freed) = self.evict(st, Victims::Policy(want));
+            let (g, freed) = self.escalate(st, want);
             st = g;
             if freed == 0 {
                 // Nothing evictable now; faults will escalate if it stays so.
@@ -136,7 +144,7 @@ impl Core {
             }
             self.reclaim_cv.notify_one();
             // Reclaim toward the high watermark, as the background reclaimer would.
-            let (g, freed) = self.evict(st, Victims::Policy(self.cfg.high.clamp(1, DIRECT_BATCH)));
+            let (g, freed) = self.escalate(st, self.cfg.high.clamp(1, DIRECT_BATCH));
             st = g;
             if freed > 0 || st.frames.free() > 0 {
                 continue;
@@ -149,12 +157,35 @@ impl Core {
         }
     }
 
+    /// Frees up to `want` frames along the escalation path: clean pages first (no I/O), then
+    /// dirty pages of `Shared` file maps (written back to their files), then anything the
+    /// replacement policy picks (dirty anonymous and private pages go to swap). Pinned pages are
+    /// never taken. The OOM killer is the caller's last step.
+    pub(crate) fn escalate<'a>(&'a self, mut st: Guard<'a>, want: usize) -> (Guard<'a>, usize) {
+        // Each step runs only when the ones before it found nothing (callers loop for more).
+        if st.clean > 0 {
+            let (g, f) = self.evict(st, Victims::Clean(want));
+            st = g;
+            if f > 0 {
+                return (st, f);
+            }
+        }
+        if !st.file_shared.is_empty() {
+            let (g, f) = self.evict(st, Victims::FileDirty(want));
+            st = g;
+            if f > 0 {
+                return (st, f);
+            }
+        }
+        self.evict(st, Victims::Policy(want))
+    }
+
     /// Evicts now, for [`Runtime::reclaim`](crate::Runtime::reclaim).
     pub(crate) fn reclaim_now(&self, frames: usize) -> usize {
         let mut st = self.lock();
         let mut total = 0;
         while total < frames {
-            let (g, freed) = self.evict(st, Victims::Policy((frames - total).min(BACKGROUND_BATCH)));
+            let (g, freed) = self.escalate(st, (frames - total).min(BACKGROUND_BATCH));
             st = g;
             if freed == 0 {
                 break;
@@ -176,29 +207,41 @@ impl Core {
         let mut chosen: Vec<PageKey> = Vec::new();
         match victims {
             // With swap unwritable only clean pages can go: when there are none, skip the scan.
-            Victims::Policy(_) if !st.swap_writable() && st.clean == 0 => return (st, 0),
+            Victims::Policy(_) if !st.swap_writable() && st.clean == 0 && st.file_shared.is_empty() => {
+                return (st, 0);
+            }
             Victims::Clean(max) => {
                 // Opportunistic: look at a few queue entries per page wanted, no more.
-                let mut budget = 8 * max;
-                while chosen.len() < max && st.clean > chosen.len() && budget > 0 {
-                    let st = &mut *st;
-                    let (held, shares) = (&st.held, &st.shares);
-                    let evictable = |k, e: Entry| !held.contains_key(&k) && !shares.must_write(e);
-                    let Some(k) = st.lru.victim_within(&mut st.regions, evictable, budget) else { break };
-                    budget = budget.saturating_sub(8);
-                    chosen.push(k);
-                }
+                let st = &mut *st;
+                let (held, shares) = (&st.held, &st.shares);
+                let evictable = |k, e: Entry| !held.contains_key(&k) && !shares.must_write(e);
+                chosen = st.lru.peek_victims(&mut st.regions, evictable, max.min(st.clean), PREFER_WINDOW.max(8 * max));
+            }
+            Victims::FileDirty(max) => {
+                let st = &mut *st;
+                let (held, files, stuck) = (&st.held, &st.file_shared, &st.file_stuck);
+                let evictable = |k, e: Entry| {
+                    let r = unkey(k).0;
+                    !held.contains_key(&k) && e.dirty() && files.contains(&r) && !stuck.contains(&r)
+                };
+                chosen = st.lru.peek_victims(&mut st.regions, evictable, max, PREFER_WINDOW.max(8 * max));
             }
             Victims::Policy(max) => {
                 let mut dirty = 0usize;
                 while chosen.len() < max {
                     let can_dirty = st.swap_writable() && (st.slots.available() as usize) > dirty;
                     let st = &mut *st;
-                    let (held, shares) = (&st.held, &st.shares);
-                    let evictable = |k, e: Entry| !held.contains_key(&k) && (can_dirty || !shares.must_write(e));
+                    let (held, shares, files, stuck) = (&st.held, &st.shares, &st.file_shared, &st.file_stuck);
+                    let evictable = |k, e: Entry| {
+                        let r = unkey(k).0;
+                        !held.contains_key(&k)
+                            && (!shares.must_write(e)
+                                || if files.contains(&r) { !stuck.contains(&r) } else { can_dirty })
+                    };
                     let Some(k) = st.lru.victim(&mut st.regions, evictable) else { break };
-                    let e = st.regions.0[&unkey(k).0].pages.get(unkey(k).1);
-                    dirty += usize::from(st.shares.must_write(e));
+                    let (r, p) = unkey(k);
+                    let e = st.regions.0[&r].pages.get(p);
+                    dirty += usize::from(st.shares.must_write(e) && !st.file_shared.contains(&r));
                     chosen.push(k);
                 }
             }
@@ -216,10 +259,15 @@ impl Core {
                         continue;
                     }
                     if st.shares.must_write(e) {
-                        if !(st.swap_writable() && (st.slots.available() as usize) > dirty) {
+                        if st.file_shared.contains(&rid) {
+                            if st.file_stuck.contains(&rid) {
+                                continue;
+                            }
+                        } else if !(st.swap_writable() && (st.slots.available() as usize) > dirty) {
                             continue;
+                        } else {
+                            dirty += 1;
                         }
-                        dirty += 1;
                     }
                     chosen.push(key(rid, p));
                 }
@@ -230,8 +278,13 @@ impl Core {
         }
         let mut freed = 0;
         let mut jobs: Vec<Job> = Vec::new();
-        let n_dirty =
-            chosen.iter().filter(|&&k| st.shares.must_write(st.regions.0[&unkey(k).0].pages.get(unkey(k).1))).count();
+        let n_dirty = chosen
+            .iter()
+            .filter(|&&k| {
+                let (rid, page) = unkey(k);
+                st.shares.must_write(st.regions.0[&rid].pages.get(page)) && !st.writes_back(rid)
+            })
+            .count();
         let run = st.slots.alloc_run(n32(n_dirty));
         // Slots of the run handed to jobs (the rest go back at the end).
         let mut from_run = 0usize;
@@ -271,8 +324,11 @@ impl Core {
                 freed += 1;
                 continue;
             }
-            let in_run = run.is_some() && from_run < n_dirty;
+            // A dirty page of a `Shared` file map goes back to its file: no slot.
+            let file = if e.dirty() && st.writes_back(rid) { st.region(rid).file.clone() } else { None };
+            let in_run = file.is_none() && run.is_some() && from_run < n_dirty;
             let slot = match run {
+                _ if file.is_some() => u32::MAX,
                 Some(start) if in_run => {
                     from_run += 1;
                     start + n32(from_run - 1)
@@ -316,7 +372,7 @@ impl Core {
                     // The page is not there: the application discarded it itself (MADV_DONTNEED).
                     if in_run {
                         from_run -= 1;
-                    } else {
+                    } else if file.is_none() {
                         st.slots.free(slot);
                     }
                     st.lru.leave(&mut e);
@@ -336,7 +392,7 @@ impl Core {
                     log::debug!("pagewarden: cannot evict page {page} of region {rid} now (errno {errno})");
                     if in_run {
                         from_run -= 1;
-                    } else {
+                    } else if file.is_none() {
                         st.slots.free(slot);
                     }
                     st.lru.requeue(k, &mut e);
@@ -352,7 +408,7 @@ impl Core {
             r.pages.set(page, e);
             r.inflight += 1;
             st.evicting += 1;
-            jobs.push(Job { rid, page, slot, hole, map, ok: false, sum: 0 });
+            jobs.push(Job { rid, page, slot, hole, map, ok: false, sum: 0, file });
         }
         clean.sort_unstable();
         let mut i = 0;
@@ -387,9 +443,22 @@ impl Core {
         }
         drop(st);
 
-        // Write without the lock, one vectored write per run of consecutive slots.
-        jobs.sort_by_key(|j| j.slot);
-        let mut i = 0;
+        // Write without the lock: file pages to their place in their file, the rest one vectored
+        // write per run of consecutive slots.
+        jobs.sort_by_key(|j| (j.file.is_none(), j.slot));
+        let files = jobs.iter().take_while(|j| j.file.is_some()).count();
+        for job in &mut jobs[..files] {
+            let (m, off) = match job.hole {
+                Some(h) => (self.pool.as_ref().expect("pool exists on the MOVE path"), h as usize * ps),
+                None => (&*job.map, idx(job.page) * ps),
+            };
+            let f = job.file.as_ref().expect("a file job");
+            match f.write_back(job.page, 1, m, off, ps) {
+                Ok(()) => job.ok = true,
+                Err(e) => log::error!("pagewarden: writing a page back to its file failed: {e}"),
+            }
+        }
+        let mut i = files;
         while i < jobs.len() {
             let mut j = i + 1;
             while j < jobs.len() && jobs[j].slot == jobs[i].slot + n32(j - i) {
@@ -419,9 +488,10 @@ impl Core {
 
         let mut st = self.lock();
         let mut failed = None;
+        let mut file_failed = false;
         for job in jobs {
             st.evicting -= 1;
-            let Job { rid, page, slot, hole, map, ok, sum } = job;
+            let Job { rid, page, slot, hole, map, ok, sum, file } = job;
             let off = idx(page) * ps;
             let live = st.region(rid).live;
             let mut e = st.region(rid).pages.get(page);
@@ -440,6 +510,21 @@ impl Core {
                 st.evictions += 1;
                 if let Some(id) = e.share() {
                     self.evicted_shared(&mut st, rid, page, e, id, ok.then_some((slot, sum)));
+                } else if file.is_some() {
+                    // Back in its file: missing again, read from the file when next touched.
+                    let r = st.region_mut(rid);
+                    r.resident -= 1;
+                    if live == Liveness::Live {
+                        e.set_state(PageState::Unpopulated);
+                        e.set_dirty(false);
+                        st.lru.stamp(&mut e);
+                        st.region_mut(rid).pages.set(page, e);
+                        let c = st.counters(rid);
+                        c.evictions += 1;
+                        c.file_writebacks += 1;
+                    } else {
+                        r.pages.set(page, Entry::default());
+                    }
                 } else if live == Liveness::Live {
                     e.set_state(PageState::Swapped);
                     e.set_dirty(false);
@@ -461,8 +546,14 @@ impl Core {
                 }
             } else {
                 // Put it back exactly as it was: resident and dirty.
-                failed = Some(());
-                st.slots.free(slot);
+                if file.is_some() {
+                    // A file that refuses writes: its dirty pages stay in memory from now on.
+                    st.file_stuck.insert(rid);
+                    file_failed = true;
+                } else {
+                    failed = Some(());
+                    st.slots.free(slot);
+                }
                 // A shared page stays write-protected: its next write must break the sharing.
                 let shared = e.share().is_some();
                 let back = match hole {
@@ -494,6 +585,11 @@ impl Core {
             if live == Liveness::Released {
                 self.forget_if_done(&mut st, rid);
             }
+        }
+        if file_failed {
+            self.publish(Event::SwapFailed {
+                error: "writing back to a mapped file failed; its dirty pages stay in memory".into(),
+            });
         }
         if failed.is_some() && !st.swap_broken {
             st.swap_broken = true;
@@ -560,6 +656,9 @@ impl Core {
         // Copy-on-write references, settled once the table is walked: (page, share, resident).
         let mut refs: Vec<(u64, u32, bool)> = Vec::new();
         let mut shared_frames = 0u64;
+        // Dirty pages of a `Shared` file map: written back before their frames go.
+        let writes_back = st.writes_back(rid);
+        let mut wb: Vec<u64> = Vec::new();
         let state = &mut **st;
         let r = state.regions.0.get_mut(&rid).expect("dropping pages of a live region");
         let map = r.map.clone();
@@ -580,6 +679,9 @@ impl Core {
                         refs.push((p, id, true));
                         shared_frames += 1;
                         return false;
+                    }
+                    if writes_back && e.dirty() {
+                        wb.push(p);
                     }
                     match runs.last_mut() {
                         Some(run) if run.1 == p => run.1 = p + 1,
@@ -602,6 +704,7 @@ impl Core {
         r.swapped = 0;
         r.stream = Default::default();
         st.pinned -= idx(pinned).min(st.pinned);
+        self.write_back_dropped(st, rid, &wb);
         // A frame holding a share's only copy goes to a relative (moved, or copied and then
         // discarded here); any other shared frame is freed like the rest.
         for (p, id, resident) in refs {
@@ -702,6 +805,8 @@ impl Core {
     /// Removes a released region's state once nothing is in flight on it.
     pub(crate) fn forget_if_done(&self, st: &mut Guard<'_>, rid: u32) {
         if st.regions.0.get(&rid).is_some_and(|r| r.live == Liveness::Released && r.inflight == 0) {
+            st.file_shared.remove(&rid);
+            st.file_stuck.remove(&rid);
             if let Some(r) = st.regions.0.remove(&rid) {
                 if let Some(rel) = st.families.get_mut(&r.family) {
                     rel.retain(|&x| x != rid);

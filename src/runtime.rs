@@ -67,6 +67,8 @@ pub(crate) struct RegionState {
     pub(crate) shared: u64,
     /// Pages referring to a share and holding a frame (part of `resident`).
     pub(crate) shared_resident: u64,
+    /// The file behind a file-backed region.
+    pub(crate) file: Option<Arc<crate::filemap::FileMap>>,
 }
 
 /// State of an arena shared with its public handle without the state lock.
@@ -196,6 +198,10 @@ pub(crate) struct State {
     pub(crate) shares: crate::core::shares::Shares,
     /// Fork families with more than one region: family id → region ids.
     pub(crate) families: IdMap<u32, Vec<u32>>,
+    /// `Shared` file maps: their dirty pages are written back to the file, not to swap.
+    pub(crate) file_shared: crate::core::page::IdSet<u32>,
+    /// `Shared` file maps whose file refused a write: their dirty pages stay in memory.
+    pub(crate) file_stuck: crate::core::page::IdSet<u32>,
 }
 
 impl State {
@@ -723,6 +729,8 @@ impl Runtime {
             sums: vec![0; crate::core::idx(u64::from(cfg.swap_slots))],
             shares: Default::default(),
             families: IdMap::default(),
+            file_shared: Default::default(),
+            file_stuck: Default::default(),
         };
         let core = Arc::new(Core {
             uffd: ufd,

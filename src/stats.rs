@@ -128,6 +128,10 @@ pub struct Counters {
     pub cow_copies: u64,
     /// Missing-page faults served by copying a copy-on-write relative's resident frame.
     pub shared_faults: u64,
+    /// Pages read from mapped files.
+    pub file_reads: u64,
+    /// Pages written back to mapped files (`MapMode::Shared`: eviction, flush, release).
+    pub file_writebacks: u64,
 }
 
 impl Counters {
@@ -146,6 +150,8 @@ impl Counters {
         self.direct_reclaims += o.direct_reclaims;
         self.cow_copies += o.cow_copies;
         self.shared_faults += o.shared_faults;
+        self.file_reads += o.file_reads;
+        self.file_writebacks += o.file_writebacks;
     }
 
     /// All missing and write-protect faults.

@@ -216,6 +216,48 @@ impl Lru {
         None
     }
 
+    /// Up to `want` pages that `can_evict` accepts, the coldest first: among the first
+    /// `max_steps` entries of the inactive list, then of the active list. They are taken out of
+    /// their queue; the rest of the lists stay exactly as they were (no rotation, no second
+    /// chances given). For reclaim that prefers some kind of page (clean before dirty) without
+    /// disturbing the order of the others.
+    pub(crate) fn peek_victims(
+        &mut self,
+        store: &mut impl PageStore,
+        can_evict: impl Fn(PageKey, Entry) -> bool,
+        want: usize,
+        max_steps: usize,
+    ) -> Vec<PageKey> {
+        let mut out = Vec::new();
+        for active in [false, true] {
+            let list = if active { &mut self.active } else { &mut self.inactive };
+            let n = list.len().min(max_steps);
+            let picked: Vec<usize> = (0..n)
+                .filter(|&i| {
+                    let k = list[i];
+                    store.entry(k).is_some_and(|e| {
+                        e.is_resident() && !e.pinned() && e.active() == active && e.queued() && can_evict(k, e)
+                    })
+                })
+                .take(want - out.len())
+                .collect();
+            let start = out.len();
+            for &i in picked.iter().rev() {
+                let Some(k) = list.remove(i) else { continue };
+                if let Some(mut e) = store.entry(k) {
+                    e.set_queued(false);
+                    store.set_entry(k, e);
+                }
+                out.push(k);
+            }
+            out[start..].reverse();
+            if out.len() >= want {
+                break;
+            }
+        }
+        out
+    }
+
     /// Drops queue entries of a region that is gone (keeps the queues from holding dead keys).
     pub(crate) fn forget_region(&mut self, region: u32) {
         self.inactive.retain(|&k| unkey(k).0 != region);

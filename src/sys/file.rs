@@ -195,6 +195,110 @@ impl SwapFile {
     }
 }
 
+/// A user's file mapped into a region: positioned reads and writes between it and [`Mapping`]s.
+#[derive(Debug)]
+pub(crate) struct DataFile {
+    fd: OwnedFd,
+}
+
+impl DataFile {
+    /// Takes its own descriptor for `fd` (the caller keeps theirs).
+    pub(crate) fn dup(fd: std::os::fd::BorrowedFd<'_>) -> SysResult<DataFile> {
+        Ok(DataFile {
+            fd: fd
+                .try_clone_to_owned()
+                .map_err(|e| SysError::new("dup(file)", e.raw_os_error().unwrap_or(libc::EBADF)))?,
+        })
+    }
+
+    /// Whether the descriptor was opened for writing.
+    pub(crate) fn writable(&self) -> SysResult<bool> {
+        // SAFETY: F_GETFL on a descriptor we own reads its status flags; no memory is passed.
+        let fl = unsafe { libc::fcntl(self.fd.as_raw_fd(), libc::F_GETFL) };
+        if fl < 0 {
+            return Err(SysError::last("fcntl(F_GETFL)"));
+        }
+        Ok(matches!(fl & libc::O_ACCMODE, libc::O_RDWR | libc::O_WRONLY))
+    }
+
+    /// Whether the descriptor can be read.
+    pub(crate) fn readable(&self) -> SysResult<bool> {
+        // SAFETY: as in `writable`.
+        let fl = unsafe { libc::fcntl(self.fd.as_raw_fd(), libc::F_GETFL) };
+        if fl < 0 {
+            return Err(SysError::last("fcntl(F_GETFL)"));
+        }
+        Ok(matches!(fl & libc::O_ACCMODE, libc::O_RDWR | libc::O_RDONLY))
+    }
+
+    /// The file's current length in bytes.
+    pub(crate) fn len(&self) -> SysResult<u64> {
+        let mut st = std::mem::MaybeUninit::<libc::stat>::uninit();
+        // SAFETY: fstat writes one `struct stat` into the buffer we pass.
+        if unsafe { libc::fstat(self.fd.as_raw_fd(), st.as_mut_ptr()) } < 0 {
+            return Err(SysError::last("fstat(file)"));
+        }
+        // SAFETY: fstat succeeded, so it initialised the struct.
+        let st = unsafe { st.assume_init() };
+        Ok(u64::try_from(st.st_size).unwrap_or(0))
+    }
+
+    /// Reads up to `len` bytes at file offset `at` into `m` at `off`; returns the bytes read
+    /// (fewer at end of file).
+    pub(crate) fn read_into(&self, at: u64, m: &Mapping, off: usize, len: usize) -> SysResult<usize> {
+        self.io(at, m, off, len, false)
+    }
+
+    /// Writes `len` bytes of `m` at `off` to file offset `at`.
+    pub(crate) fn write_from(&self, at: u64, m: &Mapping, off: usize, len: usize) -> SysResult<()> {
+        let n = self.io(at, m, off, len, true)?;
+        if n < len {
+            return Err(SysError::new("pwrite(file)", libc::ENOSPC));
+        }
+        Ok(())
+    }
+
+    /// Flushes written data to the device (`fdatasync`).
+    pub(crate) fn sync(&self) -> SysResult<()> {
+        // SAFETY: fdatasync on a descriptor we own; no memory is passed.
+        if unsafe { libc::fdatasync(self.fd.as_raw_fd()) } < 0 {
+            return Err(SysError::last("fdatasync(file)"));
+        }
+        Ok(())
+    }
+
+    fn io(&self, at: u64, m: &Mapping, off: usize, len: usize, write: bool) -> SysResult<usize> {
+        let op = if write { "pwrite(file)" } else { "pread(file)" };
+        let base = crate::core::idx(m.at(off, len)?);
+        let mut done = 0usize;
+        while done < len {
+            let pos = libc::off_t::try_from(at + done as u64).map_err(|_| SysError::new(op, libc::EFBIG))?;
+            let p = (base + done) as *mut libc::c_void;
+            // SAFETY: `[base, base + len)` lies inside the live mapping (checked by `Mapping::at`);
+            // the kernel reads or writes only those bytes, which Rust never references.
+            let rc = unsafe {
+                if write {
+                    libc::pwrite(self.fd.as_raw_fd(), p, len - done, pos)
+                } else {
+                    libc::pread(self.fd.as_raw_fd(), p, len - done, pos)
+                }
+            };
+            if rc < 0 {
+                let e = SysError::last(op);
+                if e.errno == libc::EINTR {
+                    continue;
+                }
+                return Err(e);
+            }
+            if rc == 0 {
+                break;
+            }
+            done += usize::try_from(rc).unwrap_or(0);
+        }
+        Ok(done)
+    }
+}
+
 impl Drop for SwapFile {
     fn drop(&mut self) {
         if let Some(p) = self.remove.take() {
