@@ -408,6 +408,7 @@ impl Core {
             r.pages.set(page, e);
             r.inflight += 1;
             st.evicting += 1;
+            st.evicting_to_files += usize::from(file.is_some());
             jobs.push(Job { rid, page, slot, hole, map, ok: false, sum: 0, file });
         }
         clean.sort_unstable();
@@ -491,6 +492,7 @@ impl Core {
         let mut file_failed = false;
         for job in jobs {
             st.evicting -= 1;
+            st.evicting_to_files -= usize::from(job.file.is_some());
             let Job { rid, page, slot, hole, map, ok, sum, file } = job;
             let off = idx(page) * ps;
             let live = st.region(rid).live;

@@ -156,6 +156,8 @@ pub(crate) struct State {
     pub(crate) next_arena: u32,
     /// Pages in eviction I/O.
     pub(crate) evicting: usize,
+    /// Of those, pages being written back to a mapped file (they hold no swap slot).
+    pub(crate) evicting_to_files: usize,
     /// Pages in page-in I/O.
     pub(crate) paging_in: usize,
     /// Emergency pages given to safe accessors: (region, page, the accessor's thread id).
@@ -497,10 +499,10 @@ impl Core {
         if in_use != st.frames.in_use() {
             return Err(format!("frames: pages account for {in_use}, the budget counts {}", st.frames.in_use()));
         }
-        if slots + st.evicting as u64 != u64::from(st.slots.used()) {
+        let in_flight = (st.evicting - st.evicting_to_files) as u64;
+        if slots + in_flight != u64::from(st.slots.used()) {
             return Err(format!(
-                "slots: pages hold {slots} (+{} in flight), the allocator counts {}",
-                st.evicting,
+                "slots: pages hold {slots} (+{in_flight} in flight), the allocator counts {}",
                 st.slots.used()
             ));
         }
@@ -706,6 +708,7 @@ impl Runtime {
             next_region: 1,
             next_arena: 1,
             evicting: 0,
+            evicting_to_files: 0,
             paging_in: 0,
             reserve: Vec::new(),
             retired: Counters::default(),

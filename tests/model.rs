@@ -7,13 +7,38 @@
 
 mod common;
 use common::*;
-use pagewarden::{Arena, Error, EvictionPath, FaultMode, Region};
+use pagewarden::{Arena, Error, EvictionPath, FaultMode, MapMode, Region};
+use std::os::unix::fs::FileExt;
 
 struct Slot {
     region: Region,
     model: Vec<u8>,
     /// Pinned page ranges (first page, pages).
     pins: Vec<(usize, usize)>,
+    /// The file behind a file-backed region.
+    file: Option<(std::fs::File, MapMode)>,
+}
+
+/// For a `Shared` file map: the file on disk must hold exactly the model.
+fn check_file(file: &Option<(std::fs::File, MapMode)>, model: &[u8], ctx: &str) {
+    let Some((f, MapMode::Shared)) = file else { return };
+    let mut disk = vec![0u8; model.len()];
+    f.read_exact_at(&mut disk, 0).unwrap();
+    if disk != model {
+        let i = disk.iter().zip(model).position(|(a, b)| a != b).unwrap();
+        panic!("{ctx}: file differs from the model at {i} (page {}): {:#04x} vs {:#04x}", i / PAGE, disk[i], model[i]);
+    }
+}
+
+/// An unlinked temporary file holding `data`.
+fn temp_file(data: &[u8]) -> std::fs::File {
+    use std::sync::atomic::{AtomicU64, Ordering};
+    static N: AtomicU64 = AtomicU64::new(0);
+    let p = std::env::temp_dir().join(format!("pw-model-{}-{}", std::process::id(), N.fetch_add(1, Ordering::Relaxed)));
+    let f = std::fs::OpenOptions::new().read(true).write(true).create_new(true).open(&p).unwrap();
+    std::fs::remove_file(&p).unwrap();
+    f.write_all_at(data, 0).unwrap();
+    f
 }
 
 impl Slot {
@@ -57,8 +82,21 @@ fn run(seed: u64, path: EvictionPath, mode: FaultMode, ops: usize) {
         .collect();
     let new_region = |rng: &mut Rng, g: &Guest| -> Slot {
         let pages = 1 + rng.below(40) as usize;
-        let region = g.arena.reserve(pages * PAGE - rng.below(PAGE as u64) as usize).unwrap();
-        Slot { model: vec![0u8; region.len()], region, pins: Vec::new() }
+        let len = pages * PAGE - rng.below(PAGE as u64) as usize;
+        let mode = match rng.below(6) {
+            0 => Some(MapMode::Shared),
+            1 => Some(MapMode::Private),
+            _ => None,
+        };
+        let Some(mode) = mode else {
+            let region = g.arena.reserve(len).unwrap();
+            return Slot { model: vec![0u8; region.len()], region, pins: Vec::new(), file: None };
+        };
+        // A file-backed region over a file of random bytes covering all its pages.
+        let data: Vec<u8> = (0..pages * PAGE).map(|_| rng.next() as u8).collect();
+        let f = temp_file(&data);
+        let region = g.arena.map_file(&f, 0, len, mode).unwrap();
+        Slot { model: data, region, pins: Vec::new(), file: Some((f, mode)) }
     };
     for g in &mut guests {
         for _ in 0..2 {
@@ -69,6 +107,7 @@ fn run(seed: u64, path: EvictionPath, mode: FaultMode, ops: usize) {
     let mut pinned = 0usize;
     let mut pins_done = 0usize;
     let mut forks = 0usize;
+    let mut flushes = 0usize;
     for step in 0..ops {
         let gi = rng.below(guests.len() as u64) as usize;
         let ctx = format!("seed {seed} path {path:?} step {step} guest {gi}");
@@ -100,7 +139,7 @@ fn run(seed: u64, path: EvictionPath, mode: FaultMode, ops: usize) {
         }
         let ri = rng.below(g.regions.len() as u64) as usize;
         let size = g.regions[ri].model.len();
-        let op = rng.below(104);
+        let op = rng.below(108);
         match op {
             0..=29 => {
                 // Write random bytes, up to three pages, anywhere.
@@ -158,7 +197,9 @@ fn run(seed: u64, path: EvictionPath, mode: FaultMode, ops: usize) {
             84..=88 => {
                 // Release a region (frames, pins and slots freed at once) and reserve a new one.
                 pinned -= g.regions[ri].pinned();
-                g.regions.swap_remove(ri);
+                let Slot { region, model, file, .. } = g.regions.swap_remove(ri);
+                drop(region);
+                check_file(&file, &model, &format!("{ctx}: released"));
                 let s = new_region(&mut rng, g);
                 g.regions.push(s);
             }
@@ -171,6 +212,9 @@ fn run(seed: u64, path: EvictionPath, mode: FaultMode, ops: usize) {
                 if rng.below(3) == 0 {
                     g.arena.kill().expect("first kill reports");
                     g.killed = true;
+                    for s in &g.regions {
+                        check_file(&s.file, &s.model, &format!("{ctx}: killed"));
+                    }
                     pinned -= g.regions.iter().map(Slot::pinned).sum::<usize>();
                     assert_eq!(rt.stats().pinned_frames as usize, pinned, "{ctx}: a kill must release pins");
                 }
@@ -207,6 +251,11 @@ fn run(seed: u64, path: EvictionPath, mode: FaultMode, ops: usize) {
                 if n_guests >= 7 {
                     continue;
                 }
+                if g.regions.iter().any(|s| matches!(s.file, Some((_, MapMode::Shared)))) {
+                    let r = g.arena.fork("refused");
+                    assert!(matches!(r, Err(Error::InvalidArgument { what: "fork", .. })), "{ctx}: {r:?}");
+                    continue;
+                }
                 let mut f = g.arena.fork(&format!("f{gi}-{step}")).unwrap_or_else(|e| panic!("{ctx}: fork: {e}"));
                 let regions = g
                     .regions
@@ -215,10 +264,20 @@ fn run(seed: u64, path: EvictionPath, mode: FaultMode, ops: usize) {
                         region: f.take_region(&s.region).expect("a child region per parent region"),
                         model: s.model.clone(),
                         pins: Vec::new(),
+                        file: s.file.as_ref().map(|(f, m)| (f.try_clone().unwrap(), *m)),
                     })
                     .collect();
                 forks += 1;
                 guests.push(Guest { arena: f.arena().clone(), regions, killed: false });
+            }
+            104..=107 => {
+                // Flush a region: a Shared map's file then holds exactly its bytes.
+                let s = &g.regions[ri];
+                s.region.flush().unwrap_or_else(|e| panic!("{ctx}: flush: {e}"));
+                check_file(&s.file, &s.model, &format!("{ctx}: flushed"));
+                if s.file.is_some() {
+                    flushes += 1;
+                }
             }
             _ => {
                 // Verify every live region of every guest.
@@ -254,6 +313,7 @@ fn run(seed: u64, path: EvictionPath, mode: FaultMode, ops: usize) {
     assert!(st.totals.clean_drops > 0, "the test must exercise clean drops");
     assert!(pins_done > 0, "the test must exercise pinning");
     assert!(forks > 0 && st.totals.cow_copies > 0, "the test must exercise forks");
+    assert!(flushes > 0 && st.totals.file_reads > 0 && st.totals.file_writebacks > 0, "the test must exercise files");
 }
 
 #[test]
