@@ -448,15 +448,26 @@ impl Core {
                         return Err(format!("region {rid} page {p}: swapped without a slot"));
                     }
                     S::Swapped => sw += 1,
+                    // On its way in from swap: still counted as swapped until installed.
+                    S::PageIn if e.slot().is_some() => sw += 1,
                     _ => {}
                 }
                 sl += u64::from(e.slot().is_some());
             }
             if (res, sw, pin, sl) != (r.resident, r.swapped, r.pinned, r.slots) {
+                let odd: Vec<String> = r
+                    .pages
+                    .entries()
+                    .into_iter()
+                    .filter(|(_, e)| e.slot().is_some() && e.state() != S::Swapped)
+                    .take(8)
+                    .map(|(p, e)| format!("{p}:{e:?}/{:?}", e.state()))
+                    .collect();
                 return Err(format!(
-                    "region {rid}: counted resident/swapped/pinned/slots {:?}, recorded {:?}",
+                    "region {rid}: counted resident/swapped/pinned/slots {:?}, recorded {:?} ({})",
                     (res, sw, pin, sl),
-                    (r.resident, r.swapped, r.pinned, r.slots)
+                    (r.resident, r.swapped, r.pinned, r.slots),
+                    odd.join(" ")
                 ));
             }
             if (sh, sh_res) != (r.shared, r.shared_resident) {
