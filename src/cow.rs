@@ -222,61 +222,78 @@ impl Core {
         let fam = st.region(parent).family;
         st.region_mut(child).family = fam;
         st.families.entry(fam).or_insert_with(|| vec![parent]).push(child);
-        let entries = st.region(parent).pages.entries();
         let child_poison = st.region(child).poisoned.clone();
-        for (p, mut e) in entries {
+        // One pass over the parent's table, changing entries in place; the child's entries are
+        // collected in page order and inserted leaf by leaf.
+        let mut out: Vec<(u64, Entry)> = Vec::new();
+        let (mut poisoned, mut to_shared, mut slots_moved, mut swapped_moved, mut res_shared, mut cleaned) =
+            (0u64, 0u64, 0u64, 0u64, 0u64, 0usize);
+        let mut in_flight = None;
+        let state = &mut *st;
+        let (shares, regions) = (&mut state.shares, &mut state.regions);
+        let r = regions.0.get_mut(&parent).expect("the parent region exists");
+        r.pages.retain(|p, e| {
             let id = match (e.state(), e.share()) {
                 (PageState::Poisoned, _) => {
-                    st.region_mut(child).pages.set(p, Entry::default().with_state(PageState::Poisoned));
-                    child_poison.fetch_add(1, std::sync::atomic::Ordering::AcqRel);
-                    continue;
+                    out.push((p, Entry::default().with_state(PageState::Poisoned)));
+                    poisoned += 1;
+                    return true;
                 }
-                (PageState::Unpopulated, _) => continue,
-                // Never written: it reads as zeros on both sides without sharing anything.
-                (PageState::Resident, None) if !e.dirty() && e.slot().is_none() => continue,
+                (PageState::Unpopulated, _) => return true,
+                // Never written: it reads as zeros (or the file) on both sides, sharing nothing.
+                (PageState::Resident, None) if !e.dirty() && e.slot().is_none() => return true,
                 (_, Some(id)) => {
-                    st.shares.get_mut(id).refs += 1;
+                    shares.get_mut(id).refs += 1;
                     id
                 }
                 (PageState::Swapped, None) => {
-                    let id = st.shares.alloc(Share { refs: 2, resident: 0, slot: e.slot(), family: fam });
+                    let id = shares.alloc(Share { refs: 2, resident: 0, slot: e.slot(), family: fam });
                     e.set_share(Some(id));
                     e.set_state(PageState::Shared);
-                    let r = st.region_mut(parent);
-                    r.slots -= 1;
-                    r.swapped -= 1;
-                    r.shared += 1;
-                    r.pages.set(p, e);
+                    slots_moved += 1;
+                    swapped_moved += 1;
+                    to_shared += 1;
                     id
                 }
                 (PageState::Resident, None) => {
                     let slot = e.slot();
-                    let id = st.shares.alloc(Share { refs: 2, resident: 1, slot, family: fam });
+                    let id = shares.alloc(Share { refs: 2, resident: 1, slot, family: fam });
                     if e.dirty() {
                         e.set_dirty(false);
-                        st.clean += usize::from(!e.pinned());
+                        cleaned += usize::from(!e.pinned());
                     }
                     e.set_share(Some(id));
-                    let r = st.region_mut(parent);
-                    r.slots -= u64::from(slot.is_some());
-                    r.shared += 1;
-                    r.shared_resident += 1;
-                    r.pages.set(p, e);
+                    slots_moved += u64::from(slot.is_some());
+                    to_shared += 1;
+                    res_shared += 1;
                     id
                 }
                 (s, None) => {
-                    return Err(crate::Error::InvalidArgument {
-                        what: "fork",
-                        detail: format!("page {p} is in flight ({s:?}); this is a bug"),
-                    });
+                    in_flight = Some((p, s));
+                    return true;
                 }
             };
             let mut c = Entry::default().with_state(PageState::Shared);
             c.set_share(Some(id));
-            let r = st.region_mut(child);
-            r.pages.set(p, c);
-            r.shared += 1;
+            out.push((p, c));
+            true
+        });
+        r.slots -= slots_moved;
+        r.swapped -= swapped_moved;
+        r.shared += to_shared;
+        r.shared_resident += res_shared;
+        st.clean += cleaned;
+        if let Some((p, s)) = in_flight {
+            return Err(crate::Error::InvalidArgument {
+                what: "fork",
+                detail: format!("page {p} is in flight ({s:?}); this is a bug"),
+            });
         }
+        child_poison.fetch_add(poisoned, std::sync::atomic::Ordering::AcqRel);
+        let shared = out.len() as u64 - poisoned;
+        let c = st.region_mut(child);
+        c.pages.extend_sorted(out);
+        c.shared += shared;
         // From here the parent's writes fault and break the sharing.
         let map = st.region(parent).map.clone();
         self.uffd.writeprotect(&map, 0, map.len(), true, false)?;

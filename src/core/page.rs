@@ -259,6 +259,33 @@ impl PageTable {
         }
     }
 
+    /// Sets the entries of pages listed in increasing order, one leaf lookup per leaf rather than
+    /// per page (for building a fork's table). Entries must not be empty.
+    pub(crate) fn extend_sorted(&mut self, entries: impl IntoIterator<Item = (u64, Entry)>) {
+        let mut cur: Option<(u64, &mut Box<Leaf>)> = None;
+        for (page, e) in entries {
+            debug_assert!(!e.is_empty());
+            let key = page / LEAF as u64;
+            let l = match &mut cur {
+                Some((k, l)) if *k == key => l,
+                _ => {
+                    let l = self
+                        .leaves
+                        .entry(key)
+                        .or_insert_with(|| Box::new(Leaf { e: [Entry::default(); LEAF], used: 0 }));
+                    // Keep the leaf for the following pages of the same leaf.
+                    cur = Some((key, l));
+                    &mut cur.as_mut().expect("just set").1
+                }
+            };
+            let i = super::idx(page % LEAF as u64);
+            if l.e[i].is_empty() {
+                l.used += 1;
+            }
+            l.e[i] = e;
+        }
+    }
+
     /// Bytes of heap this table holds (leaves plus the map's slots), for the metadata figures.
     pub(crate) fn heap_bytes(&self) -> usize {
         self.leaves.len() * std::mem::size_of::<Leaf>()
