@@ -452,7 +452,7 @@ fn main() {
     if pressure > 0 {
         println!(
             "{pressure} pressure warnings (threads stalled on faults up to {:.0}% of a second: expected when the working set is {:.1}x the budget)",
-            peak * 100.0,
+            peak.min(1.0) * 100.0,
             o.overcommit
         );
     }
