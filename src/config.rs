@@ -1,7 +1,7 @@
 //! Runtime configuration: the builder and its defaults.
 
 use crate::error::{Error, Result};
-use crate::oom::policy::{Greedy, VictimPolicy};
+use crate::oom::policy::{Balanced, Greedy, KillFaulting, LinuxBadness, VictimPolicy};
 use crate::sys;
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -86,33 +86,78 @@ pub(crate) enum SwapLocation {
 
 /// Builds a [`Runtime`](crate::Runtime). Every setting has a default.
 ///
-/// ```no_run
+/// ```
 /// let rt = pagewarden::Runtime::builder()
-///     .frame_budget(64 << 20)          // 64 MiB of frames
-///     .swap_capacity(1 << 30)          // 1 GiB of swap, in an unlinked temp file
+///     .frame_budget(8 << 20)           // 8 MiB of frames
+///     .swap_capacity(32 << 20)         // 32 MiB of swap, in an unlinked temp file
 ///     .build()?;
+/// assert_eq!(rt.budget_frames(), (8 << 20) / rt.page_size());
 /// # Ok::<(), pagewarden::Error>(())
+/// ```
+///
+/// # Configuration from the environment
+///
+/// A program that cannot change its code (or whose operator wants to tune it without a
+/// rebuild) can be configured with environment variables, in the spirit of LLNL umap's
+/// `UMAP_BUFSIZE` and friends. [`build`](RuntimeBuilder::build) reads them **only for the
+/// settings the program did not set**: a value set in code always wins. Empty variables count
+/// as unset; [`read_env(false)`](RuntimeBuilder::read_env) turns the whole mechanism off.
+///
+/// | variable | setting | value |
+/// |---|---|---|
+/// | `PAGEWARDEN_BUDGET` | [`frame_budget`](RuntimeBuilder::frame_budget) | a size: `268435456`, `256M`, `1.5G` (K, M, G, T are binary) |
+/// | `PAGEWARDEN_SWAP` | [`swap_capacity`](RuntimeBuilder::swap_capacity) | a size; `0` disables swap |
+/// | `PAGEWARDEN_SWAP_DIR` | [`swap_dir`](RuntimeBuilder::swap_dir) | an existing directory |
+/// | `PAGEWARDEN_SWAP_IO` | [`swap_io`](RuntimeBuilder::swap_io) | `direct`, `buffered` |
+/// | `PAGEWARDEN_ENCRYPT_SWAP` | [`encrypt_swap`](RuntimeBuilder::encrypt_swap) | `1`/`0`, `true`/`false`, `yes`/`no`, `on`/`off` |
+/// | `PAGEWARDEN_EVICTION` | [`eviction`](RuntimeBuilder::eviction) | `auto`, `move`, `write-protect` (or `wp`) |
+/// | `PAGEWARDEN_FAULT_MODE` | [`fault_mode`](RuntimeBuilder::fault_mode) | `handler-threads`, `in-thread` |
+/// | `PAGEWARDEN_HANDLER_THREADS` | [`handler_threads`](RuntimeBuilder::handler_threads) | `1`..=`64` |
+/// | `PAGEWARDEN_WATERMARKS` | [`watermarks`](RuntimeBuilder::watermarks) | `LOW,HIGH` in frames, e.g. `64,128` |
+/// | `PAGEWARDEN_READAHEAD` | [`max_readahead`](RuntimeBuilder::max_readahead) | pages, `1`..=`1024` |
+/// | `PAGEWARDEN_EVENT_CAPACITY` | [`event_capacity`](RuntimeBuilder::event_capacity) | at least `1` |
+/// | `PAGEWARDEN_OVERCOMMIT` | [`overcommit`](RuntimeBuilder::overcommit) | `always`, `heuristic`, `strict`, `strict:RATIO` |
+/// | `PAGEWARDEN_POLICY` | [`victim_policy`](RuntimeBuilder::victim_policy) | `greedy`, `linux-badness`, `balanced`, `kill-faulting` |
+/// | `PAGEWARDEN_OOM_DRY_RUN` | [`oom_dry_run`](RuntimeBuilder::oom_dry_run) | a boolean |
+/// | `PAGEWARDEN_PRESSURE_KILL` | [`pressure_kill`](RuntimeBuilder::pressure_kill) | `SHARE,WINDOW`, e.g. `0.8,2s` or `80%,500ms`; `off` |
+/// | `PAGEWARDEN_PRESSURE_WARN` | [`pressure_warn`](RuntimeBuilder::pressure_warn) | `SHARE,WINDOW` |
+/// | `PAGEWARDEN_PIN_LIMIT` | [`pin_limit`](RuntimeBuilder::pin_limit) | a size |
+///
+/// A value that does not parse makes `build` fail with [`Error::InvalidEnv`], which names the
+/// variable, its value and what was expected — even when the program sets that setting itself,
+/// so that a typo never goes unnoticed. A value that parses but is out of range (say
+/// `PAGEWARDEN_HANDLER_THREADS=0`) is reported the same way. Other `PAGEWARDEN_*` names are
+/// ignored with a warning in the log (a misspelt variable), and each applied variable is logged
+/// at `info`.
+///
+/// ```sh
+/// PAGEWARDEN_BUDGET=512M PAGEWARDEN_SWAP=8G PAGEWARDEN_POLICY=balanced ./my-app
 /// ```
 #[derive(Debug, Clone, Default)]
 pub struct RuntimeBuilder {
     budget: Option<usize>,
     swap: Option<SwapLocation>,
     swap_capacity: Option<u64>,
-    swap_io: SwapIo,
+    swap_io: Option<SwapIo>,
     handler_threads: Option<usize>,
     watermarks: Option<(usize, usize)>,
-    eviction: EvictionPath,
+    eviction: Option<EvictionPath>,
     max_readahead: Option<usize>,
     event_capacity: Option<usize>,
-    overcommit: Overcommit,
+    overcommit: Option<Overcommit>,
     policy: Option<Arc<dyn VictimPolicy>>,
-    oom_dry_run: bool,
-    pressure_kill: Option<(f64, Duration)>,
+    oom_dry_run: Option<bool>,
+    /// `Some(None)`: explicitly off.
+    pressure_kill: Option<Option<(f64, Duration)>>,
     pressure_warn: Option<(f64, Duration)>,
     pin_limit: Option<usize>,
-    fault_mode: FaultMode,
+    fault_mode: Option<FaultMode>,
     swap_faults: Option<crate::swap::SwapFaults>,
-    encrypt_swap: bool,
+    encrypt_swap: Option<bool>,
+    /// Do not read `PAGEWARDEN_*` variables.
+    no_env: bool,
+    /// Settings taken from the environment: (setting, variable, value).
+    from_env: Vec<(&'static str, &'static str, String)>,
 }
 
 /// A stall threshold: share of a sliding window during which some thread was stalled on a fault.
@@ -189,7 +234,7 @@ impl RuntimeBuilder {
 
     /// `O_DIRECT` (default) or buffered swap I/O.
     pub fn swap_io(mut self, io: SwapIo) -> Self {
-        self.swap_io = io;
+        self.swap_io = Some(io);
         self
     }
 
@@ -209,7 +254,7 @@ impl RuntimeBuilder {
 
     /// The eviction path (default [`EvictionPath::Auto`]).
     pub fn eviction(mut self, path: EvictionPath) -> Self {
-        self.eviction = path;
+        self.eviction = Some(path);
         self
     }
 
@@ -229,7 +274,7 @@ impl RuntimeBuilder {
 
     /// How reservations are accounted (default [`Overcommit::Always`]).
     pub fn overcommit(mut self, mode: Overcommit) -> Self {
-        self.overcommit = mode;
+        self.overcommit = Some(mode);
         self
     }
 
@@ -243,7 +288,7 @@ impl RuntimeBuilder {
     /// Dry-run mode: the OOM killer reports whom it would kill (`Event::WouldKill`) and kills
     /// nothing. A fault that finds no memory then fails (as when nothing is killable).
     pub fn oom_dry_run(mut self, on: bool) -> Self {
-        self.oom_dry_run = on;
+        self.oom_dry_run = Some(on);
         self
     }
 
@@ -252,7 +297,7 @@ impl RuntimeBuilder {
     /// (trigger `Pressure`) with a deficit of an eighth of the budget. At most one kill per window.
     /// Off by default.
     pub fn pressure_kill(mut self, share: f64, window: Duration) -> Self {
-        self.pressure_kill = Some((share, window));
+        self.pressure_kill = Some(Some((share, window)));
         self
     }
 
@@ -272,7 +317,7 @@ impl RuntimeBuilder {
 
     /// Who resolves faults (default [`FaultMode::HandlerThreads`]).
     pub fn fault_mode(mut self, mode: FaultMode) -> Self {
-        self.fault_mode = mode;
+        self.fault_mode = Some(mode);
         self
     }
 
@@ -281,7 +326,7 @@ impl RuntimeBuilder {
     /// (`Error::Corrupted`), never returned altered. Costs CPU on every swap write and read (see the
     /// README's benchmark section) and 24 bytes of memory per swap slot.
     pub fn encrypt_swap(mut self, on: bool) -> Self {
-        self.encrypt_swap = on;
+        self.encrypt_swap = Some(on);
         self
     }
 
@@ -292,9 +337,58 @@ impl RuntimeBuilder {
         self
     }
 
-    /// Creates the runtime: opens the userfaultfd, creates the swap file, starts the threads.
+    /// Whether [`build`](RuntimeBuilder::build) reads the `PAGEWARDEN_*` environment variables
+    /// (default: on). Turn it off when the environment must not change the configuration (a
+    /// library that builds a private runtime, a test).
+    ///
+    /// ```
+    /// let rt = pagewarden::Runtime::builder()
+    ///     .read_env(false)            // PAGEWARDEN_* variables are ignored
+    ///     .frame_budget(2 << 20)
+    ///     .swap_capacity(4 << 20)
+    ///     .build()?;
+    /// assert_eq!(rt.budget_frames() * rt.page_size(), 2 << 20);
+    /// # Ok::<(), pagewarden::Error>(())
+    /// ```
+    pub fn read_env(mut self, on: bool) -> Self {
+        self.no_env = !on;
+        self
+    }
+
+    /// Creates the runtime: applies the `PAGEWARDEN_*` environment variables to the settings the
+    /// program did not set (see [the table](RuntimeBuilder#configuration-from-the-environment)),
+    /// checks every setting, opens the userfaultfd, creates the swap file and starts the threads.
+    ///
+    /// Errors: [`Error::InvalidConfig`] and [`Error::InvalidEnv`] for bad settings (the latter
+    /// names the variable), [`Error::UserfaultfdUnavailable`] and [`Error::MissingKernelFeature`]
+    /// for the kernel, [`Error::SwapFile`] for the swap file.
+    ///
+    /// ```
+    /// let rt = pagewarden::Runtime::builder().frame_budget(4 << 20).swap_capacity(8 << 20).build()?;
+    /// assert_eq!(rt.stats().swap_slots, (8 << 20) / rt.page_size() as u64);
+    /// # Ok::<(), pagewarden::Error>(())
+    /// ```
     pub fn build(self) -> Result<crate::Runtime> {
-        crate::runtime::Runtime::start(self.resolve()?)
+        let b = if self.no_env {
+            self
+        } else {
+            warn_unknown_env();
+            self.apply_env(&|var| std::env::var_os(var))?
+        };
+        crate::runtime::Runtime::start(b.resolve_blaming_env()?)
+    }
+
+    /// [`resolve`](Self::resolve), with a range error in a setting that came from the
+    /// environment reported against its variable.
+    pub(crate) fn resolve_blaming_env(self) -> Result<Config> {
+        let from_env = self.from_env.clone();
+        self.resolve().map_err(|e| match e {
+            Error::InvalidConfig { what, detail } => match from_env.into_iter().find(|(s, _, _)| *s == what) {
+                Some((_, var, value)) => Error::InvalidEnv { var, value, detail: format!("{what}: {detail}") },
+                None => Error::InvalidConfig { what, detail },
+            },
+            e => e,
+        })
     }
 
     pub(crate) fn resolve(self) -> Result<Config> {
@@ -378,7 +472,8 @@ impl RuntimeBuilder {
         if event_capacity == 0 {
             return Err(invalid("event_capacity", "0; must be at least 1".into()));
         }
-        if let Overcommit::Strict { ratio } = self.overcommit {
+        let overcommit = self.overcommit.unwrap_or_default();
+        if let Overcommit::Strict { ratio } = overcommit {
             if !(0.0..=100.0).contains(&ratio) {
                 return Err(invalid("overcommit", format!("Strict ratio {ratio}; must be 0..=100")));
             }
@@ -395,7 +490,7 @@ impl RuntimeBuilder {
                 )),
             }
         };
-        let pressure_kill = threshold("pressure_kill", self.pressure_kill)?;
+        let pressure_kill = threshold("pressure_kill", self.pressure_kill.flatten())?;
         let pressure_warn = threshold("pressure_warn", self.pressure_warn.or(Some((0.5, Duration::from_secs(1)))))?;
         let pin_limit = self.pin_limit.map_or(budget_frames / 2, |b| b / page);
         if pin_limit + high >= budget_frames {
@@ -411,22 +506,392 @@ impl RuntimeBuilder {
             budget_frames,
             swap,
             swap_slots,
-            swap_io: self.swap_io,
+            swap_io: self.swap_io.unwrap_or_default(),
             handler_threads,
             low,
             high,
-            eviction: self.eviction,
+            eviction: self.eviction.unwrap_or_default(),
             max_readahead,
             event_capacity,
-            overcommit: self.overcommit,
+            overcommit,
             policy: self.policy.unwrap_or_else(|| Arc::new(Greedy)),
-            oom_dry_run: self.oom_dry_run,
+            oom_dry_run: self.oom_dry_run.unwrap_or(false),
             pressure_kill,
             pressure_warn,
             pin_limit,
-            fault_mode: self.fault_mode,
+            fault_mode: self.fault_mode.unwrap_or_default(),
             swap_faults: self.swap_faults,
-            encrypt_swap: self.encrypt_swap,
+            encrypt_swap: self.encrypt_swap.unwrap_or(false),
         })
+    }
+}
+
+/// The environment variables [`RuntimeBuilder::build`] reads: (variable, setting, accepted values).
+pub(crate) const ENV_VARS: &[(&str, &str, &str)] = &[
+    ("PAGEWARDEN_BUDGET", "frame_budget", "a size: bytes, or with a K, M, G or T suffix (e.g. 256M)"),
+    ("PAGEWARDEN_SWAP", "swap_capacity", "a size (e.g. 4G); 0 disables swap"),
+    ("PAGEWARDEN_SWAP_DIR", "swap_dir", "an existing directory"),
+    ("PAGEWARDEN_SWAP_IO", "swap_io", "direct or buffered"),
+    ("PAGEWARDEN_ENCRYPT_SWAP", "encrypt_swap", "a boolean (1/0, true/false, yes/no, on/off)"),
+    ("PAGEWARDEN_EVICTION", "eviction", "auto, move or write-protect (wp)"),
+    ("PAGEWARDEN_FAULT_MODE", "fault_mode", "handler-threads or in-thread"),
+    ("PAGEWARDEN_HANDLER_THREADS", "handler_threads", "a number, 1..=64"),
+    ("PAGEWARDEN_WATERMARKS", "watermarks", "LOW,HIGH in frames (e.g. 64,128)"),
+    ("PAGEWARDEN_READAHEAD", "max_readahead", "pages, 1..=1024"),
+    ("PAGEWARDEN_EVENT_CAPACITY", "event_capacity", "a number, at least 1"),
+    ("PAGEWARDEN_OVERCOMMIT", "overcommit", "always, heuristic, strict or strict:RATIO (e.g. strict:0.5)"),
+    ("PAGEWARDEN_POLICY", "victim_policy", "greedy, linux-badness, balanced or kill-faulting"),
+    ("PAGEWARDEN_OOM_DRY_RUN", "oom_dry_run", "a boolean"),
+    ("PAGEWARDEN_PRESSURE_KILL", "pressure_kill", "SHARE,WINDOW (e.g. 0.8,2s or 80%,500ms), or off"),
+    ("PAGEWARDEN_PRESSURE_WARN", "pressure_warn", "SHARE,WINDOW (e.g. 0.5,1s)"),
+    ("PAGEWARDEN_PIN_LIMIT", "pin_limit", "a size (e.g. 16M)"),
+];
+
+/// Logs (at warn) `PAGEWARDEN_*` variables the runtime does not know: most likely a typo.
+fn warn_unknown_env() {
+    for (k, _) in std::env::vars_os() {
+        let Some(k) = k.to_str() else { continue };
+        if k.starts_with("PAGEWARDEN_") && !ENV_VARS.iter().any(|(v, _, _)| *v == k) {
+            log::warn!("pagewarden: environment variable {k} is not a runtime setting and is ignored");
+        }
+    }
+}
+
+/// Parses a size: a number of bytes, optionally fractional, with an optional binary suffix
+/// (`K`, `M`, `G`, `T`, also written `KiB`, `KB`, ...).
+pub(crate) fn parse_size(s: &str) -> std::result::Result<u64, String> {
+    let s = s.trim();
+    let split = s.find(|c: char| !(c.is_ascii_digit() || c == '.')).unwrap_or(s.len());
+    let (num, unit) = (&s[..split], s[split..].trim());
+    let shift = match unit.to_ascii_lowercase().as_str() {
+        "" | "b" => 0,
+        "k" | "kb" | "kib" => 10,
+        "m" | "mb" | "mib" => 20,
+        "g" | "gb" | "gib" => 30,
+        "t" | "tb" | "tib" => 40,
+        _ => return Err(format!("unknown unit '{unit}' (use K, M, G or T)")),
+    };
+    if num.is_empty() {
+        return Err("no number".into());
+    }
+    let bytes = if num.contains('.') {
+        let v: f64 = num.parse().map_err(|_| format!("'{num}' is not a number"))?;
+        v * (1u64 << shift) as f64
+    } else {
+        let v: u64 = num.parse().map_err(|_| format!("'{num}' is not a number"))?;
+        return v.checked_mul(1u64 << shift).ok_or_else(|| "too large".to_string());
+    };
+    if !(0.0..1.8e19).contains(&bytes) {
+        return Err("too large".into());
+    }
+    #[allow(clippy::cast_possible_truncation, clippy::cast_sign_loss)]
+    Ok(bytes as u64)
+}
+
+/// Parses a duration: a number with a unit `us`, `ms`, `s` or `m` (e.g. `500ms`, `2s`).
+pub(crate) fn parse_duration(s: &str) -> std::result::Result<Duration, String> {
+    let s = s.trim();
+    let split = s.find(|c: char| !(c.is_ascii_digit() || c == '.')).unwrap_or(s.len());
+    let (num, unit) = (&s[..split], s[split..].trim());
+    let v: f64 = num.parse().map_err(|_| format!("'{s}' is not a duration (e.g. 500ms, 2s)"))?;
+    let secs = match unit {
+        "us" | "µs" => v / 1e6,
+        "ms" => v / 1e3,
+        "s" => v,
+        "m" | "min" => v * 60.0,
+        "" => return Err(format!("'{s}' needs a unit: us, ms, s or m")),
+        _ => return Err(format!("unknown unit '{unit}' in '{s}' (use us, ms, s or m)")),
+    };
+    Duration::try_from_secs_f64(secs).map_err(|e| format!("'{s}': {e}"))
+}
+
+fn parse_bool(s: &str) -> std::result::Result<bool, String> {
+    match s.to_ascii_lowercase().as_str() {
+        "1" | "true" | "yes" | "on" => Ok(true),
+        "0" | "false" | "no" | "off" => Ok(false),
+        _ => Err("expected a boolean: 1/0, true/false, yes/no or on/off".into()),
+    }
+}
+
+/// `SHARE,WINDOW`: a share in 0..=1 (or a percentage) and a duration.
+fn parse_threshold(s: &str) -> std::result::Result<(f64, Duration), String> {
+    let (share, window) =
+        s.split_once(',').ok_or_else(|| "expected SHARE,WINDOW (e.g. 0.8,2s or 80%,500ms)".to_string())?;
+    let share = share.trim();
+    let share = match share.strip_suffix('%') {
+        Some(p) => p.trim().parse::<f64>().map(|p| p / 100.0),
+        None => share.parse::<f64>(),
+    }
+    .map_err(|_| format!("'{share}' is not a share (e.g. 0.8 or 80%)"))?;
+    Ok((share, parse_duration(window)?))
+}
+
+/// Lower case, with `_` and spaces read as `-`.
+fn keyword(s: &str) -> String {
+    s.trim().to_ascii_lowercase().replace(['_', ' '], "-")
+}
+
+impl RuntimeBuilder {
+    /// Applies the environment, read through `get`, to every setting not set in code.
+    pub(crate) fn apply_env(mut self, get: &dyn Fn(&str) -> Option<std::ffi::OsString>) -> Result<Self> {
+        for &(var, setting, expected) in ENV_VARS {
+            let Some(raw) = get(var) else { continue };
+            let value = match raw.into_string() {
+                Ok(v) => v,
+                Err(raw) => {
+                    return Err(Error::InvalidEnv {
+                        var,
+                        value: raw.to_string_lossy().into_owned(),
+                        detail: "not valid UTF-8".into(),
+                    });
+                }
+            };
+            let v = value.trim();
+            if v.is_empty() {
+                continue;
+            }
+            let bad = |detail: String| Error::InvalidEnv {
+                var,
+                value: value.clone(),
+                detail: format!("{detail}; expected {expected}"),
+            };
+            let size = || parse_size(v).map_err(bad);
+            let count = || v.parse::<usize>().map_err(|_| bad(format!("'{v}' is not a whole number")));
+            // Parse first, so a malformed value is an error even when the program sets the setting.
+            let set_in_code = match setting {
+                "frame_budget" => {
+                    let b = usize::try_from(size()?).map_err(|_| bad("too large".into()))?;
+                    self.budget.replace(self.budget.unwrap_or(b)).is_some()
+                }
+                "swap_capacity" => {
+                    let c = size()?;
+                    self.swap_capacity.replace(self.swap_capacity.unwrap_or(c)).is_some()
+                }
+                "swap_dir" => {
+                    let dir = PathBuf::from(v);
+                    if !dir.is_dir() {
+                        return Err(bad(format!("{} is not a directory", dir.display())));
+                    }
+                    self.swap.replace(self.swap.clone().unwrap_or(SwapLocation::TempIn(dir))).is_some()
+                }
+                "swap_io" => {
+                    let io = match keyword(v).as_str() {
+                        "direct" | "o-direct" => SwapIo::Direct,
+                        "buffered" => SwapIo::Buffered,
+                        _ => return Err(bad(format!("unknown swap I/O mode '{v}'"))),
+                    };
+                    self.swap_io.replace(self.swap_io.unwrap_or(io)).is_some()
+                }
+                "encrypt_swap" => {
+                    let on = parse_bool(v).map_err(bad)?;
+                    self.encrypt_swap.replace(self.encrypt_swap.unwrap_or(on)).is_some()
+                }
+                "eviction" => {
+                    let p = match keyword(v).as_str() {
+                        "auto" => EvictionPath::Auto,
+                        "move" => EvictionPath::Move,
+                        "write-protect" | "writeprotect" | "wp" => EvictionPath::WriteProtect,
+                        _ => return Err(bad(format!("unknown eviction path '{v}'"))),
+                    };
+                    self.eviction.replace(self.eviction.unwrap_or(p)).is_some()
+                }
+                "fault_mode" => {
+                    let m = match keyword(v).as_str() {
+                        "handler-threads" | "handler" | "handlers" => FaultMode::HandlerThreads,
+                        "in-thread" | "inthread" => FaultMode::InThread,
+                        _ => return Err(bad(format!("unknown fault mode '{v}'"))),
+                    };
+                    self.fault_mode.replace(self.fault_mode.unwrap_or(m)).is_some()
+                }
+                "handler_threads" => {
+                    let n = count()?;
+                    self.handler_threads.replace(self.handler_threads.unwrap_or(n)).is_some()
+                }
+                "watermarks" => {
+                    let w = v
+                        .split_once(',')
+                        .and_then(|(l, h)| Some((l.trim().parse().ok()?, h.trim().parse().ok()?)))
+                        .ok_or_else(|| bad(format!("'{v}' is not two whole numbers")))?;
+                    self.watermarks.replace(self.watermarks.unwrap_or(w)).is_some()
+                }
+                "max_readahead" => {
+                    let n = count()?;
+                    self.max_readahead.replace(self.max_readahead.unwrap_or(n)).is_some()
+                }
+                "event_capacity" => {
+                    let n = count()?;
+                    self.event_capacity.replace(self.event_capacity.unwrap_or(n)).is_some()
+                }
+                "overcommit" => {
+                    let k = keyword(v);
+                    let mode = match k.split_once([':', ',', '=']) {
+                        None if k == "always" => Overcommit::Always,
+                        None if k == "heuristic" => Overcommit::Heuristic,
+                        None if k == "strict" => Overcommit::Strict { ratio: 0.5 },
+                        Some(("strict", r)) => Overcommit::Strict {
+                            ratio: r.trim().parse().map_err(|_| bad(format!("'{r}' is not a ratio")))?,
+                        },
+                        _ => return Err(bad(format!("unknown overcommit mode '{v}'"))),
+                    };
+                    self.overcommit.replace(self.overcommit.unwrap_or(mode)).is_some()
+                }
+                "victim_policy" => {
+                    let p: Arc<dyn VictimPolicy> = match keyword(v).as_str() {
+                        "greedy" => Arc::new(Greedy),
+                        "linux-badness" | "linuxbadness" | "linux" | "badness" => Arc::new(LinuxBadness),
+                        "balanced" => Arc::new(Balanced),
+                        "kill-faulting" | "killfaulting" | "faulting" => Arc::new(KillFaulting),
+                        _ => return Err(bad(format!("unknown policy '{v}'"))),
+                    };
+                    self.policy.replace(self.policy.clone().unwrap_or(p)).is_some()
+                }
+                "oom_dry_run" => {
+                    let on = parse_bool(v).map_err(bad)?;
+                    self.oom_dry_run.replace(self.oom_dry_run.unwrap_or(on)).is_some()
+                }
+                "pressure_kill" => {
+                    let t = if keyword(v) == "off" { None } else { Some(parse_threshold(v).map_err(bad)?) };
+                    self.pressure_kill.replace(self.pressure_kill.unwrap_or(t)).is_some()
+                }
+                "pressure_warn" => {
+                    let t = parse_threshold(v).map_err(bad)?;
+                    self.pressure_warn.replace(self.pressure_warn.unwrap_or(t)).is_some()
+                }
+                "pin_limit" => {
+                    let b = usize::try_from(size()?).map_err(|_| bad("too large".into()))?;
+                    self.pin_limit.replace(self.pin_limit.unwrap_or(b)).is_some()
+                }
+                _ => unreachable!("every variable in ENV_VARS is handled"),
+            };
+            if set_in_code {
+                log::debug!("pagewarden: {var}={value} ignored: the program sets {setting} itself");
+            } else {
+                log::info!("pagewarden: {setting} from the environment: {var}={value}");
+                self.from_env.push((setting, var, value));
+            }
+        }
+        Ok(self)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::collections::HashMap;
+    use std::ffi::OsString;
+
+    fn with_env(b: RuntimeBuilder, vars: &[(&str, &str)]) -> Result<RuntimeBuilder> {
+        let map: HashMap<String, OsString> = vars.iter().map(|(k, v)| (k.to_string(), OsString::from(v))).collect();
+        b.apply_env(&|k| map.get(k).cloned())
+    }
+
+    fn env_var_of(e: Error) -> &'static str {
+        match e {
+            Error::InvalidEnv { var, .. } => var,
+            e => panic!("expected InvalidEnv, got {e:?}"),
+        }
+    }
+
+    #[test]
+    fn sizes_and_durations_parse() {
+        assert_eq!(parse_size("4096"), Ok(4096));
+        assert_eq!(parse_size("256M"), Ok(256 << 20));
+        assert_eq!(parse_size("1.5 GiB"), Ok(3 << 29));
+        assert_eq!(parse_size("2k"), Ok(2048));
+        assert!(parse_size("banana").is_err());
+        assert!(parse_size("12 parsecs").is_err());
+        assert!(parse_size("99999999999T").is_err());
+        assert_eq!(parse_duration("500ms"), Ok(Duration::from_millis(500)));
+        assert_eq!(parse_duration("2s"), Ok(Duration::from_secs(2)));
+        assert!(parse_duration("2").is_err());
+        assert_eq!(parse_threshold("80%,1s"), Ok((0.8, Duration::from_secs(1))));
+    }
+
+    #[test]
+    fn env_fills_only_what_the_builder_left_unset() {
+        let b = RuntimeBuilder::default().swap_capacity(1 << 20);
+        let b = with_env(
+            b,
+            &[
+                ("PAGEWARDEN_BUDGET", "8M"),
+                ("PAGEWARDEN_SWAP", "64M"),
+                ("PAGEWARDEN_POLICY", "linux-badness"),
+                ("PAGEWARDEN_OVERCOMMIT", "strict:0.75"),
+                ("PAGEWARDEN_PRESSURE_KILL", "90%,2s"),
+                ("PAGEWARDEN_EVICTION", "wp"),
+                ("PAGEWARDEN_OOM_DRY_RUN", "yes"),
+            ],
+        )
+        .unwrap();
+        let cfg = b.resolve_blaming_env().unwrap();
+        assert_eq!(cfg.budget_frames * cfg.page, 8 << 20);
+        assert_eq!(u64::from(cfg.swap_slots) * cfg.page as u64, 1 << 20, "the builder's swap wins");
+        assert_eq!(cfg.policy.name(), "LinuxBadness");
+        assert_eq!(cfg.overcommit, Overcommit::Strict { ratio: 0.75 });
+        assert_eq!(cfg.pressure_kill, Some(StallThreshold { share: 0.9, window: Duration::from_secs(2) }));
+        assert_eq!(cfg.eviction, EvictionPath::WriteProtect);
+        assert!(cfg.oom_dry_run);
+        // Set in code, the environment does not apply.
+        let b = RuntimeBuilder::default().frame_budget(4 << 20).oom_dry_run(false).eviction(EvictionPath::Auto);
+        let cfg = with_env(
+            b,
+            &[("PAGEWARDEN_BUDGET", "8M"), ("PAGEWARDEN_OOM_DRY_RUN", "1"), ("PAGEWARDEN_EVICTION", "move")],
+        )
+        .unwrap()
+        .resolve_blaming_env()
+        .unwrap();
+        assert_eq!(cfg.budget_frames * cfg.page, 4 << 20);
+        assert!(!cfg.oom_dry_run);
+        assert_eq!(cfg.eviction, EvictionPath::Auto);
+        // An empty value counts as unset.
+        let cfg = with_env(RuntimeBuilder::default().swap_capacity(0), &[("PAGEWARDEN_BUDGET", "")])
+            .unwrap()
+            .frame_budget(4 << 20)
+            .resolve()
+            .unwrap();
+        assert_eq!(cfg.budget_frames * cfg.page, 4 << 20);
+    }
+
+    #[test]
+    fn bad_env_values_name_their_variable() {
+        for (var, value) in [
+            ("PAGEWARDEN_BUDGET", "banana"),
+            ("PAGEWARDEN_SWAP", "-1"),
+            ("PAGEWARDEN_SWAP_DIR", "/no/such/dir"),
+            ("PAGEWARDEN_SWAP_IO", "sideways"),
+            ("PAGEWARDEN_ENCRYPT_SWAP", "maybe"),
+            ("PAGEWARDEN_EVICTION", "teleport"),
+            ("PAGEWARDEN_FAULT_MODE", "psychic"),
+            ("PAGEWARDEN_HANDLER_THREADS", "four"),
+            ("PAGEWARDEN_WATERMARKS", "64"),
+            ("PAGEWARDEN_READAHEAD", "1M"),
+            ("PAGEWARDEN_EVENT_CAPACITY", "-3"),
+            ("PAGEWARDEN_OVERCOMMIT", "sometimes"),
+            ("PAGEWARDEN_POLICY", "random"),
+            ("PAGEWARDEN_OOM_DRY_RUN", "2"),
+            ("PAGEWARDEN_PRESSURE_KILL", "0.8"),
+            ("PAGEWARDEN_PRESSURE_WARN", "half,1s"),
+            ("PAGEWARDEN_PIN_LIMIT", "lots"),
+        ] {
+            // Malformed values are errors even when the program sets the setting itself.
+            let b = RuntimeBuilder::default().frame_budget(4 << 20).swap_capacity(0).handler_threads(1);
+            let e = with_env(b, &[(var, value)]).expect_err(var);
+            assert!(e.to_string().contains(var) && e.to_string().contains(value), "{e}");
+            assert_eq!(env_var_of(e), var);
+        }
+        // Values that parse but are out of range are blamed on their variable too.
+        for (var, value) in [
+            ("PAGEWARDEN_HANDLER_THREADS", "0"),
+            ("PAGEWARDEN_BUDGET", "4K"),
+            ("PAGEWARDEN_WATERMARKS", "100,10"),
+            ("PAGEWARDEN_OVERCOMMIT", "strict:1000"),
+            ("PAGEWARDEN_PRESSURE_WARN", "2,1s"),
+        ] {
+            let e = with_env(RuntimeBuilder::default().swap_capacity(0), &[(var, value)])
+                .unwrap()
+                .resolve_blaming_env()
+                .expect_err(var);
+            assert_eq!(env_var_of(e), var);
+        }
     }
 }

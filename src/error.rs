@@ -39,6 +39,16 @@ pub enum Error {
         /// What is wrong with it.
         detail: String,
     },
+    /// A `PAGEWARDEN_*` environment variable has a value that cannot be used: it does not parse,
+    /// or the setting it gives is out of range. Fix the variable or unset it.
+    InvalidEnv {
+        /// The variable.
+        var: &'static str,
+        /// Its value (lossily converted if it is not UTF-8).
+        value: String,
+        /// What is wrong with it and what is expected.
+        detail: String,
+    },
     /// An argument is out of range (a zero size, an unaligned offset, ...).
     InvalidArgument {
         /// The argument.
@@ -174,6 +184,11 @@ impl fmt::Display for Error {
             Error::InvalidConfig { what, detail } => {
                 write!(f, "invalid configuration: {what}: {detail}")
             }
+            Error::InvalidEnv { var, value, detail } => write!(
+                f,
+                "invalid environment variable {var}={value:?}: {detail}; fix or unset {var} \
+                 (see RuntimeBuilder's documentation for the PAGEWARDEN_* variables)"
+            ),
             Error::InvalidArgument { what, detail } => {
                 write!(f, "invalid argument: {what}: {detail}")
             }

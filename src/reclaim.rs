@@ -153,6 +153,9 @@ impl Core {
                 st = self.wait(st, &self.progress, Duration::from_millis(20));
                 continue;
             }
+            log::debug!(
+                "pagewarden: reclaim: no free frame and nothing evictable or in flight; escalating to the OOM killer"
+            );
             return (st, None);
         }
     }

@@ -153,6 +153,15 @@ impl Core {
         for &p in &picks {
             rows[p].chosen = true;
         }
+        log::debug!(
+            "pagewarden: OOM ({trigger:?}): deficit {} frames, {} slots; policy {} offered {} of {} arenas, chose {:?}",
+            deficit.frames,
+            deficit.slots,
+            st.policy.name(),
+            offered.len(),
+            rows.len(),
+            picks.iter().map(|&p| rows[p].candidate.name.as_str()).collect::<Vec<_>>()
+        );
         let mut report = self.report(st, trigger, deficit, rows);
         report.selection = t0.elapsed();
         let t1 = Instant::now();

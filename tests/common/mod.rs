@@ -39,6 +39,22 @@ pub(crate) fn runtime_with(
     }
 }
 
+/// Builds `b`, or reports loudly why userfaultfd is unavailable (failing the test unless
+/// `PAGEWARDEN_SKIP_UFFD_TESTS=1` is set).
+pub(crate) fn build_or_skip(b: pagewarden::RuntimeBuilder) -> Option<Runtime> {
+    match b.build() {
+        Ok(rt) => Some(rt),
+        Err(e @ Error::UserfaultfdUnavailable { .. }) => {
+            eprintln!("\n*** SKIPPING: {e}\n");
+            if std::env::var_os("PAGEWARDEN_SKIP_UFFD_TESTS").is_none() {
+                panic!("userfaultfd unavailable; set PAGEWARDEN_SKIP_UFFD_TESTS=1 to skip: {e}");
+            }
+            None
+        }
+        Err(e) => panic!("runtime: {e}"),
+    }
+}
+
 /// Both eviction paths.
 pub(crate) const PATHS: [EvictionPath; 2] = [EvictionPath::Move, EvictionPath::WriteProtect];
 

@@ -1,0 +1,42 @@
+//! Each story example runs to completion with its defaults and tells its story (so none can rot).
+//! `cargo test` builds the examples next to the test binaries.
+
+mod common;
+
+fn run_example(name: &str) -> Option<String> {
+    common::runtime(16, 16, pagewarden::EvictionPath::Auto)?;
+    let exe = std::env::current_exe().unwrap();
+    let path = exe.parent().unwrap().parent().unwrap().join("examples").join(name);
+    assert!(path.exists(), "the {name} example was not built at {}", path.display());
+    let out = std::process::Command::new(&path).output().unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout).into_owned();
+    assert!(out.status.success(), "{name} failed: {}\n{stdout}\n{}", out.status, String::from_utf8_lossy(&out.stderr));
+    assert!(stdout.contains("why"), "{name} does not explain itself:\n{stdout}");
+    Some(stdout)
+}
+
+#[test]
+fn leak_kills_the_leaking_arena_and_the_rest_keep_running() {
+    let Some(out) = run_example("leak") else { return };
+    assert!(out.contains("Killed arena 'reporter'"), "{out}");
+    assert!(out.contains("database: still running"), "{out}");
+}
+
+#[test]
+fn pinned_pages_survive_reclaim() {
+    let Some(out) = run_example("pinned") else { return };
+    assert!(out.contains("128 pinned, 0 evicted"), "{out}");
+    assert!(out.contains("reads back intact from swap"), "{out}");
+}
+
+#[test]
+fn knapsack_shows_the_policies_disagree() {
+    let Some(out) = run_example("knapsack") else { return };
+    assert!(out.contains("LinuxBadness would kill 'ui'"), "{out}");
+}
+
+#[test]
+fn two_deficits_shows_balanced_choosing_the_mixed_arena() {
+    let Some(out) = run_example("two_deficits") else { return };
+    assert!(out.contains("Balanced     would kill 'mixed'"), "{out}");
+}
