@@ -3,7 +3,7 @@
 //!
 //! `cargo bench --bench fork -- [--sizes-mib 64,256,1024] [--breaks 20000] [--csv PATH]`
 
-#![allow(clippy::cast_possible_truncation, clippy::cast_precision_loss)]
+#![allow(clippy::cast_possible_truncation, clippy::cast_precision_loss, clippy::cast_sign_loss)]
 
 use pagewarden::Runtime;
 use std::time::{Duration, Instant};
