@@ -96,7 +96,10 @@ fn main() -> Result<(), Error> {
     println!("[{:4.2}s] the reporter's next allocation failed: {outcome}\n", t0.elapsed().as_secs_f64());
 
     // The kill, as the runtime reported it.
-    let report = rt.events().try_iter().find_map(|e| if let Event::Killed(r) = e { Some(r) } else { None });
+    // (The arena is marked dead before its report is published: wait a moment for it.)
+    let events = rt.events();
+    let report = std::iter::from_fn(|| events.recv_timeout(Duration::from_secs(5)).ok())
+        .find_map(|e| if let Event::Killed(r) = e { Some(r) } else { None });
     let Some(report) = report else {
         println!("no kill was reported: {outcome}");
         std::process::exit(1);
