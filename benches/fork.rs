@@ -2,10 +2,13 @@
 //! and what the first write to a shared page costs on each side.
 //!
 //! `cargo bench --bench fork -- [--sizes-mib 64,256,1024] [--breaks 20000] [--csv PATH]`
+//!
+//! The first-write latencies are measured in both fault modes: handler threads (a write-protect
+//! fault, served by the handler thread) and in-thread (served in the writing thread).
 
 #![allow(clippy::cast_possible_truncation, clippy::cast_precision_loss, clippy::cast_sign_loss)]
 
-use pagewarden::Runtime;
+use pagewarden::{FaultMode, Runtime};
 use std::time::{Duration, Instant};
 
 const PAGE: usize = 4096;
@@ -69,8 +72,9 @@ fn fork_time(mib: usize) -> Row {
 /// Per-write latency of the first write to each shared page: in the parent (whose frame is the
 /// shared copy: the data is copied into the child first) and in the child (which copies from the
 /// parent's frame).
-fn cow_breaks(pages: usize) -> (Vec<Duration>, Vec<Duration>) {
+fn cow_breaks(pages: usize, mode: FaultMode) -> (Vec<Duration>, Vec<Duration>) {
     let rt = Runtime::builder()
+        .fault_mode(mode)
         .frame_budget(3 * pages * PAGE + (32 << 20))
         .swap_capacity(32 << 20)
         .build()
@@ -132,19 +136,23 @@ fn main() {
             ms(row.memcpy)
         );
     }
-    let (mut p, mut c) = cow_breaks(breaks);
-    println!("\nfirst write to a shared page ({breaks} pages, raw writes, handler threads)");
-    println!("{:>8} {:>10} {:>10} {:>10}", "side", "p50", "p99", "max");
-    for (side, v) in [("parent", &mut p), ("child", &mut c)] {
-        let (p50, p99) = (pct(v, 0.5), pct(v, 0.99));
-        let max = *v.iter().max().unwrap();
-        println!(
-            "{side:>8} {:>8.1}µs {:>8.1}µs {:>8.1}µs",
-            p50.as_secs_f64() * 1e6,
-            p99.as_secs_f64() * 1e6,
-            max.as_secs_f64() * 1e6
-        );
-        out += &format!("cow_break_{side}_p50,0,{}\ncow_break_{side}_p99,0,{}\n", ms(p50), ms(p99));
+    println!("\nfirst write to a shared page ({breaks} pages, raw writes)");
+    println!("{:>16} {:>8} {:>10} {:>10} {:>10}", "mode", "side", "p50", "p99", "max");
+    for mode in [FaultMode::HandlerThreads, FaultMode::InThread] {
+        let (mut p, mut c) = cow_breaks(breaks, mode);
+        for (side, v) in [("parent", &mut p), ("child", &mut c)] {
+            let (p50, p99) = (pct(v, 0.5), pct(v, 0.99));
+            let max = *v.iter().max().unwrap();
+            println!(
+                "{:>16} {side:>8} {:>8.1}µs {:>8.1}µs {:>8.1}µs",
+                format!("{mode:?}"),
+                p50.as_secs_f64() * 1e6,
+                p99.as_secs_f64() * 1e6,
+                max.as_secs_f64() * 1e6
+            );
+            out +=
+                &format!("cow_break_{mode:?}_{side}_p50,0,{}\ncow_break_{mode:?}_{side}_p99,0,{}\n", ms(p50), ms(p99));
+        }
     }
     let path = csv.unwrap_or_else(|| "target/bench-fork.csv".into());
     if std::fs::write(&path, out).is_ok() {
