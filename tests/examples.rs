@@ -40,3 +40,17 @@ fn two_deficits_shows_balanced_choosing_the_mixed_arena() {
     let Some(out) = run_example("two_deficits") else { return };
     assert!(out.contains("Balanced     would kill 'mixed'"), "{out}");
 }
+
+#[test]
+fn fork_cow_succeeds_with_overcommit_and_is_refused_under_strict() {
+    let Some(out) = run_example("fork_cow") else { return };
+    assert!(out.contains("charged 0 frames"), "{out}");
+    assert!(out.contains("fork refused"), "{out}");
+}
+
+#[test]
+fn file_backed_drops_clean_file_pages_before_any_swap_write() {
+    let Some(out) = run_example("file_backed") else { return };
+    assert!(out.contains(" 0 pages written to swap"), "{out}");
+    assert!(out.contains("written through a Shared map"), "{out}");
+}
