@@ -40,7 +40,7 @@ impl Drop for ArenaInner {
 ///
 /// Cheap to clone (a handle). Regions keep their arena alive.
 ///
-/// ```no_run
+/// ```
 /// # let rt = pagewarden::Runtime::builder().frame_budget(16 << 20).build()?;
 /// let arena = rt.arena("worker").create()?;
 /// let a = arena.reserve(64 << 30)?;   // 64 GiB of address space: overcommit
@@ -65,7 +65,7 @@ impl std::fmt::Debug for Arena {
 
 /// Creates an arena with an OOM profile; from [`Runtime::arena`](crate::Runtime::arena).
 ///
-/// ```no_run
+/// ```
 /// use pagewarden::Impact;
 /// # let rt = pagewarden::Runtime::builder().frame_budget(16 << 20).build()?;
 /// let db = rt.arena("database").oom_score_adj(-500).impact(Impact::Interactive).create()?;
@@ -597,7 +597,7 @@ impl Drop for AccessGuard<'_> {
 /// [`fill`](Region::fill), or directly through [`as_ptr`](Region::as_ptr). Dropping the region
 /// releases it: its frames and swap slots are freed at once and the range is unmapped.
 ///
-/// ```no_run
+/// ```
 /// # let rt = pagewarden::Runtime::builder().frame_budget(16 << 20).build()?;
 /// # let arena = rt.arena("a").create()?;
 /// let r = arena.reserve(1 << 30)?;

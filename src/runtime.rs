@@ -591,7 +591,7 @@ impl Drop for RtHandle {
 /// Cheap to clone (a handle). The threads run until the runtime and every arena and region made
 /// from it are dropped; dropping the `Runtime` first is fine and never strands a faulting thread.
 ///
-/// ```no_run
+/// ```
 /// let rt = pagewarden::Runtime::builder().frame_budget(32 << 20).build()?;
 /// let arena = rt.arena("cache").create()?;
 /// let region = arena.reserve(1 << 30)?;     // 1 GiB of address space, no frames yet
@@ -802,7 +802,7 @@ impl Runtime {
     /// Starts creating an arena named `name` (names need not be unique; ids are): set its OOM
     /// profile on the builder, then `.create()`.
     ///
-    /// ```no_run
+    /// ```
     /// # let rt = pagewarden::Runtime::builder().frame_budget(16 << 20).build()?;
     /// let a = rt.arena("cache").oom_score_adj(300).create()?;
     /// # Ok::<(), pagewarden::Error>(())
