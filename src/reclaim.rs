@@ -241,7 +241,11 @@ impl Core {
                             && (!shares.must_write(e)
                                 || if files.contains(&r) { !stuck.contains(&r) } else { can_dirty })
                     };
-                    let Some(k) = st.lru.victim(&mut st.regions, evictable) else { break };
+                    // With nothing writable, only clean pages can go: look for them among the
+                    // coldest pages, not the whole resident set (a full scan per fault would make
+                    // a thrashing runtime slower still instead of letting exhaustion be declared).
+                    let steps = if can_dirty || !files.is_empty() { usize::MAX } else { 4 * PREFER_WINDOW };
+                    let Some(k) = st.lru.victim_within(&mut st.regions, evictable, steps) else { break };
                     let (r, p) = unkey(k);
                     let e = st.regions.0[&r].pages.get(p);
                     dirty += usize::from(st.shares.must_write(e) && !st.file_shared.contains(&r));
