@@ -264,7 +264,9 @@ impl Core {
             if dt < window / 2 {
                 return None;
             }
-            Some(((some - s0) as f64 / dt.as_nanos() as f64, evictions - e0))
+            // Stall time is booked when a stall ends, so a long stall straddling the window's
+            // start can push the ratio past 1: it is a share, so cap it.
+            Some((((some - s0) as f64 / dt.as_nanos() as f64).min(1.0), evictions - e0))
         };
         if let Some(th) = self.cfg.pressure_kill {
             let cooled = st.last_pressure_kill.is_none_or(|t| now.saturating_duration_since(t) >= th.window);
