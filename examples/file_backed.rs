@@ -56,11 +56,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         st.totals.writebacks,
         st.totals.file_writebacks
     );
-    println!(
-        "worker still has {} of its {} pages in memory",
-        worker.stats().resident_pages,
-        4 * MIB / 4096
-    );
+    println!("worker still has {} of its {} pages in memory", worker.stats().resident_pages, 4 * MIB / 4096);
     println!(
         "why: the file's pages were clean, so dropping them cost nothing (they are read again from the file \
          when touched); the worker's dirty pages would have needed a swap write, so they were left alone\n"

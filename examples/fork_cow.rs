@@ -23,11 +23,8 @@ const DATA: usize = 48 * MIB;
 fn main() -> Result<(), Error> {
     for strict in [false, true] {
         let overcommit = if strict { Overcommit::Strict { ratio: 0.5 } } else { Overcommit::Always };
-        let rt = Runtime::builder()
-            .frame_budget(16 * MIB)
-            .swap_capacity(64 * MIB as u64)
-            .overcommit(overcommit)
-            .build()?;
+        let rt =
+            Runtime::builder().frame_budget(16 * MIB).swap_capacity(64 * MIB as u64).overcommit(overcommit).build()?;
         println!("--- overcommit {overcommit:?}: budget 16 MiB, swap 64 MiB ---");
         let parent = rt.arena("parent").create()?;
         let data = parent.reserve(DATA)?;
@@ -84,7 +81,10 @@ fn main() -> Result<(), Error> {
             a.counters.cow_copies,
             c.shared_pages * PAGE as u64 / MIB as u64
         );
-        println!("the child reads {ok} of {} pages exactly as expected (its writes, else the fork's data)", DATA / PAGE);
+        println!(
+            "the child reads {ok} of {} pages exactly as expected (its writes, else the fork's data)",
+            DATA / PAGE
+        );
         println!(
             "why: a page is copied only when one side first writes it; until then it is backed once, so a \
              fork of a parent 3x the budget fits\n"

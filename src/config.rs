@@ -209,8 +209,10 @@ impl RuntimeBuilder {
         self
     }
 
-    /// Swap to a named file at `path` of `capacity` bytes. The file is created with mode 0600
-    /// (truncated if it exists) and removed when the runtime ends.
+    /// Swap to a named file at `path` of `capacity` bytes. The file is created with mode 0600 and
+    /// removed when the runtime ends. It must not exist yet: an existing file (or a symlink) at
+    /// `path` is refused with [`Error::SwapFile`](crate::Error::SwapFile), never overwritten, so
+    /// swapped data can never land in a file others may read.
     pub fn swap_file(mut self, path: impl Into<PathBuf>, capacity: u64) -> Self {
         self.swap = Some(SwapLocation::Named(path.into()));
         self.swap_capacity = Some(capacity);

@@ -177,6 +177,10 @@ impl fmt::Display for Error {
                     Some(libc::EACCES | libc::EPERM) => "choose a directory you can write to",
                     Some(libc::EROFS) => "the file system is read-only: choose another directory",
                     Some(libc::ENOENT | libc::ENOTDIR) => "the directory does not exist: create it or choose another",
+                    Some(libc::EEXIST | libc::ELOOP) => {
+                        "a file or symlink is already there: a named swap file is always created afresh, so remove \
+                         it or choose another path"
+                    }
                     _ => "choose another location with `RuntimeBuilder::swap_dir` or `swap_file`",
                 };
                 write!(f, "cannot create the swap file at {}: {source} ({hint})", path.display())

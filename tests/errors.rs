@@ -35,6 +35,23 @@ fn swap_file_problems_are_reported_with_advice() {
     // A capacity the disk cannot hold.
     let e = Runtime::builder().frame_budget(1 << 20).swap_capacity(1 << 60).build().unwrap_err();
     assert!(matches!(e, Error::SwapFile { .. } | Error::InvalidConfig { .. }), "{e}");
+    // A named swap file never overwrites an existing file (which others might read) nor follows
+    // a symlink planted at its path.
+    let dir = std::env::temp_dir().join(format!("pw-named-swap-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let existing = dir.join("existing");
+    std::fs::write(&existing, b"someone's data").unwrap();
+    let e = Runtime::builder().frame_budget(1 << 20).swap_file(&existing, 1 << 20).build().unwrap_err();
+    assert!(matches!(e, Error::SwapFile { .. }) && e.to_string().contains("already there"), "{e}");
+    assert_eq!(std::fs::read(&existing).unwrap(), b"someone's data");
+    let link = dir.join("link");
+    let target = dir.join("target");
+    let _ = std::fs::remove_file(&link);
+    std::os::unix::fs::symlink(&target, &link).unwrap();
+    let e = Runtime::builder().frame_budget(1 << 20).swap_file(&link, 1 << 20).build().unwrap_err();
+    assert!(matches!(e, Error::SwapFile { .. }), "{e}");
+    assert!(!target.exists(), "the symlink must not be followed");
+    std::fs::remove_dir_all(&dir).unwrap();
 }
 
 #[test]

@@ -133,6 +133,7 @@ impl Lru {
     /// Picks the next page to evict among those `can_evict` accepts, or `None` when none is left.
     /// The returned page is no longer queued; the caller evicts it (then [`Lru::leave`]) or hands
     /// it back with [`Lru::requeue`].
+    #[cfg(test)]
     pub(crate) fn victim(
         &mut self,
         store: &mut impl PageStore,

@@ -60,7 +60,9 @@ impl SwapFile {
                 Location::TempIn(dir) => Self::temp_in(dir, dflag),
                 Location::Named(path) => {
                     let c = cpath(path)?;
-                    open(&c, libc::O_RDWR | libc::O_CREAT | libc::O_TRUNC | dflag, "open(swap file)")
+                    // Exclusively: an existing file (someone's data, or readable by others) or a
+                    // symlink planted at the path is refused, never truncated or followed.
+                    open(&c, libc::O_RDWR | libc::O_CREAT | libc::O_EXCL | libc::O_NOFOLLOW | dflag, "open(swap file)")
                         .map(|fd| (fd, Some(path.to_path_buf())))
                 }
             };
