@@ -7,8 +7,9 @@
 
 mod common;
 use common::*;
-use pagewarden::{Error, EvictionPath, FaultMode, Region};
+use pagewarden::{Error, EvictionPath, FaultMode, MapMode, Region};
 use proptest::prelude::*;
+use std::os::unix::fs::FileExt;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
@@ -16,14 +17,53 @@ use std::time::{Duration, Instant};
 enum Op {
     Reserve(usize),
     Release(usize),
-    Write { r: usize, off: usize, len: usize, byte: u8 },
-    Read { r: usize, off: usize, len: usize },
-    Fill { r: usize, off: usize, len: usize, byte: u8 },
-    PageOut { r: usize, off: usize, len: usize },
-    Pin { r: usize, page: usize, n: usize },
-    Unpin { r: usize, page: usize, n: usize },
+    Write {
+        r: usize,
+        off: usize,
+        len: usize,
+        byte: u8,
+    },
+    Read {
+        r: usize,
+        off: usize,
+        len: usize,
+    },
+    Fill {
+        r: usize,
+        off: usize,
+        len: usize,
+        byte: u8,
+    },
+    PageOut {
+        r: usize,
+        off: usize,
+        len: usize,
+    },
+    Pin {
+        r: usize,
+        page: usize,
+        n: usize,
+    },
+    Unpin {
+        r: usize,
+        page: usize,
+        n: usize,
+    },
     Reclaim(usize),
+    /// Fork the arena; the child's regions join the slots.
+    Fork,
+    /// Map `len` bytes of a fresh 24-page file from `off` (page-aligned or not, possibly past
+    /// its end).
+    MapFile {
+        off: usize,
+        len: usize,
+        shared: bool,
+    },
+    Flush(usize),
 }
+
+/// Pages in each mapped file.
+const FILE_PAGES: usize = 24;
 
 fn op() -> impl Strategy<Value = Op> {
     // Sizes and offsets deliberately run past the ends of regions, and to zero.
@@ -48,6 +88,10 @@ fn op() -> impl Strategy<Value = Op> {
         (0usize..4, 0usize..26, 0usize..4).prop_map(|(r, page, n)| Op::Pin { r, page, n }),
         (0usize..4, 0usize..26, 0usize..4).prop_map(|(r, page, n)| Op::Unpin { r, page, n }),
         (0usize..32).prop_map(Op::Reclaim),
+        Just(Op::Fork),
+        (prop_oneof![(0usize..30).prop_map(|p| p * PAGE), 1usize..(30 * PAGE)], 0usize..(30 * PAGE), any::<bool>())
+            .prop_map(|(off, len, shared)| Op::MapFile { off, len, shared }),
+        (0usize..4).prop_map(Op::Flush),
     ]
 }
 
@@ -55,6 +99,39 @@ struct Slot {
     region: Region,
     model: Vec<u8>,
     pinned: Vec<bool>,
+    /// For a file map: the file, whether it is `Shared`, and the file offset mapped.
+    file: Option<(std::fs::File, bool, usize)>,
+    /// Pages at least partly inside the file (all of them for anonymous regions).
+    valid: usize,
+}
+
+impl Slot {
+    /// Whether an access of `len` bytes at `off` (inside the region) reaches past the file.
+    fn beyond(&self, off: usize, len: usize) -> bool {
+        len > 0 && (off + len - 1) / PAGE >= self.valid
+    }
+
+    fn file_matches(&self) -> bool {
+        file_matches(&self.file, &self.model)
+    }
+}
+
+/// For a `Shared` map: the file holds the model over its valid pages.
+fn file_matches(file: &Option<(std::fs::File, bool, usize)>, model: &[u8]) -> bool {
+    let Some((f, true, at)) = file else { return true };
+    let n = (FILE_PAGES * PAGE).saturating_sub(*at).min(model.len());
+    let mut disk = vec![0u8; n];
+    f.read_exact_at(&mut disk, *at as u64).unwrap();
+    disk == model[..n]
+}
+
+fn temp_file(data: &[u8]) -> std::fs::File {
+    static N: AtomicU64 = AtomicU64::new(0);
+    let p = std::env::temp_dir().join(format!("pw-fuzz-{}-{}", std::process::id(), N.fetch_add(1, Ordering::Relaxed)));
+    let f = std::fs::OpenOptions::new().read(true).write(true).create_new(true).open(&p).unwrap();
+    std::fs::remove_file(&p).unwrap();
+    f.write_all_at(data, 0).unwrap();
+    f
 }
 
 /// Aborts the process if an operation does not return within a minute.
@@ -95,7 +172,13 @@ fn run(ops: &[Op], path: EvictionPath, mode: FaultMode) -> Result<(), TestCaseEr
                 Ok(region) => {
                     prop_assert!(len > 0);
                     let pages = region.len() / PAGE;
-                    slots.push(Slot { model: vec![0; region.len()], pinned: vec![false; pages], region });
+                    slots.push(Slot {
+                        model: vec![0; region.len()],
+                        pinned: vec![false; pages],
+                        region,
+                        file: None,
+                        valid: usize::MAX,
+                    });
                 }
                 Err(Error::InvalidArgument { .. }) => prop_assert!(len == 0 || len > 1 << 44),
                 Err(e) => prop_assert!(false, "reserve({len}): {e}"),
@@ -103,7 +186,9 @@ fn run(ops: &[Op], path: EvictionPath, mode: FaultMode) -> Result<(), TestCaseEr
             Op::Release(i) => {
                 if i < slots.len() {
                     pinned_total -= slots[i].pinned.iter().filter(|&&p| p).count();
-                    slots.swap_remove(i);
+                    let Slot { region, model, file, .. } = slots.swap_remove(i);
+                    drop(region);
+                    prop_assert!(file_matches(&file, &model), "a released Shared map's file differs from the model");
                 }
             }
             Op::Write { r, off, len, byte } | Op::Fill { r, off, len, byte } => {
@@ -116,10 +201,11 @@ fn run(ops: &[Op], path: EvictionPath, mode: FaultMode) -> Result<(), TestCaseEr
                 };
                 match res {
                     Ok(()) => {
-                        prop_assert!(fits);
+                        prop_assert!(fits && !s.beyond(off, len));
                         s.model[off..off + len].fill(byte);
                     }
                     Err(Error::OutOfBounds { .. }) => prop_assert!(!fits),
+                    Err(Error::BeyondEndOfFile { .. }) => prop_assert!(fits && s.beyond(off, len)),
                     Err(e) => prop_assert!(false, "{op:?}: {e}"),
                 }
             }
@@ -129,10 +215,11 @@ fn run(ops: &[Op], path: EvictionPath, mode: FaultMode) -> Result<(), TestCaseEr
                 let mut buf = vec![0xEE; len];
                 match s.region.read(off, &mut buf) {
                     Ok(()) => {
-                        prop_assert!(fits);
+                        prop_assert!(fits && !s.beyond(off, len));
                         prop_assert_eq!(&buf[..], &s.model[off..off + len], "read at {} len {}", off, len);
                     }
                     Err(Error::OutOfBounds { .. }) => prop_assert!(!fits),
+                    Err(Error::BeyondEndOfFile { .. }) => prop_assert!(fits && s.beyond(off, len)),
                     Err(e) => prop_assert!(false, "{op:?}: {e}"),
                 }
             }
@@ -161,6 +248,7 @@ fn run(ops: &[Op], path: EvictionPath, mode: FaultMode) -> Result<(), TestCaseEr
                         prop_assert!(s.pinned[page..(page + n).min(pages)].iter().any(|&p| p))
                     }
                     Err(Error::PinLimit { .. }) => prop_assert!(pinned_total + n > 6),
+                    Err(Error::BeyondEndOfFile { .. }) => prop_assert!(in_range && page + n > s.valid),
                     Err(Error::OutOfBounds { .. } | Error::InvalidArgument { .. }) => prop_assert!(!in_range),
                     Err(e) => prop_assert!(false, "{op:?}: {e}"),
                 }
@@ -183,15 +271,69 @@ fn run(ops: &[Op], path: EvictionPath, mode: FaultMode) -> Result<(), TestCaseEr
             Op::Reclaim(n) => {
                 rt.reclaim(n);
             }
+            Op::Fork => {
+                let mine: Vec<usize> =
+                    (0..slots.len()).filter(|&i| slots[i].region.arena().id() == arena.id()).collect();
+                let shared_map = mine.iter().any(|&i| matches!(slots[i].file, Some((_, true, _))));
+                match arena.fork("child") {
+                    Ok(mut f) => {
+                        prop_assert!(!shared_map);
+                        for i in mine {
+                            let s = &slots[i];
+                            let region = f.take_region(&s.region).expect("a child region per parent region");
+                            let file = s.file.as_ref().map(|(f, sh, at)| (f.try_clone().unwrap(), *sh, *at));
+                            let (model, pinned, valid) = (s.model.clone(), vec![false; s.pinned.len()], s.valid);
+                            slots.push(Slot { region, model, pinned, file, valid });
+                        }
+                    }
+                    Err(Error::InvalidArgument { what: "fork", .. }) => prop_assert!(shared_map),
+                    Err(e) => prop_assert!(false, "fork: {e}"),
+                }
+            }
+            Op::MapFile { off, len, shared } => {
+                let data: Vec<u8> =
+                    (0..FILE_PAGES * PAGE).map(|i| (i / PAGE) as u8 ^ (i as u8).wrapping_mul(13)).collect();
+                let f = temp_file(&data);
+                let mode = if shared { MapMode::Shared } else { MapMode::Private };
+                match arena.map_file(&f, off as u64, len, mode) {
+                    Ok(region) => {
+                        prop_assert!(off % PAGE == 0 && len > 0);
+                        let mut model = vec![0u8; region.len()];
+                        let n = (FILE_PAGES * PAGE).saturating_sub(off).min(model.len());
+                        if n > 0 {
+                            model[..n].copy_from_slice(&data[off..off + n]);
+                        }
+                        let valid = (FILE_PAGES * PAGE).saturating_sub(off).div_ceil(PAGE);
+                        let pages = region.len() / PAGE;
+                        slots.push(Slot {
+                            region,
+                            model,
+                            pinned: vec![false; pages],
+                            file: Some((f, shared, off)),
+                            valid,
+                        });
+                    }
+                    Err(Error::InvalidArgument { .. }) => prop_assert!(off % PAGE != 0 || len == 0),
+                    Err(e) => prop_assert!(false, "{op:?}: {e}"),
+                }
+            }
+            Op::Flush(r) => {
+                let Some(s) = slots.get(r) else { continue };
+                match s.region.flush() {
+                    Ok(()) => prop_assert!(s.file_matches(), "after flush the file differs from the model"),
+                    Err(e) => prop_assert!(false, "{op:?}: {e}"),
+                }
+            }
         }
         if let Err(e) = rt.debug_check_invariants() {
             prop_assert!(false, "after {op:?}: {e}");
         }
     }
     for s in &slots {
-        let mut buf = vec![0u8; s.model.len()];
+        let n = s.model.len().min(s.valid.saturating_mul(PAGE));
+        let mut buf = vec![0u8; n];
         s.region.read(0, &mut buf).unwrap();
-        prop_assert!(buf == s.model, "final contents differ");
+        prop_assert!(buf == s.model[..n], "final contents differ");
     }
     prop_assert_eq!(rt.stats().pinned_frames as usize, pinned_total);
     Ok(())
