@@ -591,10 +591,17 @@ impl Core {
                 return;
             }
             if st.shares.get(id).slot.is_none() {
-                // Its only copy is on its way to swap: wait for the write, then retry.
                 st.frames.give(got);
-                let st = self.wait(st, &self.progress, Duration::from_millis(5));
-                self.wake(&st, rid, page, 1);
+                if st.find_ref(rid, page, id, |e| e.state() == PageState::Evicting).is_some() {
+                    // Its only copy is on its way to swap: wait for the write, then retry.
+                    let st = self.wait(st, &self.progress, Duration::from_millis(5));
+                    self.wake(&st, rid, page, 1);
+                } else {
+                    // Nowhere at all: a bookkeeping bug. Lose the page loudly rather than wait.
+                    log::error!("pagewarden: shared page {page} of region {rid} has no copy left");
+                    self.lose_page(&mut st, rid, page);
+                    self.wake(&st, rid, page, 1);
+                }
                 return;
             }
         }
