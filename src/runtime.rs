@@ -204,6 +204,8 @@ pub(crate) struct State {
     pub(crate) file_shared: crate::core::page::IdSet<u32>,
     /// `Shared` file maps whose file refused a write: their dirty pages stay in memory.
     pub(crate) file_stuck: crate::core::page::IdSet<u32>,
+    /// When the last reclaim summary was logged, and the counters then.
+    pub(crate) reclaim_log: Option<(Instant, [u64; 5])>,
 }
 
 impl State {
@@ -745,6 +747,7 @@ impl Runtime {
             families: IdMap::default(),
             file_shared: Default::default(),
             file_stuck: Default::default(),
+            reclaim_log: None,
         };
         let core = Arc::new(Core {
             uffd: ufd,

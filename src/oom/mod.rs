@@ -78,6 +78,38 @@ impl Core {
         }
     }
 
+    /// At debug level, once a second while reclaim is busy: what each step of the escalation path
+    /// did since the last line.
+    fn log_reclaim(&self, st: &mut State, now: Instant) {
+        if !log::log_enabled!(log::Level::Debug) {
+            return;
+        }
+        let mut c = st.retired;
+        for a in st.arenas.values() {
+            c.add(&a.counters);
+        }
+        let cur = [c.clean_drops, c.file_writebacks, c.writebacks, c.direct_reclaims, st.kills];
+        match st.reclaim_log {
+            Some((t, _)) if now.saturating_duration_since(t) < Duration::from_secs(1) => {}
+            None => st.reclaim_log = Some((now, cur)),
+            Some((_, prev)) if prev == cur => st.reclaim_log = Some((now, cur)),
+            Some((_, p)) => {
+                log::debug!(
+                    "pagewarden: reclaim: {} clean pages dropped, {} file pages written back, {} pages swapped out, \
+                     {} faults reclaimed directly, {} kills; {} of {} frames free",
+                    cur[0] - p[0],
+                    cur[1] - p[1],
+                    cur[2] - p[2],
+                    cur[3] - p[3],
+                    cur[4] - p[4],
+                    st.frames.free(),
+                    st.frames.budget()
+                );
+                st.reclaim_log = Some((now, cur));
+            }
+        }
+    }
+
     /// `budget + swap slots`: the kernel's `totalpages`.
     pub(crate) fn total_pages(&self, st: &State) -> u64 {
         st.frames.budget() as u64 + u64::from(st.slots.capacity())
@@ -242,6 +274,7 @@ impl Core {
     /// the low-swap warning, and lifting OOM poison once memory is free.
     pub(crate) fn housekeeping(&self, st: &mut Guard<'_>) {
         let now = Instant::now();
+        self.log_reclaim(st, now);
         st.psi.tick(now);
         for a in st.arenas.values_mut() {
             a.psi.tick(now);
