@@ -41,7 +41,11 @@
 //! * An [`Arena`] is a guest: a named owner of memory with an OOM profile (`oom_score_adj`,
 //!   [`Impact`], hints), accounted and killed as one.
 //! * A [`Region`] is one reserved range of an arena. Reserving costs address space and a little
-//!   metadata; a page costs a frame only when first touched.
+//!   metadata; a page costs a frame only when first touched. A region can also map a file
+//!   ([`Arena::map_file`], [`MapMode::Shared`] or [`MapMode::Private`]): its pages fill from the
+//!   file, and clean ones are dropped under pressure with no I/O.
+//! * [`Arena::fork`] makes a copy-on-write child ([`Fork`]): every page is shared, backed once,
+//!   until one side writes it; only then is a copy made and charged.
 //!
 //! **A fault, end to end.** The kernel parks the touching thread and queues an event; a handler
 //! reads it (or, in [`FaultMode::InThread`], the faulting thread itself catches it as SIGBUS),
@@ -59,6 +63,7 @@
 //! first and writers wait until it is in swap.
 //!
 //! **When memory runs out**, reclaim escalates: free frames, then clean pages (no I/O), then dirty
+//! pages of shared file maps (written back to their files), then anonymous and private dirty
 //! pages (written to swap), then the OOM killer. It builds a table of every arena ([`Candidate`]:
 //! what it holds, what killing it would really free, its profile), lets the [`VictimPolicy`]
 //! choose, kills the victims, and publishes an [`OomReport`] as [`Event::Killed`] (and logs it at
