@@ -154,10 +154,10 @@ fn forks_race_in_thread_mode() {
 #[ignore]
 fn fork_race_soak() {
     let base = seed(1);
-    for i in 0..10 {
+    for i in 0..5 {
         for path in PATHS {
             for mode in MODES {
-                race(path, mode, base + i, 400);
+                race(path, mode, base + i, 100);
             }
         }
     }
