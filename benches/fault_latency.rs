@@ -219,12 +219,14 @@ enum Kind {
     SwapIn,
     CleanRefault,
     WriteProtect,
+    /// The parent's first write to a page shared with a copy-on-write fork.
+    CowBreak,
 }
 
 /// One pagewarden case: builds a runtime, prepares the pages, times the touches.
 fn pagewarden(pages: usize, mode: FaultMode, kind: Kind, order: Order, threads: usize) -> (Samples, f64) {
     let evicting = matches!(kind, Kind::SwapIn | Kind::CleanRefault);
-    let budget = if evicting { (pages / 8).max(256) } else { pages + 1024 };
+    let budget = if evicting { (pages / 8).max(256) } else { 2 * pages + 1024 };
     let rt = Runtime::builder()
         .frame_budget(budget * PAGE)
         .swap_capacity((pages * PAGE * 2) as u64)
@@ -235,6 +237,7 @@ fn pagewarden(pages: usize, mode: FaultMode, kind: Kind, order: Order, threads: 
     let a = rt.arena("bench").create().unwrap();
     let r = a.reserve(pages * PAGE).unwrap();
     let base = r.as_ptr() as usize;
+    let mut _fork = None;
     match kind {
         Kind::ZeroWrite | Kind::ZeroRead => {}
         Kind::SwapIn => {
@@ -251,8 +254,12 @@ fn pagewarden(pages: usize, mode: FaultMode, kind: Kind, order: Order, threads: 
         Kind::WriteProtect => {
             let _ = touch(base, pages, Order::Sequential, 1, false);
         }
+        Kind::CowBreak => {
+            r.fill(0, pages * PAGE, 7).unwrap();
+            _fork = Some(a.fork("child").unwrap());
+        }
     }
-    let write = matches!(kind, Kind::ZeroWrite | Kind::WriteProtect);
+    let write = matches!(kind, Kind::ZeroWrite | Kind::WriteProtect | Kind::CowBreak);
     let s = touch(base, pages, order, threads, write);
     let st = rt.stats();
     (s, st.metadata_bytes as f64 / st.tracked_pages.max(1) as f64)
@@ -356,6 +363,7 @@ fn main() {
                     (Kind::SwapIn, "swap-in"),
                     (Kind::CleanRefault, "clean re-fault"),
                     (Kind::WriteProtect, "write-protect"),
+                    (Kind::CowBreak, "COW break"),
                 ] {
                     let pages = if matches!(kind, Kind::SwapIn | Kind::CleanRefault) { n / 2 } else { n };
                     let (s, md) = pagewarden(pages, mode, kind, order, threads);
