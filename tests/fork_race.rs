@@ -76,10 +76,13 @@ fn race(path: EvictionPath, mode: FaultMode, seed: u64, forks: usize) {
     let mut rng = Rng(seed);
     // Live forks with the snapshot each must keep.
     let mut kept: Vec<(pagewarden::Fork, Vec<u64>)> = Vec::new();
+    let mut slowest = std::time::Duration::ZERO;
     for k in 0..forks {
         let before = snapshot(&done);
         rt.debug_check_invariants().unwrap_or_else(|e| panic!("seed {seed} before fork {k}: {e}"));
+        let t0 = std::time::Instant::now();
         let fork = arena.fork(&format!("fork{k}")).unwrap();
+        slowest = slowest.max(t0.elapsed());
         rt.debug_check_invariants().unwrap_or_else(|e| panic!("seed {seed} right after fork {k}: {e}"));
         let after = snapshot(&begun);
         let got = values(fork.region(&region).unwrap(), pages);
@@ -129,6 +132,7 @@ fn race(path: EvictionPath, mode: FaultMode, seed: u64, forks: usize) {
         }
     }
     rt.debug_check_invariants().unwrap();
+    eprintln!("slowest fork under load: {slowest:?}");
     let st = rt.stats();
     assert!(st.totals.cow_copies > 0 && st.totals.writebacks > 0, "the race must copy and swap: {st}");
 }
