@@ -214,11 +214,12 @@ impl Core {
                 return (st, 0);
             }
             Victims::Clean(max) => {
-                // Opportunistic: look at a few queue entries per page wanted, no more.
+                // Clean pages among the coldest few, without disturbing the order of the rest: a
+                // cold dirty page is passed over now, not protected for ever.
                 let st = &mut *st;
                 let (held, shares) = (&st.held, &st.shares);
                 let evictable = |k, e: Entry| !held.contains_key(&k) && !shares.must_write(e);
-                chosen = st.lru.peek_victims(&mut st.regions, evictable, max.min(st.clean), PREFER_WINDOW.max(8 * max));
+                chosen = st.lru.peek_victims(&mut st.regions, evictable, max.min(st.clean), (4 * max).max(32), false);
             }
             Victims::FileDirty(max) => {
                 let st = &mut *st;
@@ -227,7 +228,8 @@ impl Core {
                     let r = unkey(k).0;
                     !held.contains_key(&k) && e.dirty() && files.contains(&r) && !stuck.contains(&r)
                 };
-                chosen = st.lru.peek_victims(&mut st.regions, evictable, max, PREFER_WINDOW.max(8 * max));
+                // Strictly before any swap write: referenced or active pages too.
+                chosen = st.lru.peek_victims(&mut st.regions, evictable, max, PREFER_WINDOW.max(8 * max), true);
             }
             Victims::Policy(max) => {
                 let mut dirty = 0usize;

@@ -217,27 +217,35 @@ impl Lru {
         None
     }
 
-    /// Up to `want` pages that `can_evict` accepts, the coldest first: among the first
-    /// `max_steps` entries of the inactive list, then of the active list. They are taken out of
-    /// their queue; the rest of the lists stay exactly as they were (no rotation, no second
-    /// chances given). For reclaim that prefers some kind of page (clean before dirty) without
-    /// disturbing the order of the others.
+    /// Up to `want` pages that `can_evict` accepts, the coldest first, among the first
+    /// `max_steps` entries of the inactive list — unreferenced ones only, so recently used pages
+    /// keep their second chance — or, with `strict`, of the inactive and then the active list,
+    /// referenced or not. They are taken out of their queue; the rest of the lists stay exactly
+    /// as they were (no rotation, no second chances given). For reclaim that prefers some kind of
+    /// page (clean before dirty) without disturbing the order of the others.
     pub(crate) fn peek_victims(
         &mut self,
         store: &mut impl PageStore,
         can_evict: impl Fn(PageKey, Entry) -> bool,
         want: usize,
         max_steps: usize,
+        strict: bool,
     ) -> Vec<PageKey> {
         let mut out = Vec::new();
-        for active in [false, true] {
+        let lists: &[bool] = if strict { &[false, true] } else { &[false] };
+        for &active in lists {
             let list = if active { &mut self.active } else { &mut self.inactive };
             let n = list.len().min(max_steps);
             let picked: Vec<usize> = (0..n)
                 .filter(|&i| {
                     let k = list[i];
                     store.entry(k).is_some_and(|e| {
-                        e.is_resident() && !e.pinned() && e.active() == active && e.queued() && can_evict(k, e)
+                        e.is_resident()
+                            && !e.pinned()
+                            && e.active() == active
+                            && e.queued()
+                            && (strict || !e.referenced())
+                            && can_evict(k, e)
                     })
                 })
                 .take(want - out.len())
