@@ -96,12 +96,14 @@ impl Core {
                 }
             }
             PageState::Shared => {
-                e.set_share(None);
-                r.shared -= 1;
                 let Some(s) = sh.slot else {
+                    // Its data is nowhere (a bookkeeping bug): leave the page referring to the
+                    // share, so that its next fault loses it loudly.
                     log::error!("pagewarden: share {id} has no copy left; page {page} of region {rid} is lost");
                     return;
                 };
+                e.set_share(None);
+                r.shared -= 1;
                 e.set_state(PageState::Swapped);
                 e.set_slot(Some(s));
                 r.slots += 1;

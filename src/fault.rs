@@ -314,16 +314,31 @@ impl Core {
             let e = st.regions.0.get(&rid).filter(|r| r.live == Liveness::Live).map(|r| r.pages.get(page));
             match e {
                 Some(e) if e.is_resident() && !e.dirty() => {}
-                // Changed meanwhile: the thread retries.
-                Some(_) => {
-                    self.wake(&st, rid, page, 1);
+                // Changed meanwhile, or the region died: the thread retries (and a dead page's
+                // next fault is resolved as dead).
+                _ => {
+                    if st.regions.0.contains_key(&rid) {
+                        self.wake(&st, rid, page, 1);
+                    }
                     return st;
                 }
-                None => return st,
             }
             if self.unshare_for_write(&mut st, rid, page) {
                 st.counters(rid).wp_faults += 1;
                 return st;
+            }
+            if st.frames.free() > 0 {
+                // A frame is free, but no relative can take the copy now (each is busy): write
+                // the page out instead (the share keeps the slot) and let the writer fault it
+                // back, or wait for a relative.
+                let (g, freed) = self.evict(st, crate::reclaim::Victims::Pages(rid, page..page + 1));
+                st = g;
+                if freed > 0 {
+                    self.wake(&st, rid, page, 1);
+                    return st;
+                }
+                st = self.wait(st, &self.progress, Duration::from_millis(5));
+                continue;
             }
             let (g, got) = self.acquire(st, 1, rid);
             st = g;
@@ -331,6 +346,7 @@ impl Core {
                 st.frames.give(n);
                 continue;
             }
+            // Exhaustion: write the page out if swap can take it, else the OOM killer.
             let (g, freed) = self.evict(st, crate::reclaim::Victims::Pages(rid, page..page + 1));
             st = g;
             if freed > 0 {
