@@ -27,6 +27,11 @@ use crate::runtime::{Core, Liveness, State};
 use crate::sys::uffd::Filled;
 
 impl State {
+    /// The swap slot holding a page's data: its own, or its share's.
+    pub(crate) fn data_slot(&self, e: Entry) -> Option<u32> {
+        e.slot().or_else(|| e.share().and_then(|id| self.shares.get(id).slot))
+    }
+
     /// A live region of `rid`'s family, other than `rid`, whose page `page` refers to share `id`
     /// and satisfies `want`.
     pub(crate) fn find_ref(&self, rid: u32, page: u64, id: u32, want: impl Fn(Entry) -> bool) -> Option<u32> {

@@ -327,32 +327,30 @@ impl Core {
                 st.counters(rid).wp_faults += 1;
                 return st;
             }
-            if st.frames.free() > 0 {
-                // A frame is free, but no relative can take the copy now (each is busy): write
-                // the page out instead (the share keeps the slot) and let the writer fault it
-                // back, or wait for a relative.
-                let (g, freed) = self.evict(st, crate::reclaim::Victims::Pages(rid, page..page + 1));
+            // No frame for the copy (reclaim first), or a frame but no relative able to take the
+            // copy now (each is busy).
+            let exhausted = st.frames.free() == 0 && {
+                let (g, got) = self.acquire(st, 1, rid);
                 st = g;
-                if freed > 0 {
-                    self.wake(&st, rid, page, 1);
-                    return st;
+                if let Some(n) = got {
+                    st.frames.give(n);
+                    continue;
                 }
-                st = self.wait(st, &self.progress, Duration::from_millis(5));
-                continue;
-            }
-            let (g, got) = self.acquire(st, 1, rid);
-            st = g;
-            if let Some(n) = got {
-                st.frames.give(n);
-                continue;
-            }
-            // Exhaustion: write the page out if swap can take it, else the OOM killer.
+                true
+            };
+            // Write the page out instead (the share keeps the slot); the writer faults it back.
             let (g, freed) = self.evict(st, crate::reclaim::Victims::Pages(rid, page..page + 1));
             st = g;
             if freed > 0 {
                 self.wake(&st, rid, page, 1);
                 return st;
             }
+            if !exhausted {
+                // Wait for a relative to settle.
+                st = self.wait(st, &self.progress, Duration::from_millis(5));
+                continue;
+            }
+            // Nothing can be written either: the OOM killer.
             let Some(arena) = st.regions.0.get(&rid).map(|r| r.arena) else { return st };
             let name = st.arenas.get(&arena).map(|a| a.shared.name.clone()).unwrap_or_default();
             let deficit = self.exhaustion_deficit(&st);
@@ -463,7 +461,7 @@ impl Core {
             .map(|q| st.region(q).map.clone());
         if let Some(m) = &relative {
             src = (m, off);
-        } else if let Some(s) = e.slot().or_else(|| e.share().and_then(|id| st.shares.get(id).slot)) {
+        } else if let Some(s) = st.data_slot(e) {
             let ok = self.swap_read(s, &[(&scratch.bounce, 0)]).is_ok()
                 && crate::swap::page_sum(&scratch.bounce, 0, ps) == st.sums[idx(u64::from(s))];
             if !ok {
@@ -649,7 +647,7 @@ impl Core {
                 let readable = match e.state() {
                     PageState::Unpopulated => p < in_file,
                     PageState::Swapped => true,
-                    PageState::Shared => e.share().is_some_and(|id| st.shares.get(id).slot.is_some()),
+                    PageState::Shared => st.data_slot(e).is_some(),
                     _ => false,
                 };
                 if !readable || e.reserve() {
@@ -666,10 +664,9 @@ impl Core {
         let n = run.len();
         st.frames.give(got - n);
         st.paging_in += n;
-        let slot_of = |e: Entry| e.slot().or_else(|| e.share().and_then(|id| st.shares.get(id).slot));
         let sources: Vec<Source> = run
             .iter()
-            .map(|&(p, e)| match (slot_of(e), &file) {
+            .map(|&(p, e)| match (st.data_slot(e), &file) {
                 (Some(s), _) => Source::Slot(s),
                 (None, Some(f)) if e.state() == PageState::Unpopulated => Source::File(f.at(p, ps)),
                 (None, _) => Source::Zero,
@@ -677,7 +674,8 @@ impl Core {
             .collect();
         // What each slot must read back as (the slots are this run's while it is in flight, and a
         // share keeps its slot while a reference is paging in).
-        let expect: Vec<u32> = run.iter().map(|&(_, e)| slot_of(e).map_or(0, |s| st.sums[idx(u64::from(s))])).collect();
+        let expect: Vec<u32> =
+            run.iter().map(|&(_, e)| st.data_slot(e).map_or(0, |s| st.sums[idx(u64::from(s))])).collect();
         let all_zero = sources.iter().all(|s| matches!(s, Source::Zero));
         // A single page written at once can take a free pool frame by MOVE: no allocation, no copy.
         let pool_frame =

@@ -39,15 +39,17 @@ use std::time::Duration;
 const DIRECT_BATCH: usize = 16;
 /// Pages the background reclaimer evicts per round.
 const BACKGROUND_BATCH: usize = 64;
-/// How far from the cold end of the replacement lists reclaim looks for the kind of page it
-/// prefers (clean pages, then dirty file pages) before it takes whatever is coldest.
+/// How far from the cold end of the replacement lists reclaim looks for dirty file pages before
+/// it swaps, and for clean pages when nothing can be written. (Clean pages are otherwise looked
+/// for among the coldest few only: see `Victims::Clean`.)
 const PREFER_WINDOW: usize = 1024;
 
 /// Which pages to evict.
 pub(crate) enum Victims {
     /// Up to this many, chosen by the replacement policy.
     Policy(usize),
-    /// Up to this many clean pages (no I/O), among the coldest.
+    /// Up to this many clean pages (no I/O), among the coldest few (4 per page wanted, at least
+    /// 32), without reordering the rest.
     Clean(usize),
     /// Up to this many dirty pages of `Shared` file maps (written back to their files), among
     /// the coldest.

@@ -169,25 +169,42 @@ fn raw_access_past_the_end_raises_sigbus() {
     assert_eq!(status.signal(), Some(libc::SIGBUS), "child status {status:?}; stdout {stdout}");
 }
 
+/// The escalation scene: 20 old dirty anonymous pages, then 36 newer pages of a file mapped with
+/// `mode` (the runtime's budget is 64 frames). Keep it alive while testing: it owns the regions.
+struct Scene {
+    anon: pagewarden::Arena,
+    _ra: pagewarden::Region,
+    file: File,
+    rf: pagewarden::Region,
+}
+
+fn scene(rt: &pagewarden::Runtime, mode: MapMode) -> Scene {
+    let anon = rt.arena("anon").create().unwrap();
+    let ra = anon.reserve(20 * PAGE).unwrap();
+    ra.fill(0, 20 * PAGE, 5).unwrap();
+    let file = data_file(36, 4);
+    let rf = rt.arena("files").create().unwrap().map_file(&file, 0, 36 * PAGE, mode).unwrap();
+    Scene { anon, _ra: ra, file, rf }
+}
+
+/// A burst of demand: 30 new pages in a new arena.
+fn burst(rt: &pagewarden::Runtime) -> pagewarden::Region {
+    let rb = rt.arena("burst").create().unwrap().reserve(30 * PAGE).unwrap();
+    rb.fill(0, 30 * PAGE, 6).unwrap();
+    rb
+}
+
 #[test]
 fn clean_file_pages_go_before_any_swap_write() {
     for path in PATHS {
         let Some(rt) = runtime_with(64, 256, path, |b| b.max_readahead(1)) else { continue };
-        // Old dirty anonymous pages, then newer clean file pages.
-        let anon = rt.arena("anon").create().unwrap();
-        let ra = anon.reserve(20 * PAGE).unwrap();
-        ra.fill(0, 20 * PAGE, 5).unwrap();
-        let f = data_file(36, 4);
-        let files = rt.arena("files").create().unwrap();
-        let rf = files.map_file(&f, 0, 36 * PAGE, MapMode::Private).unwrap();
+        let sc = scene(&rt, MapMode::Private);
+        let (anon, rf) = (&sc.anon, &sc.rf);
         let mut b = vec![0u8; 36 * PAGE];
         rf.read(0, &mut b).unwrap();
         let st = rt.stats();
         assert_eq!((st.totals.writebacks, st.totals.clean_drops), (0, 0), "{path:?}: {st}");
-        // A burst of demand: 30 new pages.
-        let burst = rt.arena("burst").create().unwrap();
-        let rb = burst.reserve(30 * PAGE).unwrap();
-        rb.fill(0, 30 * PAGE, 6).unwrap();
+        let _rb = burst(&rt);
         let st = rt.stats();
         assert!(st.totals.clean_drops >= 20, "{path:?}: clean file pages must be dropped: {st}");
         assert_eq!(st.totals.writebacks, 0, "{path:?}: no swap write while clean pages remain: {st}");
@@ -203,23 +220,17 @@ fn clean_file_pages_go_before_any_swap_write() {
 fn dirty_shared_file_pages_are_written_back_before_swap() {
     for path in PATHS {
         let Some(rt) = runtime_with(64, 256, path, |b| b.max_readahead(1)) else { continue };
-        let anon = rt.arena("anon").create().unwrap();
-        let ra = anon.reserve(20 * PAGE).unwrap();
-        ra.fill(0, 20 * PAGE, 5).unwrap();
-        let f = data_file(36, 4);
-        let files = rt.arena("files").create().unwrap();
-        let rf = files.map_file(&f, 0, 36 * PAGE, MapMode::Shared).unwrap();
+        let sc = scene(&rt, MapMode::Shared);
+        let (f, rf) = (&sc.file, &sc.rf);
         rf.fill(0, 36 * PAGE, 0x3C).unwrap();
         let st = rt.stats();
         assert_eq!((st.totals.writebacks, st.totals.file_writebacks), (0, 0), "{path:?}: {st}");
-        let burst = rt.arena("burst").create().unwrap();
-        let rb = burst.reserve(30 * PAGE).unwrap();
-        rb.fill(0, 30 * PAGE, 6).unwrap();
+        let _rb = burst(&rt);
         let st = rt.stats();
         assert!(st.totals.file_writebacks >= 20, "{path:?}: dirty file pages must be written back: {st}");
         assert_eq!(st.totals.writebacks, 0, "{path:?}: before any swap write: {st}");
         // What went back is on disk.
-        let disk = file_bytes(&f);
+        let disk = file_bytes(f);
         let evicted = (0..36).filter(|&i| disk[i * PAGE..(i + 1) * PAGE].iter().all(|&x| x == 0x3C)).count();
         assert!(evicted as u64 >= st.totals.file_writebacks.min(36), "{path:?}");
         rt.debug_check_invariants().unwrap();

@@ -22,6 +22,16 @@ pub(crate) struct SwapFile {
     remove: Option<PathBuf>,
 }
 
+/// Bytes moved by a read or write call that returned `rc`; `None` when it was interrupted
+/// (EINTR: call again).
+fn transferred(op: &'static str, rc: isize) -> SysResult<Option<usize>> {
+    if rc >= 0 {
+        return Ok(Some(usize::try_from(rc).unwrap_or(0)));
+    }
+    let e = SysError::last(op);
+    if e.errno == libc::EINTR { Ok(None) } else { Err(e) }
+}
+
 fn cpath(p: &Path) -> SysResult<CString> {
     CString::new(p.as_os_str().as_bytes()).map_err(|_| SysError::new("path", libc::EINVAL))
 }
@@ -173,25 +183,21 @@ impl SwapFile {
             // SAFETY: every iovec names `ps` bytes (or a tail of them) inside a live Mapping we own
             // (checked by `Mapping::at`); the kernel reads or writes only those bytes. Mapping
             // memory is never referenced by Rust, so a kernel write into it aliases nothing.
-            let rc = unsafe {
+            let Some(n) = transferred(op, unsafe {
                 if write {
                     libc::pwritev(self.fd.as_raw_fd(), part.as_ptr(), cnt, pos)
                 } else {
                     libc::preadv(self.fd.as_raw_fd(), part.as_ptr(), cnt, pos)
                 }
+            })?
+            else {
+                continue;
             };
-            if rc < 0 {
-                let e = SysError::last(op);
-                if e.errno == libc::EINTR {
-                    continue;
-                }
-                return Err(e);
-            }
-            if rc == 0 {
+            if n == 0 {
                 // End of file or a device that makes no progress.
                 return Err(SysError::new(op, if write { libc::ENOSPC } else { libc::EIO }));
             }
-            done += usize::try_from(rc).unwrap_or(0);
+            done += n;
         }
         Ok(())
     }
@@ -278,24 +284,20 @@ impl DataFile {
             let p = (base + done) as *mut libc::c_void;
             // SAFETY: `[base, base + len)` lies inside the live mapping (checked by `Mapping::at`);
             // the kernel reads or writes only those bytes, which Rust never references.
-            let rc = unsafe {
+            let Some(n) = transferred(op, unsafe {
                 if write {
                     libc::pwrite(self.fd.as_raw_fd(), p, len - done, pos)
                 } else {
                     libc::pread(self.fd.as_raw_fd(), p, len - done, pos)
                 }
+            })?
+            else {
+                continue;
             };
-            if rc < 0 {
-                let e = SysError::last(op);
-                if e.errno == libc::EINTR {
-                    continue;
-                }
-                return Err(e);
-            }
-            if rc == 0 {
+            if n == 0 {
                 break;
             }
-            done += usize::try_from(rc).unwrap_or(0);
+            done += n;
         }
         Ok(done)
     }

@@ -23,26 +23,24 @@ pub(crate) fn runtime_with(
         .watermarks(2, 4)
         .eviction(path);
     match f(b).build() {
-        Ok(rt) => Some(rt),
-        Err(e @ Error::UserfaultfdUnavailable { .. }) => {
-            eprintln!("\n*** SKIPPING: {e}\n");
-            if std::env::var_os("PAGEWARDEN_SKIP_UFFD_TESTS").is_none() {
-                panic!("userfaultfd unavailable; set PAGEWARDEN_SKIP_UFFD_TESTS=1 to skip: {e}");
-            }
-            None
-        }
         Err(e @ Error::MissingKernelFeature { .. }) if path == EvictionPath::Move => {
             eprintln!("\n*** SKIPPING the MOVE-path variant: {e}\n");
             None
         }
-        Err(e) => panic!("runtime: {e}"),
+        r => skip_unavailable(r),
     }
 }
 
 /// Builds `b`, or reports loudly why userfaultfd is unavailable (failing the test unless
 /// `PAGEWARDEN_SKIP_UFFD_TESTS=1` is set).
 pub(crate) fn build_or_skip(b: pagewarden::RuntimeBuilder) -> Option<Runtime> {
-    match b.build() {
+    skip_unavailable(b.build())
+}
+
+/// The runtime, or `None` after saying loudly that userfaultfd is unavailable (a failure unless
+/// `PAGEWARDEN_SKIP_UFFD_TESTS=1` is set); any other error fails the test.
+fn skip_unavailable(r: pagewarden::Result<Runtime>) -> Option<Runtime> {
+    match r {
         Ok(rt) => Some(rt),
         Err(e @ Error::UserfaultfdUnavailable { .. }) => {
             eprintln!("\n*** SKIPPING: {e}\n");
