@@ -11,7 +11,10 @@
 //! so neither side reads swap back from the page cache.
 //!
 //! `cargo bench --bench paging -- [--budget-mib M] [--ratios 1.5,2,4,8] [--accesses N]
-//!  [--mode handler|in-thread] [--encrypt] [--csv PATH]`
+//!  [--mode handler|in-thread] [--encrypt] [--workloads scan,read,write,zipf,mixed] [--csv PATH]`
+//!
+//! Workloads run in that order on one data set, each starting where the one before left the
+//! cache; `--workloads` runs a subset (for profiling one), which changes the starting state.
 
 #![allow(clippy::cast_possible_truncation, clippy::cast_sign_loss, clippy::cast_precision_loss)]
 
@@ -40,6 +43,24 @@ fn name(k: Kind) -> &'static str {
         Kind::ZipfRead => "Zipf(0.99) read",
         Kind::Mixed => "mixed 50/50 read/write",
     }
+}
+
+/// The workload's name on the command line.
+fn code(k: Kind) -> &'static str {
+    match k {
+        Kind::Scan => "scan",
+        Kind::RandomRead => "read",
+        Kind::RandomWrite => "write",
+        Kind::ZipfRead => "zipf",
+        Kind::Mixed => "mixed",
+    }
+}
+
+fn parse_kind(w: &str) -> Kind {
+    KINDS
+        .into_iter()
+        .find(|&k| code(k) == w)
+        .unwrap_or_else(|| panic!("unknown workload {w}: scan, read, write, zipf or mixed"))
 }
 
 struct Rng(u64);
@@ -104,9 +125,16 @@ fn lru_hit_ratio(trace: &[(u32, bool)], capacity: usize) -> f64 {
     hits as f64 / trace.len() as f64
 }
 
-fn run_trace(base: *mut u8, trace: &[(u32, bool)]) -> Duration {
+/// Accesses slower than this count as misses in the latency figures (a hit costs well under a
+/// microsecond; a fault from swap tens of them).
+const SLOW_NS: u64 = 20_000;
+
+/// Runs a trace; with `timed`, also returns each slow access's time (ns), for miss latencies.
+fn run_trace(base: *mut u8, trace: &[(u32, bool)], timed: bool) -> (Duration, Vec<u64>) {
+    let mut slow = Vec::new();
     let t0 = Instant::now();
     for &(p, w) in trace {
+        let t = timed.then(Instant::now);
         // SAFETY: the caller's mapping covers every page of the trace and outlives the run.
         let addr = unsafe { base.add(p as usize * PAGE) }.cast::<u64>();
         if w {
@@ -116,8 +144,24 @@ fn run_trace(base: *mut u8, trace: &[(u32, bool)]) -> Duration {
             // SAFETY: as above.
             std::hint::black_box(unsafe { addr.read_volatile() });
         }
+        if let Some(t) = t {
+            let ns = t.elapsed().as_nanos() as u64;
+            if ns > SLOW_NS {
+                slow.push(ns);
+            }
+        }
     }
-    t0.elapsed()
+    (t0.elapsed(), slow)
+}
+
+/// p10 / p50 / p90 of the slow accesses, in µs (`-` when there are none).
+fn miss_quantiles(slow: &mut [u64]) -> String {
+    if slow.is_empty() {
+        return "-".into();
+    }
+    slow.sort_unstable();
+    let q = |f: f64| slow[((slow.len() - 1) as f64 * f) as usize] as f64 / 1000.0;
+    format!("{:.0}/{:.0}/{:.0}", q(0.1), q(0.5), q(0.9))
 }
 
 struct Opts {
@@ -127,6 +171,8 @@ struct Opts {
     mode: FaultMode,
     encrypt: bool,
     csv: String,
+    /// Workloads to run (all by default); the others are skipped and print no row.
+    only: Vec<Kind>,
 }
 
 fn opts() -> Opts {
@@ -137,6 +183,7 @@ fn opts() -> Opts {
         mode: FaultMode::HandlerThreads,
         encrypt: false,
         csv: "target/paging.csv".into(),
+        only: KINDS.to_vec(),
     };
     let mut it = std::env::args().skip(1);
     while let Some(a) = it.next() {
@@ -154,6 +201,7 @@ fn opts() -> Opts {
             }
             "--csv" => o.csv = it.next().expect("--csv PATH"),
             "--encrypt" => o.encrypt = true,
+            "--workloads" => o.only = it.next().expect("--workloads LIST").split(',').map(parse_kind).collect(),
             "--bench" => {}
             "--kernel-child" => {
                 kernel_child(&mut it);
@@ -165,9 +213,9 @@ fn opts() -> Opts {
     o
 }
 
-/// One measured workload: seconds, and the fraction of accesses that faulted from swap (or, for
-/// the kernel, major faults).
-type Result = (Duration, f64);
+/// One measured workload: seconds, the fraction of accesses that faulted from swap (or, for the
+/// kernel, major faults), and the p10/p50/p90 of the slow accesses in µs.
+type Result = (Duration, f64, String);
 
 fn pagewarden_run(o: &Opts, ratio: f64) -> Vec<Result> {
     let budget = (o.budget_mib << 20) / PAGE;
@@ -183,19 +231,19 @@ fn pagewarden_run(o: &Opts, ratio: f64) -> Vec<Result> {
     let r = a.reserve(pages * PAGE).unwrap();
     let base = r.as_ptr();
     let fill: Vec<(u32, bool)> = (0..pages).map(|p| (p as u32, true)).collect();
-    run_trace(base, &fill);
-    KINDS
+    run_trace(base, &fill, false);
+    o.only
         .iter()
         .map(|&k| {
             let t = trace(k, pages, o.accesses, 7);
             let before = rt.stats().totals.swap_ins;
-            let d = run_trace(base, &t);
+            let (d, mut slow) = run_trace(base, &t, true);
             let st = rt.stats();
             let misses = st.totals.swap_ins - before;
             if std::env::var_os("PAGING_VERBOSE").is_some() {
                 eprintln!("{k:?} N={ratio}: {st}");
             }
-            (d, misses as f64 / t.len() as f64)
+            (d, misses as f64 / t.len() as f64, miss_quantiles(&mut slow))
         })
         .collect()
 }
@@ -233,6 +281,7 @@ fn kernel_run(o: &Opts, ratio: f64, cg: &std::path::Path) -> std::result::Result
             &o.budget_mib.to_string(),
             &ratio.to_string(),
             &o.accesses.to_string(),
+            &o.only.iter().map(|&k| code(k)).collect::<Vec<_>>().join(","),
         ])
         .output()
         .map_err(|e| e.to_string())?;
@@ -241,11 +290,12 @@ fn kernel_run(o: &Opts, ratio: f64, cg: &std::path::Path) -> std::result::Result
         .lines()
         .filter_map(|l| l.strip_prefix("RESULT "))
         .map(|l| {
-            let v: Vec<f64> = l.split(' ').map(|x| x.parse().unwrap_or(0.0)).collect();
-            (Duration::from_secs_f64(v[0]), v[1])
+            let v: Vec<&str> = l.split(' ').collect();
+            let num = |i: usize| v.get(i).and_then(|x| x.parse().ok()).unwrap_or(0.0);
+            (Duration::from_secs_f64(num(0)), num(1), v.get(2).unwrap_or(&"-").to_string())
         })
         .collect();
-    if res.len() != KINDS.len() {
+    if res.len() != o.only.len() {
         return Err(format!("kernel child failed: {}\n{}", out.status, String::from_utf8_lossy(&out.stderr)));
     }
     Ok(res)
@@ -265,6 +315,7 @@ fn kernel_child(it: &mut impl Iterator<Item = String>) {
     let budget_mib: usize = it.next().and_then(|v| v.parse().ok()).expect("budget");
     let ratio: f64 = it.next().and_then(|v| v.parse().ok()).expect("ratio");
     let accesses: usize = it.next().and_then(|v| v.parse().ok()).expect("accesses");
+    let only: Vec<Kind> = it.next().expect("workloads").split(',').map(parse_kind).collect();
     let procs = if cg.join("cgroup.procs").exists() { cg.join("cgroup.procs") } else { cg.join("tasks") };
     std::fs::write(&procs, std::process::id().to_string()).expect("join the memory cgroup");
     let budget = (budget_mib << 20) / PAGE;
@@ -286,17 +337,18 @@ fn kernel_child(it: &mut impl Iterator<Item = String>) {
     unsafe { libc::madvise(p, len, libc::MADV_NOHUGEPAGE) };
     let base = p.cast::<u8>();
     let fill: Vec<(u32, bool)> = (0..pages).map(|p| (p as u32, true)).collect();
-    run_trace(base, &fill);
-    for k in KINDS {
+    run_trace(base, &fill, false);
+    for k in only {
         let t = trace(k, pages, accesses, 7);
         let before = majflt();
-        let d = run_trace(base, &t);
+        let (d, mut slow) = run_trace(base, &t, true);
         let faults = majflt() - before;
-        println!("RESULT {} {}", d.as_secs_f64(), faults as f64 / t.len() as f64);
+        println!("RESULT {} {} {}", d.as_secs_f64(), faults as f64 / t.len() as f64, miss_quantiles(&mut slow));
     }
 }
 
 fn main() {
+    env_logger::init();
     let o = opts();
     let budget = (o.budget_mib << 20) / PAGE;
     println!(
@@ -310,11 +362,22 @@ fn main() {
     if let Err(why) = &cg {
         println!("kernel backend skipped: {why}");
     }
-    let mut csv =
-        String::from("ratio,workload,pw_ns_per_access,kernel_ns_per_access,speedup,pw_miss,kernel_majflt,lru_hit\n");
+    let mut csv = String::from(
+        "ratio,workload,pw_ns_per_access,kernel_ns_per_access,speedup,pw_miss,kernel_majflt,lru_hit,pw_slow_us_p10_p50_p90,kernel_slow_us_p10_p50_p90\n",
+    );
     println!(
-        "{:>5} {:<24} {:>12} {:>12} {:>8} {:>9} {:>9} {:>9} {:>9}",
-        "N", "workload", "pw ns/acc", "kern ns/acc", "pw/kern", "pw hit", "kern hit", "LRU hit", "pw/LRU"
+        "{:>5} {:<24} {:>12} {:>12} {:>8} {:>9} {:>9} {:>9} {:>9} {:>14} {:>14}",
+        "N",
+        "workload",
+        "pw ns/acc",
+        "kern ns/acc",
+        "pw/kern",
+        "pw hit",
+        "kern hit",
+        "LRU hit",
+        "pw/LRU",
+        "pw slow µs",
+        "kern slow µs"
     );
     for &ratio in &o.ratios {
         let pw = pagewarden_run(&o, ratio);
@@ -323,17 +386,18 @@ fn main() {
             Err(_) => None,
         };
         let pages = (budget as f64 * ratio) as usize;
-        for (i, &k) in KINDS.iter().enumerate() {
+        for (i, &k) in o.only.iter().enumerate() {
             let t = trace(k, pages, o.accesses, 7);
             let ns = |d: Duration| d.as_nanos() as f64 / t.len() as f64;
-            let (pd, pmiss) = pw[i];
-            let (kns, khit, speed) = match &kern {
-                Some(v) => (ns(v[i].0), 1.0 - v[i].1, ns(v[i].0) / ns(pd)),
-                None => (f64::NAN, f64::NAN, f64::NAN),
+            let (pd, pmiss, pslow) = &pw[i];
+            let (pd, pmiss) = (*pd, *pmiss);
+            let (kns, khit, speed, kslow) = match &kern {
+                Some(v) => (ns(v[i].0), 1.0 - v[i].1, ns(v[i].0) / ns(pd), v[i].2.as_str()),
+                None => (f64::NAN, f64::NAN, f64::NAN, "-"),
             };
             let lru = if k == Kind::ZipfRead { lru_hit_ratio(&t, budget) } else { f64::NAN };
             println!(
-                "{ratio:>5} {:<24} {:>12.0} {:>12.0} {:>8.2} {:>9.3} {:>9.3} {:>9.3} {:>9.3}",
+                "{ratio:>5} {:<24} {:>12.0} {:>12.0} {:>8.2} {:>9.3} {:>9.3} {:>9.3} {:>9.3} {pslow:>14} {kslow:>14}",
                 name(k),
                 ns(pd),
                 kns,
@@ -344,7 +408,7 @@ fn main() {
                 (1.0 - pmiss) / lru
             );
             csv.push_str(&format!(
-                "{ratio},{},{:.0},{:.0},{:.3},{:.4},{:.4},{:.4}\n",
+                "{ratio},{},{:.0},{:.0},{:.3},{:.4},{:.4},{:.4},{pslow},{kslow}\n",
                 name(k),
                 ns(pd),
                 kns,
@@ -362,5 +426,9 @@ fn main() {
         let _ = std::fs::create_dir_all(d);
     }
     std::fs::write(&o.csv, csv).expect("write csv");
-    println!("(pw/kern > 1: pagewarden faster; hit = accesses served without a swap read)\nCSV: {}", o.csv);
+    println!(
+        "(pw/kern > 1: pagewarden faster; hit = accesses served without a swap read; slow µs = p10/p50/p90 of the accesses over {} µs, the misses)\nCSV: {}",
+        SLOW_NS / 1000,
+        o.csv
+    );
 }

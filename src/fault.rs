@@ -801,6 +801,9 @@ impl Core {
                 0
             }
         };
+        if let Some(f) = pool_frame.filter(|_| installed == n) {
+            st.frames.moved_out(f);
+        }
         if installed < n {
             // Give back what was not installed; the threads retry.
             let (done, rest) = run.split_at(installed);

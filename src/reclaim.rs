@@ -66,6 +66,12 @@ struct Job {
     /// Pool page holding the data (MOVE path).
     hole: Option<u32>,
     map: Arc<Mapping>,
+    /// Whether the page has left its arena (moved out, or write-protected): `None` until tried,
+    /// else `Err(errno)` when it could not be.
+    taken: Option<Result<(), i32>>,
+    /// MOVE path: keep the hole's page as a free pool frame after the write (for a later MOVE
+    /// install), rather than discarding it before the lock is taken again.
+    keep_frame: bool,
     ok: bool,
     /// Checksum of the page as written.
     sum: u32,
@@ -151,7 +157,7 @@ impl Core {
             if freed > 0 || st.frames.free() > 0 {
                 continue;
             }
-            if st.evicting > 0 || st.paging_in > 0 || st.reaping > 0 {
+            if st.evicting > 0 || st.dropping > 0 || st.paging_in > 0 || st.reaping > 0 {
                 st = self.wait(st, &self.progress, Duration::from_millis(20));
                 continue;
             }
@@ -297,50 +303,56 @@ impl Core {
             })
             .count();
         let run = st.slots.alloc_run(n32(n_dirty));
-        // Slots of the run handed to jobs (the rest go back at the end).
+        // Slots of the run handed to jobs (the rest go back before the I/O).
         let mut from_run = 0usize;
-        let mut clean: Vec<PageKey> = Vec::new();
+        // Clean frames of copy-on-write shares: discarded before the lock goes (see below).
+        let mut clean_shared: Vec<PageKey> = Vec::new();
+        // Jobs whose frame stays in the pool once written.
+        let mut kept = 0usize;
+        // Other clean pages: in flight from here, their frames discarded without the lock.
+        let mut drops: Vec<(PageKey, Arc<Mapping>)> = Vec::new();
         for k in chosen {
             let (rid, page) = unkey(k);
-            let off = idx(page) * ps;
             let mut e = st.region(rid).pages.get(page);
             if !st.shares.must_write(e) {
                 // Clean: the swap copy is valid (or the page was never written, or a relative
-                // holds the shared data too). No I/O; the frames are discarded below, neighbours
-                // with one madvise.
-                clean.push(k);
+                // holds the shared data too). No I/O.
                 st.lru.leave(&mut e);
                 st.lru.stamp(&mut e);
-                if let Some(id) = e.share() {
-                    st.shares.get_mut(id).resident -= 1;
-                    st.region_mut(rid).shared_resident -= 1;
-                }
-                let r = st.region_mut(rid);
-                r.resident -= 1;
-                if e.share().is_some() {
-                    e.set_state(PageState::Shared);
-                } else if e.slot().is_some() {
-                    e.set_state(PageState::Swapped);
-                    r.swapped += 1;
-                } else {
-                    e.set_state(PageState::Unpopulated);
-                }
-                r.pages.set(page, e);
-                st.frames.give(1);
-                st.evictions += 1;
                 st.clean -= 1;
-                let c = st.counters(rid);
-                c.evictions += 1;
-                c.clean_drops += 1;
-                freed += 1;
+                if let Some(id) = e.share() {
+                    // A share's frame stops counting as a copy at once, so that its relatives'
+                    // `must_write` sees it gone, and the page is `Shared` at once, so that a
+                    // relative dying meanwhile can hand it the last copy: its frame must be gone
+                    // before the lock is, and is discarded under it.
+                    st.shares.get_mut(id).resident -= 1;
+                    let r = st.region_mut(rid);
+                    r.shared_resident -= 1;
+                    r.resident -= 1;
+                    e.set_state(PageState::Shared);
+                    r.pages.set(page, e);
+                    st.frames.give(1);
+                    self.count_clean_drop(&mut st, rid);
+                    freed += 1;
+                    clean_shared.push(k);
+                    continue;
+                }
+                // In flight until its frame is discarded: readers may go on reading it, and a
+                // fault on it waits for the drop to end.
+                e.set_state(PageState::Evicting);
+                let r = st.region_mut(rid);
+                r.pages.set(page, e);
+                r.inflight += 1;
+                let map = r.map.clone();
+                st.dropping += 1;
+                drops.push((k, map));
                 continue;
             }
             // A dirty page of a `Shared` file map goes back to its file: no slot.
             let file = if e.dirty() && st.writes_back(rid) { st.region(rid).file.clone() } else { None };
-            let in_run = file.is_none() && run.is_some() && from_run < n_dirty;
             let slot = match run {
                 _ if file.is_some() => u32::MAX,
-                Some(start) if in_run => {
+                Some(start) if from_run < n_dirty => {
                     from_run += 1;
                     start + n32(from_run - 1)
                 }
@@ -353,64 +365,15 @@ impl Core {
                     }
                 },
             };
-            let map = st.region(rid).map.clone();
-            let mut hole = None;
-            let taken = match self.path {
-                EvictionPath::Move => {
-                    let h = st.frames.take_hole().expect("a resident page implies a pool hole");
-                    let pool = self.pool.as_ref().expect("pool exists on the MOVE path");
-                    match self.uffd.move_pages(pool, h as usize * ps, &map, off, ps, false) {
-                        Ok(Filled::All) => {
-                            hole = Some(h);
-                            Ok(())
-                        }
-                        Ok(Filled::Exists { .. }) => {
-                            log::error!("pagewarden: pool frame {h} was not empty");
-                            st.frames.return_hole(h);
-                            Err(libc::EEXIST)
-                        }
-                        Err(err) => {
-                            st.frames.return_hole(h);
-                            Err(err.errno)
-                        }
-                    }
-                }
-                _ => self.uffd.writeprotect(&map, off, ps, true, false).map_err(|e| e.errno),
+            let hole = match self.path {
+                EvictionPath::Move => Some(st.frames.take_hole().expect("a resident page implies a pool hole")),
+                _ => None,
             };
-            match taken {
-                Ok(()) => {}
-                Err(libc::ENOENT) => {
-                    // The page is not there: the application discarded it itself (MADV_DONTNEED).
-                    if in_run {
-                        from_run -= 1;
-                    } else if file.is_none() {
-                        st.slots.free(slot);
-                    }
-                    st.lru.leave(&mut e);
-                    st.clean -= usize::from(!e.dirty());
-                    let r = st.region_mut(rid);
-                    r.resident -= 1;
-                    r.pages.set(page, Entry::default());
-                    if let Some(id) = e.share() {
-                        self.unref_share(&mut st, rid, page, id, true);
-                    }
-                    st.frames.give(1);
-                    freed += 1;
-                    continue;
-                }
-                Err(errno) => {
-                    // EBUSY: pinned by in-progress I/O or shared. Try it another time.
-                    log::debug!("pagewarden: cannot evict page {page} of region {rid} now (errno {errno})");
-                    if in_run {
-                        from_run -= 1;
-                    } else if file.is_none() {
-                        st.slots.free(slot);
-                    }
-                    st.lru.requeue(k, &mut e);
-                    st.region_mut(rid).pages.set(page, e);
-                    continue;
-                }
-            }
+            // A few written-out frames stay in the pool for write faults to take by MOVE; the
+            // rest are discarded here, off the fault path (a page-in by COPY would otherwise
+            // have to discard one first, see `trim_pool`).
+            let keep_frame = hole.is_some() && st.frames.populated() + kept < self.cfg.low / 2;
+            kept += usize::from(keep_frame);
             st.lru.leave(&mut e);
             // A shared page's last copy counted as clean until now.
             st.clean -= usize::from(!e.dirty());
@@ -418,47 +381,67 @@ impl Core {
             let r = st.region_mut(rid);
             r.pages.set(page, e);
             r.inflight += 1;
+            let map = r.map.clone();
             st.evicting += 1;
             st.evicting_to_files += usize::from(file.is_some());
-            jobs.push(Job { rid, page, slot, hole, map, ok: false, sum: 0, file });
-        }
-        clean.sort_unstable();
-        let mut i = 0;
-        while i < clean.len() {
-            let (rid, first) = unkey(clean[i]);
-            let mut j = i + 1;
-            while j < clean.len() && clean[j] == clean[i] + (j - i) as u64 {
-                j += 1;
-            }
-            let map = st.region(rid).map.clone();
-            if let Err(err) = map.discard(idx(first) * ps, (j - i) * ps) {
-                log::error!("pagewarden: dropping clean pages failed: {err}");
-            }
-            i = j;
-        }
-        if jobs.is_empty() {
-            if let Some(start) = run {
-                // The run was not used; hand its slots back.
-                for s in start..start + n32(n_dirty) {
-                    st.slots.free(s);
+            let mut job = Job { rid, page, slot, hole, map, taken: None, keep_frame, ok: false, sum: 0, file };
+            if e.share().is_some() {
+                // A share's last copy leaves its page under the lock, so that the share's
+                // bookkeeping never sees its frame half gone.
+                let taken = self.take(&job);
+                if let Err(errno) = taken {
+                    freed += self.not_taken(&mut st, job, errno);
+                    continue;
                 }
+                job.taken = Some(Ok(()));
             }
+            jobs.push(job);
+        }
+        self.discard_runs(&st, &mut clean_shared);
+        if let Some(start) = run {
+            // The run's slots no job took.
+            for s in start + n32(from_run)..start + n32(n_dirty) {
+                st.slots.free(s);
+            }
+        }
+        if jobs.is_empty() && drops.is_empty() {
             if freed > 0 {
                 self.progress.notify_all();
             }
             return (st, freed);
         }
-        if let Some(start) = run {
-            for s in start + n32(from_run)..start + n32(n_dirty) {
-                st.slots.free(s);
-            }
-        }
         drop(st);
 
-        // Write without the lock: file pages to their place in their file, the rest one vectored
-        // write per run of consecutive slots.
-        jobs.sort_by_key(|j| (j.file.is_none(), j.slot));
-        let files = jobs.iter().take_while(|j| j.file.is_some()).count();
+        // Without the lock. A page in flight changes hands only here: a fault on it waits, and
+        // the replacement policy, forks and kills leave it to this function.
+        // Clean frames: discarded, neighbours with one madvise each.
+        drops.sort_unstable_by_key(|d| d.0);
+        let mut i = 0;
+        while i < drops.len() {
+            let (_, first) = unkey(drops[i].0);
+            let mut j = i + 1;
+            while j < drops.len() && drops[j].0 == drops[i].0 + (j - i) as u64 {
+                j += 1;
+            }
+            if let Err(err) = drops[i].1.discard(idx(first) * ps, (j - i) * ps) {
+                log::error!("pagewarden: dropping clean pages failed: {err}");
+            }
+            i = j;
+        }
+        // Dirty pages: taken out of their arena (moved into a pool hole, or write-protected)
+        // one by one. A write that lands before the take goes out with the page; one after it
+        // faults and waits.
+        {
+            let _moving = self.moving.read().unwrap_or_else(|p| p.into_inner());
+            for job in jobs.iter_mut().filter(|j| j.taken.is_none()) {
+                job.taken = Some(self.take(job));
+            }
+        }
+        // Then written: file pages to their place in their file, the rest one vectored write per
+        // run of consecutive slots.
+        jobs.sort_by_key(|j| (j.taken != Some(Ok(())), j.file.is_none(), j.slot));
+        let takes = jobs.iter().take_while(|j| j.taken == Some(Ok(()))).count();
+        let files = jobs[..takes].iter().take_while(|j| j.file.is_some()).count();
         for job in &mut jobs[..files] {
             let (m, off) = match job.hole {
                 Some(h) => (self.pool.as_ref().expect("pool exists on the MOVE path"), h as usize * ps),
@@ -471,9 +454,9 @@ impl Core {
             }
         }
         let mut i = files;
-        while i < jobs.len() {
+        while i < takes {
             let mut j = i + 1;
-            while j < jobs.len() && jobs[j].slot == jobs[i].slot + n32(j - i) {
+            while j < takes && jobs[j].slot == jobs[i].slot + n32(j - i) {
                 j += 1;
             }
             let pool = self.pool.as_ref();
@@ -498,13 +481,31 @@ impl Core {
             i = j;
         }
 
+        // Written-out frames not kept in the pool: discarded now, off the lock.
+        if let Some(pool) = self.pool.as_ref() {
+            for job in jobs.iter().filter(|j| j.ok && !j.keep_frame) {
+                if let Some(h) = job.hole {
+                    if let Err(err) = pool.discard(h as usize * ps, ps) {
+                        log::error!("pagewarden: discarding pool frame {h} failed: {err}");
+                    }
+                }
+            }
+        }
+
         let mut st = self.lock();
+        for (k, _) in drops {
+            freed += self.dropped(&mut st, k);
+        }
         let mut failed = None;
         let mut file_failed = false;
         for job in jobs {
+            if let Some(Err(errno)) = job.taken {
+                freed += self.not_taken(&mut st, job, errno);
+                continue;
+            }
             st.evicting -= 1;
             st.evicting_to_files -= usize::from(job.file.is_some());
-            let Job { rid, page, slot, hole, map, ok, sum, file } = job;
+            let Job { rid, page, slot, hole, map, ok, sum, file, keep_frame, .. } = job;
             let off = idx(page) * ps;
             let live = st.region(rid).live;
             let mut e = st.region(rid).pages.get(page);
@@ -513,6 +514,10 @@ impl Core {
             e.set_waiters(false);
             if ok || live != Liveness::Live {
                 match hole {
+                    Some(h) if ok && !keep_frame => {
+                        st.frames.return_hole(h);
+                        st.frames.give(1);
+                    }
                     Some(h) => st.frames.evicted_into(h),
                     None => {
                         let _ = map.discard(off, ps);
@@ -610,6 +615,137 @@ impl Core {
         }
         self.progress.notify_all();
         (st, freed)
+    }
+
+    /// Takes a dirty page out of its arena for writing: moved into its pool hole (MOVE path) or
+    /// write-protected in place. `Err(errno)` when it could not be.
+    fn take(&self, job: &Job) -> Result<(), i32> {
+        let ps = self.page();
+        let off = idx(job.page) * ps;
+        match job.hole {
+            Some(h) => {
+                let pool = self.pool.as_ref().expect("pool exists on the MOVE path");
+                match self.uffd.move_pages(pool, h as usize * ps, &job.map, off, ps, false) {
+                    Ok(Filled::All) => Ok(()),
+                    Ok(Filled::Exists { .. }) => {
+                        log::error!("pagewarden: pool frame {h} was not empty");
+                        Err(libc::EEXIST)
+                    }
+                    Err(err) => Err(err.errno),
+                }
+            }
+            None => self.uffd.writeprotect(&job.map, off, ps, true, false).map_err(|e| e.errno),
+        }
+    }
+
+    /// Ends the eviction of a page that could not be taken out of its arena (`errno`). A page that
+    /// was not there (the application discarded it itself: `ENOENT`) or whose region died is gone
+    /// and its frame freed; any other stays resident and dirty, for another time. Returns the
+    /// frames freed.
+    fn not_taken(&self, st: &mut Guard<'_>, job: Job, errno: i32) -> usize {
+        let ps = self.page();
+        let Job { rid, page, slot, hole, map, file, .. } = job;
+        st.evicting -= 1;
+        st.evicting_to_files -= usize::from(file.is_some());
+        if let Some(h) = hole {
+            st.frames.return_hole(h);
+        }
+        if file.is_none() {
+            st.slots.free(slot);
+        }
+        let live = st.region(rid).live;
+        let mut e = st.region(rid).pages.get(page);
+        st.region_mut(rid).inflight -= 1;
+        let waiters = e.waiters();
+        e.set_waiters(false);
+        let freed = if errno == libc::ENOENT || live != Liveness::Live {
+            if errno != libc::ENOENT {
+                let _ = map.discard(idx(page) * ps, ps);
+            }
+            let r = st.region_mut(rid);
+            r.resident -= 1;
+            r.pages.set(page, Entry::default());
+            if let Some(id) = e.share() {
+                self.unref_share(st, rid, page, id, true);
+            }
+            st.frames.give(1);
+            1
+        } else {
+            // EBUSY: pinned by in-progress I/O or shared. Try it another time.
+            log::debug!("pagewarden: cannot evict page {page} of region {rid} now (errno {errno})");
+            e.set_state(PageState::Resident);
+            st.clean += usize::from(!e.dirty());
+            st.lru.admit(key(rid, page), &mut e, false);
+            st.region_mut(rid).pages.set(page, e);
+            0
+        };
+        if waiters {
+            self.wake(st, rid, page, 1);
+        }
+        if live == Liveness::Released {
+            self.forget_if_done(st, rid);
+        }
+        freed
+    }
+
+    /// Ends the drop of a clean page whose frame was discarded: swapped (its slot holds the data),
+    /// or missing again. Returns the frames freed.
+    fn dropped(&self, st: &mut Guard<'_>, k: PageKey) -> usize {
+        let (rid, page) = unkey(k);
+        st.dropping -= 1;
+        let live = st.region(rid).live;
+        let r = st.region_mut(rid);
+        r.inflight -= 1;
+        r.resident -= 1;
+        let mut e = r.pages.get(page);
+        let waiters = e.waiters();
+        e.set_waiters(false);
+        if live == Liveness::Live {
+            if e.slot().is_some() {
+                e.set_state(PageState::Swapped);
+                r.swapped += 1;
+            } else {
+                e.set_state(PageState::Unpopulated);
+            }
+            r.pages.set(page, e);
+            self.count_clean_drop(st, rid);
+        } else {
+            st.release_slot(rid, &mut e);
+            st.region_mut(rid).pages.set(page, Entry::default());
+        }
+        st.frames.give(1);
+        if waiters {
+            self.wake(st, rid, page, 1);
+        }
+        if live == Liveness::Released {
+            self.forget_if_done(st, rid);
+        }
+        1
+    }
+
+    fn count_clean_drop(&self, st: &mut Guard<'_>, rid: u32) {
+        st.evictions += 1;
+        let c = st.counters(rid);
+        c.evictions += 1;
+        c.clean_drops += 1;
+    }
+
+    /// Discards the frames of these pages, neighbours with one madvise each (under the lock).
+    fn discard_runs(&self, st: &Guard<'_>, keys: &mut [PageKey]) {
+        let ps = self.page();
+        keys.sort_unstable();
+        let mut i = 0;
+        while i < keys.len() {
+            let (rid, first) = unkey(keys[i]);
+            let mut j = i + 1;
+            while j < keys.len() && keys[j] == keys[i] + (j - i) as u64 {
+                j += 1;
+            }
+            if let Err(err) = st.region(rid).map.discard(idx(first) * ps, (j - i) * ps) {
+                log::error!("pagewarden: dropping clean pages failed: {err}");
+            }
+            i = j;
+        }
     }
 
     /// Finishes the eviction of a copy-on-write page whose frame held its share's only copy:

@@ -156,6 +156,8 @@ pub(crate) struct State {
     pub(crate) next_arena: u32,
     /// Pages in eviction I/O.
     pub(crate) evicting: usize,
+    /// Clean pages whose frames are being discarded.
+    pub(crate) dropping: usize,
     /// Of those, pages being written back to a mapped file (they hold no swap slot).
     pub(crate) evicting_to_files: usize,
     /// Pages in page-in I/O.
@@ -284,6 +286,9 @@ pub(crate) struct Core {
     pub(crate) in_thread: bool,
     /// Staging buffers for in-thread faults (one per fault in progress).
     pub(crate) scratch: Mutex<Vec<crate::fault::Scratch>>,
+    /// Held (shared) while reclaim moves pages out of arenas without the state lock; taken
+    /// (exclusive) by [`Runtime::resident_frames_measured`] so that no page is counted twice.
+    pub(crate) moving: std::sync::RwLock<()>,
     /// Injected swap failures (tests only).
     pub(crate) faults: Option<crate::swap::Injector>,
     /// Swap encryption at rest, when enabled.
@@ -721,6 +726,7 @@ impl Runtime {
             next_region: 1,
             next_arena: 1,
             evicting: 0,
+            dropping: 0,
             evicting_to_files: 0,
             paging_in: 0,
             reserve: Vec::new(),
@@ -767,6 +773,7 @@ impl Runtime {
             can_poison,
             in_thread,
             scratch: Mutex::new(Vec::new()),
+            moving: std::sync::RwLock::new(()),
             faults: cfg.swap_faults.clone().map(crate::swap::Injector::new),
             crypto: if cfg.encrypt_swap { Some(crate::swap::Crypto::new(cfg.swap_slots)?) } else { None },
             failed: AtomicBool::new(false),
@@ -876,12 +883,14 @@ impl Runtime {
     /// Physical pages the runtime holds right now, counted by the kernel (`mincore`) over every
     /// region and the frame pool. For checking the budget from outside the accounting.
     ///
-    /// The count is taken with the runtime's state lock held, so no page moves between an arena
-    /// and the pool while it is counted: it is an exact snapshot (and it stalls faults while it
-    /// runs, so call it for checks, not on a hot path).
+    /// The count is taken with the runtime's state lock held and reclaim's page moves paused, so
+    /// no page moves between an arena and the pool while it is counted: it is an exact snapshot
+    /// (and it stalls faults while it runs, so call it for checks, not on a hot path).
     pub fn resident_frames_measured(&self) -> Result<usize> {
         let c = &self.h.core;
         let st = c.lock();
+        // Lock order: state, then `moving` (reclaim holds `moving` without the state lock).
+        let _still = c.moving.write().unwrap_or_else(|p| p.into_inner());
         let mut n = 0;
         for r in st.regions.0.values() {
             n += r.map.resident_pages(0, r.map.len())?;

@@ -63,18 +63,21 @@ impl Frames {
         self.in_use -= n.min(self.in_use);
     }
 
-    /// A free pool page that holds a physical page, for a MOVE install. Its index becomes a hole.
+    /// A free pool page that holds a physical page, for a MOVE install. It is neither populated
+    /// nor a hole until the install ends: [`Frames::moved_out`] when its page went to the arena,
+    /// [`Frames::unpop`] when it did not. (Were it a hole meanwhile, an eviction could pick it as
+    /// a destination while it still holds the page being filled, and fail on it.)
     pub(crate) fn pop_populated(&mut self) -> Option<u32> {
-        let p = self.populated.pop()?;
+        self.populated.pop()
+    }
+
+    /// A pool page taken with [`Frames::pop_populated`] gave its page to the arena: a hole now.
+    pub(crate) fn moved_out(&mut self, p: u32) {
         self.holes.push(p);
-        Some(p)
     }
 
     /// Puts back a populated pool page taken with [`Frames::pop_populated`] but not moved out.
     pub(crate) fn unpop(&mut self, p: u32) {
-        if let Some(i) = self.holes.iter().rposition(|&h| h == p) {
-            self.holes.swap_remove(i);
-        }
         self.populated.push(p);
     }
 
@@ -130,6 +133,11 @@ mod tests {
         assert_eq!(f.take(1), 1);
         let p = f.pop_populated().unwrap();
         assert!(p == h1 || p == h2);
+        // In flight it is neither a hole nor populated: an eviction cannot pick it.
+        let other = f.take_hole().unwrap();
+        assert_ne!(other, p);
+        f.return_hole(other);
+        f.moved_out(p);
         assert!(f.in_use() + f.populated() <= f.budget());
         // A COPY install needs physical headroom: one populated page must go.
         assert_eq!(f.take(1), 1);
