@@ -191,9 +191,11 @@ impl Core {
     /// allocates (MOVE path; a no-op otherwise).
     pub(crate) fn trim_pool(&self, st: &mut State) {
         let ps = self.page();
-        for f in st.frames.trim_for_copy() {
-            if let Some(p) = &self.pool {
-                let _ = p.discard(f as usize * ps, ps);
+        let frames = st.frames.trim_for_copy();
+        if let Some(p) = &self.pool {
+            let ranges: Vec<_> = frames.iter().map(|&f| (p, f as usize * ps, ps)).collect();
+            if let Err(err) = crate::sys::mem::discard_many(&ranges) {
+                log::error!("pagewarden: dropping pool frames failed: {err}");
             }
         }
     }

@@ -11,24 +11,36 @@
 //! Eviction of a dirty page never loses a concurrent write:
 //!
 //! ```text
-//!   MOVE path:          under lock: UFFDIO_MOVE arena page ─► pool hole   (atomic: later access
-//!                                   state = Evicting                       faults MISSING, waits)
-//!                       no lock:    pwritev(pool pages) ─► swap slots
-//!                       under lock: state = Swapped, pool page now free, wake waiters
+//!   MOVE path:          under lock: state = Evicting, slot and pool hole chosen (a fault on the
+//!                                   page from now on waits for the eviction to end)
+//!                       no lock:    UFFDIO_MOVE arena page ─► pool hole   (atomic: a write before
+//!                                   it goes out with the page, one after it faults and waits)
+//!                                   pwritev(pool pages) ─► swap slots, then the pool frames dropped
+//!                       under lock: state = Swapped, the hole empty again, wake waiters
 //!
-//!   WRITEPROTECT path:  under lock: UFFDIO_WRITEPROTECT page, state = Evicting (writers park)
-//!                       no lock:    pwritev(arena pages) ─► swap slots    (readers still read)
-//!                       under lock: MADV_DONTNEED page, state = Swapped, wake waiters
+//!   WRITEPROTECT path:  under lock: state = Evicting, slot chosen
+//!                       no lock:    UFFDIO_WRITEPROTECT page (writers park; readers still read)
+//!                                   pwritev(arena pages) ─► swap slots, then MADV_DONTNEED
+//!                       under lock: state = Swapped, wake waiters
 //!                                   (a parked writer re-faults MISSING and pages the data back in)
 //! ```
 //! A failed write puts the page back (MOVE back, or lift the protection) and marks swap broken.
+//! A copy-on-write share's last copy is moved under the lock instead: the share's bookkeeping
+//! must never see its frame half gone.
+//!
+//! What costs here is the TLB: every ioctl or madvise that unmaps pages of a process running on
+//! another CPU interrupts that CPU, which on a virtual machine costs tens of microseconds on both
+//! sides. So evictions go in batches: neighbouring dirty pages leave together (one UFFDIO_MOVE
+//! or UFFDIO_WRITEPROTECT per run, into neighbouring pool holes: see [`CLUSTER`]), and every
+//! frame a batch drops — clean pages, written-out pool frames — goes in one `process_madvise`
+//! (one flush per 1024 ranges).
 
 use crate::config::EvictionPath;
 use crate::core::lru::{PageKey, key, unkey};
 use crate::core::page::{Entry, PageState};
 use crate::core::{idx, n32};
 use crate::event::Event;
-use crate::runtime::{Core, Guard, Liveness};
+use crate::runtime::{Core, Guard, Liveness, State};
 use crate::sys::mem::Mapping;
 use crate::sys::uffd::Filled;
 use std::sync::Arc;
@@ -39,6 +51,9 @@ use std::time::Duration;
 const DIRECT_BATCH: usize = 16;
 /// Pages the background reclaimer evicts per round.
 const BACKGROUND_BATCH: usize = 64;
+/// Most neighbouring dirty pages evicted together (see `Core::cluster`): one UFFDIO_MOVE or
+/// UFFDIO_WRITEPROTECT, and so one TLB flush, per run instead of per page.
+const CLUSTER: u64 = 16;
 /// How far from the cold end of the replacement lists reclaim looks for dirty file pages before
 /// it swaps, and for clean pages when nothing can be written. (Clean pages are otherwise looked
 /// for among the coldest few only: see `Victims::Clean`.)
@@ -69,14 +84,22 @@ struct Job {
     /// Whether the page has left its arena (moved out, or write-protected): `None` until tried,
     /// else `Err(errno)` when it could not be.
     taken: Option<Result<(), i32>>,
-    /// MOVE path: keep the hole's page as a free pool frame after the write (for a later MOVE
-    /// install), rather than discarding it before the lock is taken again.
-    keep_frame: bool,
+    /// A copy-on-write share's last copy (taken under the lock).
+    shared: bool,
     ok: bool,
     /// Checksum of the page as written.
     sum: u32,
     /// A `Shared` file map's page: written back to the file, not to `slot` (unused).
     file: Option<Arc<crate::filemap::FileMap>>,
+}
+
+/// How many of `items` from the first on form a run: each next to the one before by `next`.
+fn run_len<T>(items: &[T], next: impl Fn(&T, &T) -> bool) -> usize {
+    let mut n = 1;
+    while n < items.len() && next(&items[n - 1], &items[n]) {
+        n += 1;
+    }
+    n.min(items.len())
 }
 
 pub(crate) fn reclaimer_loop(core: &Core) {
@@ -255,11 +278,20 @@ impl Core {
                     // coldest pages, not the whole resident set (a full scan per fault would make
                     // a thrashing runtime slower still instead of letting exhaustion be declared).
                     let steps = if can_dirty || !files.is_empty() { usize::MAX } else { 4 * PREFER_WINDOW };
+                    let taken = &chosen;
+                    let evictable = |k, e| !taken.contains(&k) && evictable(k, e);
                     let Some(k) = st.lru.victim_within(&mut st.regions, evictable, steps) else { break };
                     let (r, p) = unkey(k);
                     let e = st.regions.0[&r].pages.get(p);
-                    dirty += usize::from(st.shares.must_write(e) && !st.file_shared.contains(&r));
+                    let to_swap = st.shares.must_write(e) && !st.file_shared.contains(&r);
+                    dirty += usize::from(to_swap);
                     chosen.push(k);
+                    if to_swap && e.share().is_none() {
+                        let room = (max - chosen.len()).min((st.slots.available() as usize).saturating_sub(dirty));
+                        let more = self.cluster(st, &chosen, r, p, room);
+                        dirty += more.len();
+                        chosen.extend(more);
+                    }
                 }
             }
             Victims::Pages(rid, range) => {
@@ -293,6 +325,8 @@ impl Core {
         if chosen.is_empty() {
             return (st, 0);
         }
+        // In page order: neighbours get neighbouring slots and pool holes, and leave together.
+        chosen.sort_unstable();
         let mut freed = 0;
         let mut jobs: Vec<Job> = Vec::new();
         let n_dirty = chosen
@@ -307,8 +341,6 @@ impl Core {
         let mut from_run = 0usize;
         // Clean frames of copy-on-write shares: discarded before the lock goes (see below).
         let mut clean_shared: Vec<PageKey> = Vec::new();
-        // Jobs whose frame stays in the pool once written.
-        let mut kept = 0usize;
         // Other clean pages: in flight from here, their frames discarded without the lock.
         let mut drops: Vec<(PageKey, Arc<Mapping>)> = Vec::new();
         for k in chosen {
@@ -365,15 +397,6 @@ impl Core {
                     }
                 },
             };
-            let hole = match self.path {
-                EvictionPath::Move => Some(st.frames.take_hole().expect("a resident page implies a pool hole")),
-                _ => None,
-            };
-            // A few written-out frames stay in the pool for write faults to take by MOVE; the
-            // rest are discarded here, off the fault path (a page-in by COPY would otherwise
-            // have to discard one first, see `trim_pool`).
-            let keep_frame = hole.is_some() && st.frames.populated() + kept < self.cfg.low / 2;
-            kept += usize::from(keep_frame);
             st.lru.leave(&mut e);
             // A shared page's last copy counted as clean until now.
             st.clean -= usize::from(!e.dirty());
@@ -384,18 +407,37 @@ impl Core {
             let map = r.map.clone();
             st.evicting += 1;
             st.evicting_to_files += usize::from(file.is_some());
-            let mut job = Job { rid, page, slot, hole, map, taken: None, keep_frame, ok: false, sum: 0, file };
-            if e.share().is_some() {
-                // A share's last copy leaves its page under the lock, so that the share's
-                // bookkeeping never sees its frame half gone.
-                let taken = self.take(&job);
-                if let Err(errno) = taken {
+            let shared = e.share().is_some();
+            jobs.push(Job { rid, page, slot, hole: None, map, shared, taken: None, ok: false, sum: 0, file });
+        }
+        if self.path == EvictionPath::Move {
+            // Pool holes: a run of neighbouring ones for each run of neighbouring pages.
+            let mut i = 0;
+            while i < jobs.len() {
+                let j = i + run_len(&jobs[i..], |a, b| a.rid == b.rid && b.page == a.page + 1);
+                let run = if j - i > 1 { st.frames.take_hole_run(j - i) } else { None };
+                match run {
+                    Some(h) => (i..j).for_each(|k| jobs[k].hole = Some(h + n32(k - i))),
+                    None => (i..j).for_each(|k| {
+                        jobs[k].hole = Some(st.frames.take_hole().expect("a resident page implies a pool hole"));
+                    }),
+                }
+                i = j;
+            }
+        }
+        // A share's last copy leaves its page under the lock, so that the share's bookkeeping
+        // never sees its frame half gone.
+        let mut k = 0;
+        while k < jobs.len() {
+            if jobs[k].shared {
+                if let Err(errno) = self.take(&jobs[k]) {
+                    let job = jobs.remove(k);
                     freed += self.not_taken(&mut st, job, errno);
                     continue;
                 }
-                job.taken = Some(Ok(()));
+                jobs[k].taken = Some(Ok(()));
             }
-            jobs.push(job);
+            k += 1;
         }
         self.discard_runs(&st, &mut clean_shared);
         if let Some(start) = run {
@@ -414,27 +456,23 @@ impl Core {
 
         // Without the lock. A page in flight changes hands only here: a fault on it waits, and
         // the replacement policy, forks and kills leave it to this function.
-        // Clean frames: discarded, neighbours with one madvise each.
-        drops.sort_unstable_by_key(|d| d.0);
-        let mut i = 0;
-        while i < drops.len() {
-            let (_, first) = unkey(drops[i].0);
-            let mut j = i + 1;
-            while j < drops.len() && drops[j].0 == drops[i].0 + (j - i) as u64 {
-                j += 1;
-            }
-            if let Err(err) = drops[i].1.discard(idx(first) * ps, (j - i) * ps) {
-                log::error!("pagewarden: dropping clean pages failed: {err}");
-            }
-            i = j;
-        }
-        // Dirty pages: taken out of their arena (moved into a pool hole, or write-protected)
-        // one by one. A write that lands before the take goes out with the page; one after it
-        // faults and waits.
+        // Dirty pages: taken out of their arena (moved into pool holes, or write-protected), a
+        // run of neighbours at a time. A write that lands before the take goes out with the
+        // page; one after it faults and waits.
         {
             let _moving = self.moving.read().unwrap_or_else(|p| p.into_inner());
-            for job in jobs.iter_mut().filter(|j| j.taken.is_none()) {
-                job.taken = Some(self.take(job));
+            let mut i = 0;
+            while i < jobs.len() {
+                let j = i + run_len(&jobs[i..], |a, b| {
+                    b.taken.is_none()
+                        && b.rid == a.rid
+                        && b.page == a.page + 1
+                        && b.hole.map(|h| h.wrapping_sub(1)) == a.hole
+                });
+                if jobs[i].taken.is_none() {
+                    self.take_run(&mut jobs[i..j]);
+                }
+                i = j;
             }
         }
         // Then written: file pages to their place in their file, the rest one vectored write per
@@ -481,16 +519,31 @@ impl Core {
             i = j;
         }
 
-        // Written-out frames not kept in the pool: discarded now, off the lock.
-        if let Some(pool) = self.pool.as_ref() {
-            for job in jobs.iter().filter(|j| j.ok && !j.keep_frame) {
-                if let Some(h) = job.hole {
-                    if let Err(err) = pool.discard(h as usize * ps, ps) {
-                        log::error!("pagewarden: discarding pool frame {h} failed: {err}");
-                    }
-                }
+        // The frames to drop, with as few TLB flushes as the kernel allows (see `discard_many`):
+        // the clean pages', neighbours as one range, and the pool frames whose pages were
+        // written out.
+        drops.sort_unstable_by_key(|d| d.0);
+        let mut ranges: Vec<(&Mapping, usize, usize)> = Vec::with_capacity(drops.len() + jobs.len());
+        let mut i = 0;
+        while i < drops.len() {
+            let mut j = i + 1;
+            while j < drops.len() && drops[j].0 == drops[i].0 + (j - i) as u64 {
+                j += 1;
             }
+            ranges.push((&*drops[i].1, idx(unkey(drops[i].0).1) * ps, (j - i) * ps));
+            i = j;
         }
+        for job in jobs.iter().filter(|j| j.ok) {
+            ranges.push(match job.hole {
+                Some(h) => (self.pool.as_ref().expect("pool exists on the MOVE path"), h as usize * ps, ps),
+                // Write-protected in place: its frame goes now.
+                None => (&*job.map, idx(job.page) * ps, ps),
+            });
+        }
+        if let Err(err) = crate::sys::mem::discard_many(&ranges) {
+            log::error!("pagewarden: dropping frames failed: {err}");
+        }
+        drop(ranges);
 
         let mut st = self.lock();
         for (k, _) in drops {
@@ -505,7 +558,7 @@ impl Core {
             }
             st.evicting -= 1;
             st.evicting_to_files -= usize::from(job.file.is_some());
-            let Job { rid, page, slot, hole, map, ok, sum, file, keep_frame, .. } = job;
+            let Job { rid, page, slot, hole, map, ok, sum, file, .. } = job;
             let off = idx(page) * ps;
             let live = st.region(rid).live;
             let mut e = st.region(rid).pages.get(page);
@@ -514,10 +567,12 @@ impl Core {
             e.set_waiters(false);
             if ok || live != Liveness::Live {
                 match hole {
-                    Some(h) if ok && !keep_frame => {
+                    // Its page was written out and dropped above: an empty hole again.
+                    Some(h) if ok => {
                         st.frames.return_hole(h);
                         st.frames.give(1);
                     }
+                    None if ok => st.frames.give(1),
                     Some(h) => st.frames.evicted_into(h),
                     None => {
                         let _ = map.discard(off, ps);
@@ -615,6 +670,66 @@ impl Core {
         }
         self.progress.notify_all();
         (st, freed)
+    }
+
+    /// Takes a run of neighbouring dirty pages (with neighbouring pool holes on the MOVE path)
+    /// out of their arena with one ioctl; pages after the first that fails are tried one by one.
+    fn take_run(&self, run: &mut [Job]) {
+        let ps = self.page();
+        let taken = if run.len() == 1 {
+            0
+        } else {
+            let (map, off, len) = (&run[0].map, idx(run[0].page) * ps, run.len() * ps);
+            let res = match run[0].hole {
+                Some(h) => {
+                    let pool = self.pool.as_ref().expect("pool exists on the MOVE path");
+                    self.uffd.move_run(pool, h as usize * ps, map, off, len).map(|(bytes, _)| bytes / ps)
+                }
+                None => self.uffd.writeprotect(map, off, len, true, false).map(|()| run.len()),
+            };
+            res.unwrap_or(0)
+        };
+        for (k, job) in run.iter_mut().enumerate() {
+            job.taken = Some(if k < taken { Ok(()) } else { self.take(job) });
+        }
+    }
+
+    /// Dirty neighbours of victim `page` of `rid` that may leave with it, up to `room` of them
+    /// and [`CLUSTER`] pages in all: resident, written, plain (no share, no file to write back),
+    /// not pinned or held, and cold — on the inactive list, not referenced since they were
+    /// admitted. For uniformly random access any page is as likely to be used next as another;
+    /// for streams and for data written together, neighbours go cold together.
+    fn cluster(&self, st: &State, chosen: &[PageKey], rid: u32, page: u64, room: usize) -> Vec<PageKey> {
+        let mut out = Vec::new();
+        let r = st.region(rid);
+        if st.writes_back(rid) {
+            return out;
+        }
+        let fits = |p: u64| {
+            let e = r.pages.get(p);
+            let k = key(rid, p);
+            e.is_resident()
+                && e.dirty()
+                && e.queued()
+                && !e.active()
+                && !e.referenced()
+                && !e.pinned()
+                && e.share().is_none()
+                && !st.held.contains_key(&k)
+                && !chosen.contains(&k)
+        };
+        let pages = u64::try_from(r.map.len() / self.page()).unwrap_or(0);
+        let mut p = page + 1;
+        while out.len() < room && p < pages && p < page + CLUSTER && fits(p) {
+            out.push(key(rid, p));
+            p += 1;
+        }
+        let mut p = page;
+        while out.len() < room && p > 0 && (out.len() as u64) < CLUSTER - 1 && fits(p - 1) {
+            p -= 1;
+            out.push(key(rid, p));
+        }
+        out
     }
 
     /// Takes a dirty page out of its arena for writing: moved into its pool hole (MOVE path) or
@@ -730,10 +845,11 @@ impl Core {
         c.clean_drops += 1;
     }
 
-    /// Discards the frames of these pages, neighbours with one madvise each (under the lock).
+    /// Discards the frames of these pages, neighbours as one range (under the lock).
     fn discard_runs(&self, st: &Guard<'_>, keys: &mut [PageKey]) {
         let ps = self.page();
         keys.sort_unstable();
+        let mut ranges: Vec<(&Mapping, usize, usize)> = Vec::new();
         let mut i = 0;
         while i < keys.len() {
             let (rid, first) = unkey(keys[i]);
@@ -741,10 +857,11 @@ impl Core {
             while j < keys.len() && keys[j] == keys[i] + (j - i) as u64 {
                 j += 1;
             }
-            if let Err(err) = st.region(rid).map.discard(idx(first) * ps, (j - i) * ps) {
-                log::error!("pagewarden: dropping clean pages failed: {err}");
-            }
+            ranges.push((&*st.region(rid).map, idx(first) * ps, (j - i) * ps));
             i = j;
+        }
+        if let Err(err) = crate::sys::mem::discard_many(&ranges) {
+            log::error!("pagewarden: dropping clean pages failed: {err}");
         }
     }
 
@@ -877,10 +994,9 @@ impl Core {
             st.reaping += idx(frames);
             self.reclaim_cv.notify_all();
         } else {
-            for (a, b) in runs {
-                if let Err(e) = map.discard(idx(a) * ps, idx(b - a) * ps) {
-                    log::error!("pagewarden: discarding pages failed: {e}");
-                }
+            let ranges: Vec<_> = runs.iter().map(|&(a, b)| (&*map, idx(a) * ps, idx(b - a) * ps)).collect();
+            if let Err(e) = crate::sys::mem::discard_many(&ranges) {
+                log::error!("pagewarden: discarding pages failed: {e}");
             }
             st.frames.give(idx(frames));
         }

@@ -21,13 +21,84 @@ pub(crate) struct Frames {
     budget: usize,
     in_use: usize,
     populated: Vec<u32>,
-    holes: Vec<u32>,
+    holes: Holes,
+}
+
+/// The empty pool pages, as a bitmap, so that evictions can take runs of neighbouring holes
+/// (one UFFDIO_MOVE, and one TLB flush, per run of neighbouring arena pages).
+#[derive(Debug, Default)]
+struct Holes {
+    bits: Vec<u64>,
+    count: usize,
+    /// Where the next search starts (next fit: runs stay long while the pool cycles).
+    cursor: usize,
+}
+
+impl Holes {
+    fn full(n: usize) -> Holes {
+        let mut h = Holes { bits: vec![0; n.div_ceil(64)], count: 0, cursor: 0 };
+        for i in 0..n {
+            h.push(super::n32(i));
+        }
+        h
+    }
+
+    fn has(&self, i: usize) -> bool {
+        self.bits[i / 64] & (1 << (i % 64)) != 0
+    }
+
+    fn push(&mut self, i: u32) {
+        let i = i as usize;
+        debug_assert!(!self.has(i), "pool frame {i} is a hole already");
+        self.bits[i / 64] |= 1 << (i % 64);
+        self.count += 1;
+    }
+
+    fn clear(&mut self, i: usize) {
+        self.bits[i / 64] &= !(1 << (i % 64));
+        self.count -= 1;
+    }
+
+    /// The first of `n` neighbouring holes, taken; `None` when there is no such run.
+    fn take_run(&mut self, n: usize) -> Option<u32> {
+        let len = self.bits.len() * 64;
+        if n == 0 || self.count < n {
+            return None;
+        }
+        // Two passes from the cursor: to the end, then from the start.
+        for (from, to) in [(self.cursor, len), (0, self.cursor.min(len))] {
+            let mut i = from;
+            while i < to {
+                let w = self.bits[i / 64] >> (i % 64);
+                if w == 0 {
+                    i = (i / 64 + 1) * 64;
+                    continue;
+                }
+                i += w.trailing_zeros() as usize;
+                if i >= to {
+                    break;
+                }
+                let start = i;
+                while i < len && i - start < n && self.has(i) {
+                    i += 1;
+                }
+                if i - start == n {
+                    for k in start..i {
+                        self.clear(k);
+                    }
+                    self.cursor = i % len;
+                    return Some(super::n32(start));
+                }
+            }
+        }
+        None
+    }
 }
 
 impl Frames {
     /// `pool`: whether there is a pool mapping (MOVE path) whose indices we hand out.
     pub(crate) fn new(budget: usize, pool: bool) -> Frames {
-        let holes = if pool { (0..super::n32(budget)).rev().collect() } else { Vec::new() };
+        let holes = if pool { Holes::full(budget) } else { Holes::default() };
         Frames { budget, in_use: 0, populated: Vec::new(), holes }
     }
 
@@ -83,7 +154,13 @@ impl Frames {
 
     /// An empty pool page to MOVE an evicted page into.
     pub(crate) fn take_hole(&mut self) -> Option<u32> {
-        self.holes.pop()
+        self.holes.take_run(1)
+    }
+
+    /// `n` neighbouring empty pool pages (the first is returned), for a run of neighbouring
+    /// arena pages moved with one ioctl; `None` when there is no such run.
+    pub(crate) fn take_hole_run(&mut self, n: usize) -> Option<u32> {
+        self.holes.take_run(n)
     }
 
     /// A hole taken with [`Frames::take_hole`] now holds a page that is free again (the page was
@@ -116,6 +193,29 @@ impl Frames {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn hole_runs() {
+        let mut h = Holes::full(200);
+        assert_eq!(h.take_run(3), Some(0));
+        assert_eq!(h.take_run(1), Some(3));
+        // Punch holes back in at 1 and 2: a run of 2 there, but the cursor moves on first.
+        h.push(1);
+        h.push(2);
+        assert_eq!(h.take_run(100), Some(4));
+        assert_eq!(h.take_run(100), None, "96 left after the cursor, 2 before it");
+        assert_eq!(h.take_run(96), Some(104));
+        assert_eq!(h.take_run(2), Some(1));
+        assert_eq!(h.count, 0);
+        assert_eq!(h.take_run(1), None);
+        for i in [7, 9, 10, 11, 63, 64, 65] {
+            h.push(i);
+        }
+        assert_eq!(h.take_run(3), Some(9));
+        assert_eq!(h.take_run(3), Some(63));
+        assert_eq!(h.take_run(1), Some(7));
+        assert_eq!(h.count, 0);
+    }
 
     #[test]
     fn pool_invariant_holds() {
