@@ -106,6 +106,46 @@ fn trace(kind: Kind, pages: usize, accesses: usize, seed: u64) -> Vec<(u32, bool
     }
 }
 
+/// The disk's own floor for a miss: p10/p50/p90 (µs) of uniformly random 4 KiB `O_DIRECT` reads
+/// of a scratch file of `bytes`, in the directory swap files go to by default. Both backends pay
+/// at least this per page read from swap.
+fn disk_floor(bytes: usize, reads: usize) -> std::io::Result<String> {
+    use std::os::unix::fs::{FileExt, OpenOptionsExt};
+    let dir = if std::path::Path::new("/var/tmp").is_dir() {
+        std::path::PathBuf::from("/var/tmp")
+    } else {
+        std::env::temp_dir()
+    };
+    let path = dir.join(format!("pagewarden-bench-floor-{}", std::process::id()));
+    let f = std::fs::OpenOptions::new()
+        .read(true)
+        .write(true)
+        .create_new(true)
+        .mode(0o600)
+        .custom_flags(libc::O_DIRECT)
+        .open(&path)?;
+    let _ = std::fs::remove_file(&path);
+    // Written, not fallocated: unwritten extents would read back as zeros without any I/O.
+    const CHUNK: usize = 1 << 20;
+    let mut raw = vec![0x5au8; CHUNK + PAGE];
+    let at = raw.as_ptr().align_offset(PAGE);
+    let buf = &mut raw[at..at + CHUNK];
+    let mut off = 0;
+    while off < bytes {
+        f.write_all_at(buf, off as u64)?;
+        off += CHUNK;
+    }
+    let mut rng = Rng(0x9e37_79b9_7f4a_7c15);
+    let mut lat: Vec<u64> = (0..reads)
+        .map(|_| {
+            let page = rng.next() % (bytes / PAGE) as u64;
+            let t = Instant::now();
+            f.read_exact_at(&mut buf[..PAGE], page * PAGE as u64).map(|()| t.elapsed().as_nanos() as u64)
+        })
+        .collect::<std::io::Result<_>>()?;
+    Ok(miss_quantiles(&mut lat))
+}
+
 /// Hit ratio of an exact LRU cache of `capacity` pages on the trace.
 fn lru_hit_ratio(trace: &[(u32, bool)], capacity: usize) -> f64 {
     let mut last: HashMap<u32, u64> = HashMap::new();
@@ -380,6 +420,14 @@ fn main() {
         "kern slow µs"
     );
     for &ratio in &o.ratios {
+        let data = (budget as f64 * ratio) as usize * PAGE;
+        match disk_floor(data, 2000) {
+            Ok(q) => println!(
+                "{ratio:>5} disk floor: random 4 KiB O_DIRECT reads of a {} MiB scratch file, p10/p50/p90 {q} µs",
+                data >> 20
+            ),
+            Err(e) => println!("{ratio:>5} disk floor not measured: {e}"),
+        }
         let pw = pagewarden_run(&o, ratio);
         let kern = match &cg {
             Ok(dir) => kernel_run(&o, ratio, dir).map_err(|e| println!("kernel run failed: {e}")).ok(),

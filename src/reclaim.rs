@@ -463,18 +463,22 @@ impl Core {
             let _moving = self.moving.read().unwrap_or_else(|p| p.into_inner());
             let mut i = 0;
             while i < jobs.len() {
+                if jobs[i].taken.is_some() {
+                    // A share's last copy, taken under the lock above.
+                    i += 1;
+                    continue;
+                }
                 let j = i + run_len(&jobs[i..], |a, b| {
                     b.taken.is_none()
                         && b.rid == a.rid
                         && b.page == a.page + 1
                         && b.hole.map(|h| h.wrapping_sub(1)) == a.hole
                 });
-                if jobs[i].taken.is_none() {
-                    self.take_run(&mut jobs[i..j]);
-                }
+                self.take_run(&mut jobs[i..j]);
                 i = j;
             }
         }
+        debug_assert!(jobs.iter().all(|j| j.taken.is_some()), "every job was tried");
         // Then written: file pages to their place in their file, the rest one vectored write per
         // run of consecutive slots.
         jobs.sort_by_key(|j| (j.taken != Some(Ok(())), j.file.is_none(), j.slot));

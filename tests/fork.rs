@@ -245,3 +245,39 @@ fn in_thread_mode_forks_too() {
     }
     rt.debug_check_invariants().unwrap();
 }
+
+/// A share's last copy and a private dirty neighbour evicted in one batch: the share leaves
+/// under the lock, the neighbour with the rest. Both must be written out (no swap failure, no
+/// page left behind) and read back intact on both sides.
+#[test]
+fn a_shared_last_copy_and_its_dirty_neighbour_leave_together() {
+    for path in PATHS {
+        for mode in MODES {
+            let Some(rt) = runtime_with(64, 256, path, |b| b.fault_mode(mode)) else { continue };
+            let events = rt.events();
+            let parent = rt.arena("parent").create().unwrap();
+            let r = parent.reserve(8 * PAGE).unwrap();
+            for i in 0..8 {
+                r.write(i * PAGE, &page_of(3, i)).unwrap();
+            }
+            let fork = parent.fork("child").unwrap();
+            let c = fork.region(&r).unwrap();
+            // Odd pages become the parent's own again (dirty, private); even pages stay shares
+            // whose only copy is the parent's frame.
+            for i in (1..8).step_by(2) {
+                r.write(i * PAGE, &page_of(4, i)).unwrap();
+            }
+            let before = parent.stats().counters.writebacks;
+            r.page_out(0, 8 * PAGE).unwrap();
+            assert!(events.try_recv().is_err(), "{path:?}/{mode:?}: no swap failure, no kill");
+            assert_eq!(parent.stats().resident_pages, 0, "{path:?}/{mode:?}: every page left");
+            assert_eq!(parent.stats().counters.writebacks - before, 8, "{path:?}/{mode:?}: and was written");
+            for i in 0..8 {
+                let want = if i % 2 == 1 { page_of(4, i) } else { page_of(3, i) };
+                assert_eq!(read_page(&r, i), want, "{path:?}/{mode:?}: parent page {i}");
+                assert_eq!(read_page(c, i), page_of(3, i), "{path:?}/{mode:?}: child page {i}");
+            }
+            rt.debug_check_invariants().unwrap();
+        }
+    }
+}
