@@ -158,7 +158,10 @@
 //! * 6.8+ for `UFFDIO_MOVE` ([`EvictionPath::Move`]; `Auto` falls back to `WriteProtect`);
 //! * 6.6+ for `UFFDIO_POISON` (SIGBUS on a killed arena's pages; older kernels map a zero page);
 //! * 4.14+ for `UFFD_FEATURE_SIGBUS` ([`FaultMode::InThread`]); 5.11+ for `UFFD_USER_MODE_ONLY`;
-//!   6.1+ for `/dev/userfaultfd`.
+//!   6.1+ for `/dev/userfaultfd`;
+//! * faster, not required: 6.14+ for `process_madvise` on the calling process (`PIDFD_SELF`: a
+//!   batch of evicted frames dropped with one TLB flush; older kernels get one `madvise` per run
+//!   of pages).
 //!
 //! **`Error::SwapFile`** at `build`: the swap file is preallocated, so a full disk shows here;
 //! choose a smaller [`swap_capacity`](RuntimeBuilder::swap_capacity) or another

@@ -159,7 +159,7 @@ impl Mapping {
 }
 
 /// `process_madvise` on the calling process: not tried yet, works, or unavailable (the kernel is
-/// older than 6.13, or a seccomp filter refuses it).
+/// older than 6.14, or a seccomp filter refuses it).
 static BATCH: AtomicU8 = AtomicU8::new(BATCH_UNKNOWN);
 const BATCH_UNKNOWN: u8 = 0;
 const BATCH_YES: u8 = 1;
