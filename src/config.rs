@@ -37,8 +37,7 @@ pub enum EvictionPath {
     #[default]
     Auto,
     /// UFFDIO_MOVE the page out of the arena into the frame pool, atomically, then write it from
-    /// there. Zero-copy: the budget is a literal pool of frames that circulate between arenas and
-    /// the pool. Linux 6.8+.
+    /// there and drop it. Zero-copy: neighbouring pages leave with one ioctl. Linux 6.8+.
     Move,
     /// Write-protect the page, write it out from where it is, then drop it; a writer that arrives
     /// meanwhile waits and re-faults after the page is in swap. Linux 5.7+.

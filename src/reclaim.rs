@@ -497,10 +497,7 @@ impl Core {
         }
         let mut i = files;
         while i < takes {
-            let mut j = i + 1;
-            while j < takes && jobs[j].slot == jobs[i].slot + n32(j - i) {
-                j += 1;
-            }
+            let j = i + run_len(&jobs[i..takes], |a, b| b.slot == a.slot + 1);
             let pool = self.pool.as_ref();
             let srcs: Vec<(&Mapping, usize)> = jobs[i..j]
                 .iter()
@@ -530,12 +527,9 @@ impl Core {
         let mut ranges: Vec<(&Mapping, usize, usize)> = Vec::with_capacity(drops.len() + jobs.len());
         let mut i = 0;
         while i < drops.len() {
-            let mut j = i + 1;
-            while j < drops.len() && drops[j].0 == drops[i].0 + (j - i) as u64 {
-                j += 1;
-            }
-            ranges.push((&*drops[i].1, idx(unkey(drops[i].0).1) * ps, (j - i) * ps));
-            i = j;
+            let n = run_len(&drops[i..], |a, b| b.0 == a.0 + 1);
+            ranges.push((&*drops[i].1, idx(unkey(drops[i].0).1) * ps, n * ps));
+            i += n;
         }
         for job in jobs.iter().filter(|j| j.ok) {
             ranges.push(match job.hole {
@@ -687,7 +681,7 @@ impl Core {
             let res = match run[0].hole {
                 Some(h) => {
                     let pool = self.pool.as_ref().expect("pool exists on the MOVE path");
-                    self.uffd.move_run(pool, h as usize * ps, map, off, len).map(|(bytes, _)| bytes / ps)
+                    self.uffd.move_run(pool, h as usize * ps, map, off, len, false).map(|(bytes, _)| bytes / ps)
                 }
                 None => self.uffd.writeprotect(map, off, len, true, false).map(|()| run.len()),
             };
@@ -857,12 +851,9 @@ impl Core {
         let mut i = 0;
         while i < keys.len() {
             let (rid, first) = unkey(keys[i]);
-            let mut j = i + 1;
-            while j < keys.len() && keys[j] == keys[i] + (j - i) as u64 {
-                j += 1;
-            }
-            ranges.push((&*st.region(rid).map, idx(first) * ps, (j - i) * ps));
-            i = j;
+            let n = run_len(&keys[i..], |a, b| *b == *a + 1);
+            ranges.push((&*st.region(rid).map, idx(first) * ps, n * ps));
+            i += n;
         }
         if let Err(err) = crate::sys::mem::discard_many(&ranges) {
             log::error!("pagewarden: dropping clean pages failed: {err}");

@@ -156,10 +156,10 @@ pub(crate) struct State {
     pub(crate) next_arena: u32,
     /// Pages in eviction I/O.
     pub(crate) evicting: usize,
-    /// Clean pages whose frames are being discarded.
-    pub(crate) dropping: usize,
     /// Of those, pages being written back to a mapped file (they hold no swap slot).
     pub(crate) evicting_to_files: usize,
+    /// Clean pages whose frames are being discarded (not counted in `evicting`).
+    pub(crate) dropping: usize,
     /// Pages in page-in I/O.
     pub(crate) paging_in: usize,
     /// Emergency pages given to safe accessors: (region, page, the accessor's thread id).

@@ -6,7 +6,10 @@
 //!   │ P  │ -  │ -  │ P  │ -  │ -  │ -  │ -  │   P = holds a free physical page ("populated")
 //!   └────┴────┴────┴────┴────┴────┴────┴────┘   - = a hole: its page is in an arena, or unused
 //!
-//!   eviction (dirty):  UFFDIO_MOVE arena page ──► a hole      (the hole becomes P after write-out)
+//!   eviction (dirty):  UFFDIO_MOVE arena pages ──► holes (a run of neighbouring pages into a
+//!                      run of neighbouring holes); after the write-out their frames are dropped
+//!                      in one batch and the holes are empty again (P only when the write
+//!                      failed and the page's region died meanwhile)
 //!   install (write):   UFFDIO_MOVE a P page  ──► arena page   (the P becomes a hole)
 //!   install (copy):    UFFDIO_COPY from a buffer; the kernel allocates the page
 //! ```

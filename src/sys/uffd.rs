@@ -316,27 +316,24 @@ impl Uffd {
         len: usize,
         wake: bool,
     ) -> SysResult<Filled> {
-        dst.at(dst_off, len)?;
-        src.at(src_off, len)?;
-        let mode = if wake { 0 } else { MOVE_MODE_DONTWAKE };
-        self.fill_loop(dst, dst_off, len, wake, "ioctl(UFFDIO_MOVE)", |done| {
-            let mut mv = k::uffdio_move {
-                dst: dst.at(dst_off + done, len - done)?,
-                src: src.at(src_off + done, len - done)?,
-                len: (len - done) as u64,
-                mode,
-                move_: 0,
-            };
-            let r = self.ioctl(UFFDIO_MOVE, &mut mv, "ioctl(UFFDIO_MOVE)");
-            Ok((r.err().map_or(0, |e| e.errno), mv.move_))
-        })
+        match self.move_run(dst, dst_off, src, src_off, len, wake)? {
+            (_, None) => Ok(Filled::All),
+            (done, Some(libc::EEXIST)) => {
+                // The kernel skipped the wake for the range: do it.
+                if wake {
+                    self.wake(dst, dst_off, len)?;
+                }
+                Ok(Filled::Exists { bytes: done })
+            }
+            (_, Some(errno)) => Err(SysError::new("ioctl(UFFDIO_MOVE)", errno)),
+        }
     }
 
-    /// UFFDIO_MOVE of a run of neighbouring pages, without waking anyone, stopping at the first
-    /// page that cannot be moved: returns the bytes moved (from the start of the run) and the
+    /// UFFDIO_MOVE of a run of neighbouring pages, stopping at the first page that cannot be
+    /// moved (EAGAIN is retried): returns the bytes moved (from the start of the run) and the
     /// errno that stopped it, if any (ENOENT: a hole in the source; EEXIST: the destination is
-    /// populated; EBUSY: the page is pinned or shared). On 6.18 the kernel flushes the TLB once
-    /// per run, not once per page.
+    /// populated; EBUSY: the page is pinned or shared). Threads parked on the range resume only
+    /// with `wake`. On 6.18 the kernel flushes the TLB once per run, not once per page.
     pub(crate) fn move_run(
         &self,
         dst: &Mapping,
@@ -344,7 +341,9 @@ impl Uffd {
         src: &Mapping,
         src_off: usize,
         len: usize,
+        wake: bool,
     ) -> SysResult<(usize, Option<i32>)> {
+        let mode = if wake { 0 } else { MOVE_MODE_DONTWAKE };
         dst.at(dst_off, len)?;
         src.at(src_off, len)?;
         let mut done = 0usize;
@@ -354,7 +353,7 @@ impl Uffd {
                 dst: dst.at(dst_off + done, len - done)?,
                 src: src.at(src_off + done, len - done)?,
                 len: (len - done) as u64,
-                mode: MOVE_MODE_DONTWAKE,
+                mode,
                 move_: 0,
             };
             let r = self.ioctl(UFFDIO_MOVE, &mut mv, "ioctl(UFFDIO_MOVE)");
@@ -369,7 +368,6 @@ impl Uffd {
                         std::thread::yield_now();
                     }
                 }
-                Err(e) if e.errno == libc::EAGAIN => return Ok((done, Some(libc::EAGAIN))),
                 Err(e) => return Ok((done, Some(e.errno))),
             }
         }
@@ -512,10 +510,10 @@ mod tests {
             assert_eq!(e.errno, libc::ENOENT);
             // A run stops at the first page it cannot move: pages 2 and 3 of `a` are there, 4 is
             // not (never filled).
-            assert_eq!(u.move_run(&b, 4 * ps, &a, 2 * ps, 3 * ps).unwrap(), (2 * ps, Some(libc::ENOENT)));
+            assert_eq!(u.move_run(&b, 4 * ps, &a, 2 * ps, 3 * ps, false).unwrap(), (2 * ps, Some(libc::ENOENT)));
             assert_eq!(b.resident_pages(4 * ps, 2 * ps).unwrap(), 2);
             // And at a populated destination.
-            assert_eq!(u.move_run(&b, 0, &b, 4 * ps, 2 * ps).unwrap(), (0, Some(libc::EEXIST)));
+            assert_eq!(u.move_run(&b, 0, &b, 4 * ps, 2 * ps, false).unwrap(), (0, Some(libc::EEXIST)));
         }
         if ioctls & ioctl_bit::POISON != 0 {
             u.poison(&a, 6 * ps, ps, true).unwrap();
