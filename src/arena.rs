@@ -463,7 +463,7 @@ impl Arena {
             if !busy {
                 break;
             }
-            st = core.wait(st, &core.progress, Duration::from_millis(2));
+            st = core.wait_progress(st, Duration::from_millis(2));
         }
         for (prid, r) in &regions {
             if st.regions.0.get(prid).is_some_and(|x| x.live == Liveness::Live) {

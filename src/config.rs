@@ -60,6 +60,13 @@ pub enum FaultMode {
     /// to the previous handler or the default action); and application code must not touch
     /// managed memory from inside its own signal handlers or while holding a lock the runtime's
     /// fault path could need.
+    ///
+    /// The handler allocates nothing on its ordinary paths once the runtime is warm: zero-fill,
+    /// swap-in with readahead, the first write to a page read before, all served from free frames
+    /// (a page-table leaf is allocated the first time one of its 64 pages is touched). It may
+    /// allocate when it must reclaim frames itself (the background reclaimer normally keeps free
+    /// frames ahead of faults), when the OOM killer runs, and with `encrypt_swap`. So a managed
+    /// region must not back the memory allocator itself.
     InThread,
 }
 

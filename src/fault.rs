@@ -25,15 +25,31 @@ use crate::sys::uffd::{Filled, UffdEvent};
 use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant};
 
-/// Per-handler-thread buffers.
+/// Per-handler-thread buffers, sized once for the largest page-in, so that resolving a fault
+/// allocates nothing (the in-thread path runs in a signal handler).
 pub(crate) struct Scratch {
     /// Page-aligned staging for multi-page installs (swap reads land here, then one COPY).
     bounce: Mapping,
+    /// The page-in run being installed: its pages and their entries before the page-in.
+    run: Vec<(u64, Entry)>,
+    /// Where each page of the run comes from.
+    sources: Vec<Source>,
+    /// What each page's slot must read back as.
+    expect: Vec<u32>,
+    /// Pages whose data could not be read.
+    failed: Vec<bool>,
 }
 
 impl Scratch {
     pub(crate) fn new(core: &Core) -> crate::sys::SysResult<Scratch> {
-        Ok(Scratch { bounce: Mapping::anonymous(core.cfg.max_readahead * core.page())? })
+        let n = core.cfg.max_readahead;
+        Ok(Scratch {
+            bounce: Mapping::anonymous(n * core.page())?,
+            run: Vec::with_capacity(n),
+            sources: Vec::with_capacity(n),
+            expect: Vec::with_capacity(n),
+            failed: Vec::with_capacity(n),
+        })
     }
 }
 
@@ -41,37 +57,91 @@ thread_local! {
     /// Set by the fault path when an in-thread fault must fail: the SIGBUS is then delivered to
     /// the previous handler or the default action instead of being retried.
     static DELIVER: std::cell::Cell<bool> = const { std::cell::Cell::new(false) };
+    /// This thread's identity in stall accounting (see [`stall_id`]); 0 until first needed.
+    static STALL_ID: std::cell::Cell<u32> = const { std::cell::Cell::new(0) };
+}
+
+/// The `tid` an in-thread fault passes down: "the calling thread", looked up (one syscall) only
+/// on the rare paths that need the kernel's thread id.
+const THIS_THREAD: u32 = u32::MAX;
+
+/// The kernel's id of the thread `tid` names.
+fn kernel_tid(tid: u32) -> u32 {
+    if tid == THIS_THREAD { crate::sys::gettid() } else { tid }
+}
+
+/// A per-thread id for stall accounting in in-thread mode, without a syscall per fault. Stall
+/// accounting needs only distinct ids; these have the top bit set, kernel thread ids never do.
+fn stall_id() -> u32 {
+    static NEXT: std::sync::atomic::AtomicU32 = std::sync::atomic::AtomicU32::new(1);
+    STALL_ID.with(|c| {
+        if c.get() == 0 {
+            c.set(0x8000_0000 | (NEXT.fetch_add(1, Ordering::Relaxed) & 0x7fff_ffff));
+        }
+        c.get()
+    })
 }
 
 /// Runtimes in [`FaultMode::InThread`](crate::FaultMode::InThread), for the SIGBUS handler.
-static IN_THREAD: std::sync::Mutex<Vec<std::sync::Weak<Core>>> = std::sync::Mutex::new(Vec::new());
+/// An entry keeps its index for life (a runtime that goes leaves `None`), so that the handler can
+/// walk the list an index at a time without holding the lock while it resolves a fault.
+static IN_THREAD: std::sync::Mutex<Vec<Option<std::sync::Weak<Core>>>> = std::sync::Mutex::new(Vec::new());
+
+/// Staging buffers made for an in-thread runtime up front, and room kept in its pool, so that
+/// faults allocate nothing until more threads than this fault at once.
+const IN_THREAD_SCRATCH: usize = 16;
 
 pub(crate) fn register_in_thread(core: &std::sync::Arc<Core>) -> crate::Result<()> {
     crate::sys::signal::install_sigbus(resolve_sigbus)?;
-    IN_THREAD.lock().unwrap_or_else(|p| p.into_inner()).push(std::sync::Arc::downgrade(core));
+    {
+        let mut pool = core.scratch.lock().unwrap_or_else(|p| p.into_inner());
+        pool.reserve(IN_THREAD_SCRATCH);
+        let ready = std::thread::available_parallelism().map_or(2, |n| n.get()).min(IN_THREAD_SCRATCH);
+        for _ in 0..ready {
+            pool.push(Scratch::new(core)?);
+        }
+    }
+    let mut v = IN_THREAD.lock().unwrap_or_else(|p| p.into_inner());
+    let w = Some(std::sync::Arc::downgrade(core));
+    match v.iter_mut().find(|e| e.as_ref().is_none_or(|w| w.strong_count() == 0)) {
+        Some(free) => *free = w,
+        None => v.push(w),
+    }
     Ok(())
 }
 
 pub(crate) fn unregister_in_thread(core: &Core) {
     let mut v = IN_THREAD.lock().unwrap_or_else(|p| p.into_inner());
-    v.retain(|w| w.upgrade().is_some_and(|c| !std::ptr::eq(&*c, core)));
+    for e in v.iter_mut() {
+        if e.as_ref().is_some_and(|w| std::ptr::eq(w.as_ptr(), core)) {
+            *e = None;
+        }
+    }
+}
+
+/// The in-thread runtime registered at index `i`: `None` past the end, `Some(None)` for a free
+/// entry. The lock is held only to upgrade the entry (no allocation).
+fn registered(i: usize) -> Option<Option<std::sync::Arc<Core>>> {
+    let v = IN_THREAD.lock().unwrap_or_else(|p| p.into_inner());
+    v.get(i).map(|e| e.as_ref().and_then(std::sync::Weak::upgrade))
 }
 
 /// The SIGBUS resolver: finds the runtime owning `addr` and resolves the fault in this thread.
 fn resolve_sigbus(addr: usize, write: bool) -> bool {
-    let cores: Vec<std::sync::Arc<Core>> =
-        IN_THREAD.lock().unwrap_or_else(|p| p.into_inner()).iter().filter_map(std::sync::Weak::upgrade).collect();
-    cores
-        .iter()
-        .find_map(|c| {
-            std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| c.fault_in_thread(addr, write))).unwrap_or_else(
-                |p| {
-                    c.fail(format!("an in-thread fault panicked: {}", crate::reclaim::panic_text(&p)));
-                    c.fault_in_thread(addr, write)
-                },
-            )
-        })
-        .unwrap_or(false)
+    let mut i = 0;
+    while let Some(core) = registered(i) {
+        i += 1;
+        let Some(c) = core else { continue };
+        let served = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| c.fault_in_thread(addr, write)))
+            .unwrap_or_else(|p| {
+                c.fail(format!("an in-thread fault panicked: {}", crate::reclaim::panic_text(&p)));
+                c.fault_in_thread(addr, write)
+            });
+        if let Some(retry) = served {
+            return retry;
+        }
+    }
+    false
 }
 
 pub(crate) fn handler_loop(core: &Core) {
@@ -142,29 +212,36 @@ impl Core {
     /// runtime's; `Some(true)` to retry the access; `Some(false)` to deliver the SIGBUS.
     fn fault_in_thread(&self, addr: usize, write: bool) -> Option<bool> {
         let ps = self.page();
-        let tid = crate::sys::gettid();
-        let arena = {
-            let mut st = self.lock();
-            // Not this runtime's address: let the next runtime (or the previous handler) have it.
-            st.locate(addr, ps)?;
-            // The thread is stalled from here until its fault is resolved.
-            self.stall_enter_one(&mut st, addr, tid, Instant::now())
-        };
-        let mut scratch = match self.scratch.lock().unwrap_or_else(|p| p.into_inner()).pop() {
+        let (tid, sid) = (THIS_THREAD, stall_id());
+        let t0 = Instant::now();
+        let mut st = self.lock();
+        // Not this runtime's address: let the next runtime (or the previous handler) have it.
+        st.locate(addr, ps)?;
+        // The thread is stalled from here until its fault is resolved.
+        let arena = self.stall_enter_one(&mut st, addr, sid, t0);
+        // The staging buffers: taken from the pool (made up front, see `register_in_thread`).
+        let pooled = self.scratch.lock().unwrap_or_else(|p| p.into_inner()).pop();
+        let mut scratch = match pooled {
             Some(s) => s,
+            // More threads faulting at once than buffers made: one more (allocates).
             None => match Scratch::new(self) {
                 Ok(s) => s,
                 Err(e) => {
+                    drop(st);
                     log::error!("pagewarden: no staging buffer for an in-thread fault: {e}");
-                    self.stall_leave(arena, tid);
+                    self.stall_leave(arena, sid);
                     return Some(false);
                 }
             },
         };
         DELIVER.set(false);
+        // The first pass goes on with the lock taken above.
+        let mut held = Some((st, t0));
         loop {
-            let t0 = Instant::now();
-            let mut st = self.lock();
+            let (mut st, t0) = match held.take() {
+                Some(h) => h,
+                None => (self.lock(), Instant::now()),
+            };
             let Some((rid, page)) = st.locate(addr, ps) else { break };
             if st.region(rid).live != Liveness::Live || self.is_failed() {
                 self.resolve_dead(&mut st, rid, page, tid);
@@ -174,10 +251,10 @@ impl Core {
             match e.state() {
                 // An emergency copy or a page on its way in or out: wait for it to settle.
                 _ if e.reserve() && write => {
-                    drop(self.wait(st, &self.progress, Duration::from_millis(5)));
+                    drop(self.wait_progress(st, Duration::from_millis(5)));
                 }
                 PageState::PageIn | PageState::Evicting => {
-                    drop(self.wait(st, &self.progress, Duration::from_millis(5)));
+                    drop(self.wait_progress(st, Duration::from_millis(5)));
                 }
                 PageState::Resident if write && !e.dirty() => {
                     let mut st = self.write_fault(st, rid, page);
@@ -199,8 +276,12 @@ impl Core {
                 }
             }
         }
-        self.stall_leave(arena, tid);
-        self.scratch.lock().unwrap_or_else(|p| p.into_inner()).push(scratch);
+        self.stall_leave(arena, sid);
+        let mut pool = self.scratch.lock().unwrap_or_else(|p| p.into_inner());
+        // Kept only while the pool has room (it never grows here); an extra one is unmapped.
+        if pool.len() < pool.capacity() {
+            pool.push(scratch);
+        }
         Some(!DELIVER.replace(false))
     }
 
@@ -347,7 +428,7 @@ impl Core {
             }
             if !exhausted {
                 // Wait for a relative to settle.
-                st = self.wait(st, &self.progress, Duration::from_millis(5));
+                st = self.wait_progress(st, Duration::from_millis(5));
                 continue;
             }
             // Nothing can be written either: the OOM killer.
@@ -358,7 +439,7 @@ impl Core {
                 == OomOutcome::Unresolved
             {
                 log::warn!("pagewarden: a write to a shared page waits for memory: no frame, no swap, no victim");
-                st = self.wait(st, &self.progress, Duration::from_millis(20));
+                st = self.wait_progress(st, Duration::from_millis(20));
             }
         }
     }
@@ -388,6 +469,7 @@ impl Core {
     /// poisoned and takes SIGBUS, so raw access never reads made-up data.
     pub(crate) fn resolve_dead(&self, st: &mut Guard<'_>, rid: u32, page: u64, tid: u32) {
         let ps = self.page();
+        let tid = kernel_tid(tid);
         let arena = st.region(rid).arena;
         let Some(shared) = st.arenas.get(&arena).map(|a| a.shared.clone()) else {
             return;
@@ -426,6 +508,7 @@ impl Core {
     ///   read-only copy instead, so an accessor can never touch a poisoned page.
     fn fail_fault(&self, st: &mut Guard<'_>, rid: u32, page: u64, tid: u32, scratch: &mut Scratch) {
         let ps = self.page();
+        let tid = kernel_tid(tid);
         let arena = st.region(rid).arena;
         let Some(shared) = st.arenas.get(&arena).map(|a| a.shared.clone()) else { return };
         let map = st.region(rid).map.clone();
@@ -462,7 +545,7 @@ impl Core {
         if let Some(m) = &relative {
             src = (m, off);
         } else if let Some(s) = st.data_slot(e) {
-            let ok = self.swap_read(s, &[(&scratch.bounce, 0)]).is_ok()
+            let ok = self.swap_read(s, &scratch.bounce, 0, 1).is_ok()
                 && crate::swap::page_sum(&scratch.bounce, 0, ps) == st.sums[idx(u64::from(s))];
             if !ok {
                 self.lose_page(st, rid, page);
@@ -608,7 +691,7 @@ impl Core {
                 st.frames.give(got);
                 if st.find_ref(rid, page, id, |e| e.state() == PageState::Evicting).is_some() {
                     // Its only copy is on its way to swap: wait for the write, then retry.
-                    let st = self.wait(st, &self.progress, Duration::from_millis(5));
+                    let st = self.wait_progress(st, Duration::from_millis(5));
                     self.wake(&st, rid, page, 1);
                 } else {
                     // Nowhere at all: a bookkeeping bug. Lose the page loudly rather than wait.
@@ -638,8 +721,10 @@ impl Core {
             self.fail_fault(&mut st, rid, page, tid, scratch);
             return;
         }
-        // The run of missing pages starting at `page`, up to the frames we got.
-        let mut run: Vec<(u64, Entry)> = Vec::with_capacity(got);
+        // The run of missing pages starting at `page`, up to the frames we got (at most
+        // `max_readahead`, the scratch vectors' capacity: nothing below allocates).
+        let Scratch { bounce, run, sources, expect, failed } = scratch;
+        run.clear();
         {
             let r = st.region(rid);
             for p in page..page + got as u64 {
@@ -656,7 +741,7 @@ impl Core {
                 run.push((p, e));
             }
             let r = st.region_mut(rid);
-            for &(p, e) in &run {
+            for &(p, e) in run.iter() {
                 r.pages.set(p, e.with_state(PageState::PageIn));
             }
             r.inflight += run.len() as u64;
@@ -664,18 +749,16 @@ impl Core {
         let n = run.len();
         st.frames.give(got - n);
         st.paging_in += n;
-        let sources: Vec<Source> = run
-            .iter()
-            .map(|&(p, e)| match (st.data_slot(e), &file) {
-                (Some(s), _) => Source::Slot(s),
-                (None, Some(f)) if e.state() == PageState::Unpopulated => Source::File(f.at(p, ps)),
-                (None, _) => Source::Zero,
-            })
-            .collect();
+        sources.clear();
+        sources.extend(run.iter().map(|&(p, e)| match (st.data_slot(e), &file) {
+            (Some(s), _) => Source::Slot(s),
+            (None, Some(f)) if e.state() == PageState::Unpopulated => Source::File(f.at(p, ps)),
+            (None, _) => Source::Zero,
+        }));
         // What each slot must read back as (the slots are this run's while it is in flight, and a
         // share keeps its slot while a reference is paging in).
-        let expect: Vec<u32> =
-            run.iter().map(|&(_, e)| st.data_slot(e).map_or(0, |s| st.sums[idx(u64::from(s))])).collect();
+        expect.clear();
+        expect.extend(run.iter().map(|&(_, e)| st.data_slot(e).map_or(0, |s| st.sums[idx(u64::from(s))])));
         let all_zero = sources.iter().all(|s| matches!(s, Source::Zero));
         // A single page written at once can take a free pool frame by MOVE: no allocation, no copy.
         let pool_frame =
@@ -687,10 +770,11 @@ impl Core {
         let (buf, buf_off): (&Mapping, usize) = match (pool_frame, all_zero) {
             (Some(f), _) => (self.pool.as_ref().expect("pool exists on the MOVE path"), f as usize * ps),
             (None, true) => (&self.zero, 0),
-            (None, false) => (&scratch.bounce, 0),
+            (None, false) => (&*bounce, 0),
         };
         // Pages whose slot could not be read.
-        let mut failed = vec![false; n];
+        failed.clear();
+        failed.resize(n, false);
         if !(pool_frame.is_none() && all_zero) {
             let mut i = 0;
             while i < n {
@@ -723,14 +807,13 @@ impl Core {
                         while j < n && matches!(sources[j], Source::Slot(t) if t == s + n32(j - i)) {
                             j += 1;
                         }
-                        let dst: Vec<(&Mapping, usize)> = (i..j).map(|k| (buf, buf_off + k * ps)).collect();
-                        if self.swap_read(s, &dst).is_err() {
+                        if self.swap_read(s, buf, buf_off + i * ps, j - i).is_err() {
                             // Isolate the bad slot(s): only pages that cannot be read are lost.
-                            for k in i..j {
+                            for (k, bad) in failed.iter_mut().enumerate().take(j).skip(i) {
                                 let slot = s + n32(k - i);
-                                if let Err(e) = self.swap_read(slot, &dst[k - i..=k - i]) {
+                                if let Err(e) = self.swap_read(slot, buf, buf_off + k * ps, 1) {
                                     log::error!("pagewarden: swap read of slot {slot} failed: {e}; page poisoned");
-                                    failed[k] = true;
+                                    *bad = true;
                                 }
                             }
                         }
@@ -759,7 +842,7 @@ impl Core {
             if let Some(f) = pool_frame {
                 st.frames.unpop(f);
             }
-            for &(p, _) in &run {
+            for &(p, _) in run.iter() {
                 let mut e = st.region(rid).pages.get(p);
                 if e.state() == PageState::PageIn {
                     st.release_slot(rid, &mut e);
@@ -775,11 +858,11 @@ impl Core {
             } else {
                 self.forget_if_done(&mut st, rid);
             }
-            self.progress.notify_all();
+            self.notify_progress();
             return;
         }
         if failed.iter().any(|&f| f) {
-            self.abandon_run(&mut st, rid, &run, pool_frame, Some(&failed));
+            self.abandon_run(&mut st, rid, run, pool_frame, Some(failed));
             return;
         }
         if pool_frame.is_none() {
@@ -806,9 +889,8 @@ impl Core {
         }
         if installed < n {
             // Give back what was not installed; the threads retry.
-            let (done, rest) = run.split_at(installed);
-            self.abandon_run(&mut st, rid, rest, if installed == 0 { pool_frame } else { None }, None);
-            run = done.to_vec();
+            self.abandon_run(&mut st, rid, &run[installed..], if installed == 0 { pool_frame } else { None }, None);
+            run.truncate(installed);
             if run.is_empty() {
                 return;
             }
@@ -873,7 +955,7 @@ impl Core {
             self.reclaim_cv.notify_one();
         }
         // In-thread faults waiting for this page-in to finish.
-        self.progress.notify_all();
+        self.notify_progress();
     }
 
     /// Installs page `page` of `rid` (a `Shared` reference) as a copy of relative `src`'s resident
@@ -916,7 +998,7 @@ impl Core {
             r.pages.set(page, e);
         }
         st.counters(rid).shared_faults += 1;
-        self.progress.notify_all();
+        self.notify_progress();
     }
 
     /// Puts a page-in run back as it was (frames returned, pages missing again) and wakes its
@@ -945,6 +1027,6 @@ impl Core {
         if let (Some(&(first, _)), n) = (run.first(), run.len()) {
             self.wake(st, rid, first, n as u64);
         }
-        self.progress.notify_all();
+        self.notify_progress();
     }
 }

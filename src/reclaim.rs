@@ -181,7 +181,7 @@ impl Core {
                 continue;
             }
             if st.evicting > 0 || st.dropping > 0 || st.paging_in > 0 || st.reaping > 0 {
-                st = self.wait(st, &self.progress, Duration::from_millis(20));
+                st = self.wait_progress(st, Duration::from_millis(20));
                 continue;
             }
             log::debug!(
@@ -448,7 +448,7 @@ impl Core {
         }
         if jobs.is_empty() && drops.is_empty() {
             if freed > 0 {
-                self.progress.notify_all();
+                self.notify_progress();
             }
             return (st, freed);
         }
@@ -666,7 +666,7 @@ impl Core {
             st.swap_broken = true;
             self.publish(Event::SwapFailed { error: "swap write failed; dirty pages stay in memory".into() });
         }
-        self.progress.notify_all();
+        self.notify_progress();
         (st, freed)
     }
 
@@ -1015,7 +1015,7 @@ impl Core {
             st = self.lock();
             st.frames.give(idx(n));
             st.reaping -= idx(n);
-            self.progress.notify_all();
+            self.notify_progress();
         }
         st
     }
@@ -1056,10 +1056,10 @@ impl Core {
         // them, so that when the region's drop returns all of its frames and slots are free.
         // (A failed runtime's in-flight work will never finish: do not wait for it.)
         while !self.is_failed() && st.regions.0.get(&rid).is_some_and(|r| r.inflight > 0) {
-            st = self.wait(st, &self.progress, Duration::from_millis(5));
+            st = self.wait_progress(st, Duration::from_millis(5));
         }
         self.forget_if_done(&mut st, rid);
-        self.progress.notify_all();
+        self.notify_progress();
     }
 
     /// Removes a released region's state once nothing is in flight on it.
@@ -1112,7 +1112,7 @@ impl Core {
         for (rid, page) in wake {
             self.wake(&st, rid, page, 1);
         }
-        self.progress.notify_all();
+        self.notify_progress();
         shared.reserve_pages.fetch_sub(n.min(shared.reserve_pages.load(Ordering::Acquire)), Ordering::AcqRel);
     }
 

@@ -269,8 +269,12 @@ pub(crate) struct Core {
     pub(crate) zero: Mapping,
     pub(crate) swap: Option<SwapFile>,
     pub(crate) state: Mutex<State>,
-    /// Signalled when frames are freed or in-flight work completes.
+    /// Signalled when frames are freed or in-flight work completes. Wait on it with
+    /// [`Core::wait_progress`] and signal it with [`Core::notify_progress`].
     pub(crate) progress: Condvar,
+    /// Threads waiting on `progress`. Changed and read only with the state lock held, so that a
+    /// signal with nobody waiting (most page-ins) costs no futex call.
+    pub(crate) progress_waiters: std::sync::atomic::AtomicUsize,
     /// Wakes the background reclaimer.
     pub(crate) reclaim_cv: Condvar,
     pub(crate) events: Sender<Event>,
@@ -348,6 +352,24 @@ impl Core {
         match cv.wait_timeout(st, d) {
             Ok((g, _)) => g,
             Err(p) => p.into_inner().0,
+        }
+    }
+
+    /// Waits (at most `d`) for frames to be freed or in-flight work to complete.
+    pub(crate) fn wait_progress<'a>(&'a self, st: Guard<'a>, d: Duration) -> Guard<'a> {
+        // Counted while the lock is held, before `wait` releases it: a signaller changes the state
+        // under the same lock, so it either runs before this thread looks at the state or sees
+        // the count.
+        self.progress_waiters.fetch_add(1, Ordering::Relaxed);
+        let st = self.wait(st, &self.progress, d);
+        self.progress_waiters.fetch_sub(1, Ordering::Relaxed);
+        st
+    }
+
+    /// Wakes the threads waiting for progress, if any. Call with the state lock held.
+    pub(crate) fn notify_progress(&self) {
+        if self.progress_waiters.load(Ordering::Relaxed) > 0 {
+            self.progress.notify_all();
         }
     }
 
@@ -719,7 +741,7 @@ impl Runtime {
         let state = State {
             frames: Frames::new(cfg.budget_frames, pool.is_some()),
             slots: Slots::new(cfg.swap_slots),
-            lru: Lru::default(),
+            lru: Lru::with_capacity(cfg.budget_frames),
             regions: Regions::default(),
             by_addr: BTreeMap::new(),
             arenas: IdMap::default(),
@@ -763,6 +785,7 @@ impl Runtime {
             swap,
             state: Mutex::new(state),
             progress: Condvar::new(),
+            progress_waiters: std::sync::atomic::AtomicUsize::new(0),
             reclaim_cv: Condvar::new(),
             events: tx,
             events_rx: rx,

@@ -105,21 +105,37 @@ impl Crypto {
     }
 }
 
-/// The checksum of one page of `m` at `off`.
+/// The checksum of one page of `m` at `off`. Allocates nothing (it runs in the in-thread fault
+/// path): the page is hashed through a buffer on the stack.
 pub(crate) fn page_sum(m: &Mapping, off: usize, page: usize) -> u32 {
-    let mut buf = vec![0u8; page];
-    if m.read(off, &mut buf).is_err() {
-        return 0;
-    }
+    const CHUNK: usize = 4096;
+    let mut buf = [0u8; CHUNK];
+    let h = if page <= CHUNK {
+        if m.read(off, &mut buf[..page]).is_err() {
+            return 0;
+        }
+        xxhash_rust::xxh3::xxh3_64(&buf[..page])
+    } else {
+        // Larger pages: the streaming hash of the whole page, a chunk at a time.
+        let mut x = xxhash_rust::xxh3::Xxh3::new();
+        for at in (0..page).step_by(CHUNK) {
+            let n = CHUNK.min(page - at);
+            if m.read(off + at, &mut buf[..n]).is_err() {
+                return 0;
+            }
+            x.update(&buf[..n]);
+        }
+        x.digest()
+    };
     // Truncated to 32 bits: a corrupted page passes with probability 2^-32. Never 0, which
     // marks a slot without a record.
-    let h = xxhash_rust::xxh3::xxh3_64(&buf);
     u32::try_from(h & u64::from(u32::MAX)).unwrap_or(1).max(1)
 }
 
 impl Core {
-    /// Reads consecutive slots starting at `first` into the listed page buffers.
-    pub(crate) fn swap_read(&self, first: u32, dst: &[(&Mapping, usize)]) -> Result<(), SysError> {
+    /// Reads `n` consecutive slots starting at `first` into `n` consecutive pages of `m` from
+    /// `off`. Without encryption this allocates nothing (the in-thread fault path reads here).
+    pub(crate) fn swap_read(&self, first: u32, m: &Mapping, off: usize, n: usize) -> Result<(), SysError> {
         let swap = self.swap.as_ref().expect("a page has a slot only when swap exists");
         let ps = self.page();
         if let Some(inj) = &self.faults {
@@ -127,26 +143,27 @@ impl Core {
                 std::thread::sleep(d);
             }
             assert!(!inj.plan.panic_on_read, "injected panic in a swap read");
-            let slots = first..first + crate::core::n32(dst.len());
+            let slots = first..first + crate::core::n32(n);
             if inj.plan.fail_read_slots.iter().any(|s| slots.contains(s)) {
                 return Err(SysError::new("preadv(swap) [injected]", libc::EIO));
             }
         }
-        swap.read_pages(u64::from(first) * ps as u64, dst)?;
+        swap.read_run(u64::from(first) * ps as u64, m, off, n)?;
         if let Some(c) = &self.crypto {
             let mut buf = vec![0u8; ps];
-            for (k, &(m, off)) in dst.iter().enumerate() {
-                m.read(off, &mut buf)?;
+            for k in 0..n {
+                m.read(off + k * ps, &mut buf)?;
                 c.open(first + crate::core::n32(k), &mut buf)?;
-                m.write(off, &buf)?;
+                m.write(off + k * ps, &buf)?;
             }
         }
         if let Some(inj) = &self.faults {
-            for (k, &(m, off)) in dst.iter().enumerate() {
+            for k in 0..n {
                 if inj.plan.flip_bit_slots.contains(&(first + crate::core::n32(k))) {
+                    let at = off + k * ps + 100;
                     let mut b = [0u8; 1];
-                    if m.read(off + 100, &mut b).is_ok() {
-                        let _ = m.write(off + 100, &[b[0] ^ 0x10]);
+                    if m.read(at, &mut b).is_ok() {
+                        let _ = m.write(at, &[b[0] ^ 0x10]);
                     }
                 }
             }

@@ -67,6 +67,13 @@ impl Default for Lru {
 }
 
 impl Lru {
+    /// Queues with room for `frames` resident pages each, so that admitting a page does not
+    /// allocate until stale entries outnumber the budget (the in-thread fault path admits pages
+    /// from a signal handler).
+    pub(crate) fn with_capacity(frames: usize) -> Lru {
+        Lru { inactive: VecDeque::with_capacity(frames), active: VecDeque::with_capacity(frames), ..Lru::default() }
+    }
+
     /// Every key in the queues (for consistency checks).
     pub(crate) fn queued_keys(&self) -> impl Iterator<Item = PageKey> + '_ {
         self.inactive.iter().chain(self.active.iter()).copied()

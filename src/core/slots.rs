@@ -39,14 +39,23 @@ impl Slots {
         }
         (self.next < self.capacity).then(|| {
             self.next += 1;
+            self.room_to_free();
             self.next - 1
         })
+    }
+
+    /// Room on the free stack for every slot handed out, reserved as slots are handed out (by
+    /// eviction), so that freeing one (a page written after a swap-in, possibly in the in-thread
+    /// fault path's signal handler) never allocates.
+    fn room_to_free(&mut self) {
+        self.free.reserve(self.next as usize - self.free.len());
     }
 
     /// `n` consecutive slots from the never-used tail, if there is room; for one large write.
     pub(crate) fn alloc_run(&mut self, n: u32) -> Option<u32> {
         (n > 1 && self.capacity - self.next >= n).then(|| {
             self.next += n;
+            self.room_to_free();
             self.next - n
         })
     }
@@ -86,6 +95,7 @@ mod tests {
         }
         assert_eq!(s.alloc(), None);
         assert_eq!(s.available(), 0);
+        assert!(s.free.capacity() >= 8, "room to free every slot handed out");
         for i in 0..8 {
             s.free(i);
         }

@@ -146,58 +146,73 @@ impl SwapFile {
     }
 
     /// Reads pages at file offset `at` into the listed page-aligned buffers, in order.
+    #[cfg(test)]
     pub(crate) fn read_pages(&self, at: u64, pages: &[(&Mapping, usize)]) -> SysResult<()> {
-        self.io(at, pages, false)
+        self.io(at, pages.len(), |k| pages[k], false)
+    }
+
+    /// Reads `n` pages at file offset `at` into `n` consecutive pages of `m` from `off`.
+    pub(crate) fn read_run(&self, at: u64, m: &Mapping, off: usize, n: usize) -> SysResult<()> {
+        let ps = page_size();
+        self.io(at, n, |k| (m, off + k * ps), false)
     }
 
     /// Writes the listed pages to file offset `at`, contiguously, in order.
     pub(crate) fn write_pages(&self, at: u64, pages: &[(&Mapping, usize)]) -> SysResult<()> {
-        self.io(at, pages, true)
+        self.io(at, pages.len(), |k| pages[k], true)
     }
 
-    fn io(&self, at: u64, pages: &[(&Mapping, usize)], write: bool) -> SysResult<()> {
+    /// Transfers `n` pages between file offset `at` and the buffers `page(0..n)` name, in order.
+    fn io<'m>(&self, at: u64, n: usize, page: impl Fn(usize) -> (&'m Mapping, usize), write: bool) -> SysResult<()> {
         let ps = page_size();
         let counter = if write { &self.write_ios } else { &self.read_ios };
         counter.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
         let op = if write { "pwritev(swap)" } else { "preadv(swap)" };
-        let mut iov = Vec::with_capacity(pages.len());
-        for &(m, off) in pages {
-            let addr = m.at(off, ps)?;
-            iov.push(libc::iovec { iov_base: crate::core::idx(addr) as *mut libc::c_void, iov_len: ps });
+        // Every buffer is checked before any I/O starts.
+        for k in 0..n {
+            let (m, off) = page(k);
+            m.at(off, ps)?;
         }
-        let total = ps * pages.len();
+        // The iovecs live on the stack, a chunk at a time: this runs in the in-thread fault
+        // path, which allocates nothing.
+        let mut iov = [libc::iovec { iov_base: std::ptr::null_mut(), iov_len: 0 }; IOV_CHUNK];
+        let total = ps * n;
         let mut done = 0usize;
         while done < total {
-            // Skip fully transferred iovecs and trim a partially transferred one.
+            // Skip fully transferred pages and trim a partially transferred one.
             let first = done / ps;
-            let mut part: Vec<libc::iovec> = iov[first..].to_vec();
+            let limit = self.max_pages_per_call.load(std::sync::atomic::Ordering::Relaxed).clamp(1, IOV_CHUNK);
+            let cnt = (n - first).min(limit);
+            for (k, v) in iov[..cnt].iter_mut().enumerate() {
+                let (m, off) = page(first + k);
+                *v = libc::iovec { iov_base: crate::core::idx(m.at(off, ps)?) as *mut libc::c_void, iov_len: ps };
+            }
             let skip = done % ps;
             if skip != 0 {
                 // O_DIRECT cannot resume mid-page; buffered I/O can.
-                part[0].iov_base = (part[0].iov_base as usize + skip) as *mut libc::c_void;
-                part[0].iov_len -= skip;
+                iov[0].iov_base = (iov[0].iov_base as usize + skip) as *mut libc::c_void;
+                iov[0].iov_len -= skip;
             }
             let pos = libc::off_t::try_from(at + done as u64).map_err(|_| SysError::new(op, libc::EFBIG))?;
-            let limit = self.max_pages_per_call.load(std::sync::atomic::Ordering::Relaxed).clamp(1, 1024);
-            let cnt = libc::c_int::try_from(part.len().min(limit)).unwrap_or(1);
+            let cnt = libc::c_int::try_from(cnt).unwrap_or(1);
             // SAFETY: every iovec names `ps` bytes (or a tail of them) inside a live Mapping we own
             // (checked by `Mapping::at`); the kernel reads or writes only those bytes. Mapping
             // memory is never referenced by Rust, so a kernel write into it aliases nothing.
-            let Some(n) = transferred(op, unsafe {
+            let Some(got) = transferred(op, unsafe {
                 if write {
-                    libc::pwritev(self.fd.as_raw_fd(), part.as_ptr(), cnt, pos)
+                    libc::pwritev(self.fd.as_raw_fd(), iov.as_ptr(), cnt, pos)
                 } else {
-                    libc::preadv(self.fd.as_raw_fd(), part.as_ptr(), cnt, pos)
+                    libc::preadv(self.fd.as_raw_fd(), iov.as_ptr(), cnt, pos)
                 }
             })?
             else {
                 continue;
             };
-            if n == 0 {
+            if got == 0 {
                 // End of file or a device that makes no progress.
                 return Err(SysError::new(op, if write { libc::ENOSPC } else { libc::EIO }));
             }
-            done += n;
+            done += got;
         }
         Ok(())
     }
@@ -311,6 +326,9 @@ impl Drop for SwapFile {
     }
 }
 
+/// Pages per `preadv`/`pwritev` call at most: 1 MiB of 4 KiB pages, 4 KiB of iovecs on the stack.
+const IOV_CHUNK: usize = 256;
+
 /// `RAMFS_MAGIC` from linux/magic.h (libc lacks it).
 const RAMFS_MAGIC: libc::__fsword_t = 0x8584_58f6;
 
@@ -353,5 +371,34 @@ mod tests {
         }
         let (free, _) = fs_info(&dir).unwrap();
         assert!(free > 0);
+    }
+
+    /// More pages than one call's iovecs, and calls limited to a few pages: every page lands in
+    /// its place.
+    #[test]
+    fn long_runs_go_in_chunks() {
+        let ps = page_size();
+        let n = IOV_CHUNK + 45;
+        for limit in [1024, 7] {
+            let f =
+                SwapFile::create(Location::TempIn(&std::env::temp_dir()), (n + 1) as u64 * ps as u64, true).unwrap();
+            f.max_pages_per_call.store(limit, std::sync::atomic::Ordering::Relaxed);
+            let a = Mapping::anonymous(n * ps).unwrap();
+            for k in 0..n {
+                a.fill(k * ps, ps, u8::try_from(k % 251).unwrap()).unwrap();
+            }
+            let pages: Vec<(&Mapping, usize)> = (0..n).map(|k| (&a, k * ps)).collect();
+            f.write_pages(ps as u64, &pages).unwrap();
+            let b = Mapping::anonymous((n + 1) * ps).unwrap();
+            f.read_run(ps as u64, &b, ps, n).unwrap();
+            for k in 0..n {
+                let mut x = [0u8; 2];
+                b.read((k + 1) * ps, &mut x[..1]).unwrap();
+                b.read((k + 2) * ps - 1, &mut x[1..]).unwrap();
+                assert_eq!(x, [u8::try_from(k % 251).unwrap(); 2], "page {k}, {limit} pages per call");
+            }
+            // A buffer outside its mapping is refused before any I/O.
+            assert!(f.read_run(0, &b, n * ps, 2).is_err());
+        }
     }
 }

@@ -8,11 +8,12 @@
 //! Faults the runtime does not claim (addresses that are not its own, accesses that must fail)
 //! are chained to the handler that was installed before ours, or to the default action.
 //!
-//! The handler runs the runtime's ordinary fault code: it takes the runtime's locks and may
-//! allocate. That is sound in practice because SIGBUS is synchronous: it arrives only at an access
-//! to managed memory, and neither the runtime nor the allocator touches managed memory while
-//! holding a lock. Application code must not touch managed memory while it holds a lock the fault
-//! path needs, or from inside another signal handler.
+//! The handler runs the runtime's ordinary fault code: it takes the runtime's locks, and on its
+//! ordinary paths allocates nothing (see [`FaultMode::InThread`](crate::FaultMode::InThread) for
+//! the rare ones that do). That is sound in practice because SIGBUS is synchronous: it arrives
+//! only at an access to managed memory, and neither the runtime nor the allocator touches managed
+//! memory while holding a lock. Application code must not touch managed memory while it holds a
+//! lock the fault path needs, or from inside another signal handler.
 
 use super::{SysError, SysResult};
 use std::sync::OnceLock;
