@@ -62,11 +62,11 @@ pub enum FaultMode {
     /// fault path could need.
     ///
     /// The handler allocates nothing on its ordinary paths once the runtime is warm: zero-fill,
-    /// swap-in with readahead, the first write to a page read before, all served from free frames
-    /// (a page-table leaf is allocated the first time one of its 64 pages is touched). It may
-    /// allocate when it must reclaim frames itself (the background reclaimer normally keeps free
-    /// frames ahead of faults), when the OOM killer runs, and with `encrypt_swap`. So a managed
-    /// region must not back the memory allocator itself.
+    /// swap-in with readahead, the first write to a page read before, and the evictions it makes
+    /// itself when no frame is free. It does allocate the first time one of a region's 64-page
+    /// page-table leaves is touched, when bookkeeping outgrows its high-water mark, for
+    /// copy-on-write and mapped-file bookkeeping, when the OOM killer runs, and with
+    /// `encrypt_swap`. So a managed region must not back the memory allocator itself.
     InThread,
 }
 

@@ -194,7 +194,7 @@ impl Core {
         let frames = st.frames.trim_for_copy();
         if let Some(p) = &self.pool {
             let ranges: Vec<_> = frames.iter().map(|&f| (p, f as usize * ps, ps)).collect();
-            if let Err(err) = crate::sys::mem::discard_many(&ranges) {
+            if let Err(err) = crate::sys::mem::discard_many(ranges.iter().copied()) {
                 log::error!("pagewarden: dropping pool frames failed: {err}");
             }
         }

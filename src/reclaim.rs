@@ -93,6 +93,64 @@ struct Job {
     file: Option<Arc<crate::filemap::FileMap>>,
 }
 
+/// The vectors of one eviction, kept between evictions (see `Core::evict_bufs`) so that evicting
+/// allocates nothing once they have grown to the batch sizes: direct reclaim runs in the
+/// in-thread fault path, in a signal handler.
+#[derive(Default)]
+pub(crate) struct EvictBufs {
+    /// The victims.
+    chosen: Vec<PageKey>,
+    /// Dirty victims being written out.
+    jobs: Vec<Job>,
+    /// Clean frames of copy-on-write shares, discarded under the lock.
+    clean_shared: Vec<PageKey>,
+    /// Other clean victims, their frames discarded without the lock.
+    drops: Vec<(PageKey, Arc<Mapping>)>,
+}
+
+impl EvictBufs {
+    /// Room for the largest batch reclaim evicts.
+    pub(crate) fn for_batches() -> EvictBufs {
+        let n = BACKGROUND_BATCH + idx(CLUSTER);
+        EvictBufs {
+            chosen: Vec::with_capacity(n),
+            jobs: Vec::with_capacity(n),
+            clean_shared: Vec::with_capacity(n),
+            drops: Vec::with_capacity(n),
+        }
+    }
+
+    /// A runtime's pool: ready for the reclaimer and a faulting thread at once, with room for
+    /// as many evictions at once as there are CPUs.
+    pub(crate) fn pool() -> Vec<EvictBufs> {
+        let cpus = std::thread::available_parallelism().map_or(2, std::num::NonZeroUsize::get);
+        let mut pool = Vec::with_capacity(cpus.max(2) + 2);
+        pool.extend((0..2).map(|_| EvictBufs::for_batches()));
+        pool
+    }
+
+    fn clear(&mut self) {
+        self.chosen.clear();
+        self.jobs.clear();
+        self.clean_shared.clear();
+        self.drops.clear();
+    }
+}
+
+/// The runs of `items`: each item with how many items from it on form a run (see [`run_len`]).
+fn runs<'i, T>(
+    items: &'i [T],
+    next: impl Fn(&T, &T) -> bool + Copy + 'i,
+) -> impl Iterator<Item = (&'i T, usize)> + Clone {
+    let mut i = 0;
+    std::iter::from_fn(move || {
+        let first = items.get(i)?;
+        let n = run_len(&items[i..], next);
+        i += n;
+        Some((first, n))
+    })
+}
+
 /// How many of `items` from the first on form a run: each next to the one before by `next`.
 fn run_len<T>(items: &[T], next: impl Fn(&T, &T) -> bool) -> usize {
     let mut n = 1;
@@ -236,9 +294,21 @@ impl Core {
     }
 
     /// Evicts pages; returns the guard and the number of frames freed. May drop the lock for I/O.
-    pub(crate) fn evict<'a>(&'a self, mut st: Guard<'a>, victims: Victims) -> (Guard<'a>, usize) {
+    pub(crate) fn evict<'a>(&'a self, st: Guard<'a>, victims: Victims) -> (Guard<'a>, usize) {
+        let mut bufs = self.evict_bufs.lock().unwrap_or_else(|p| p.into_inner()).pop().unwrap_or_default();
+        let res = self.evict_with(st, victims, &mut bufs);
+        bufs.clear();
+        let mut pool = self.evict_bufs.lock().unwrap_or_else(|p| p.into_inner());
+        // Kept while the pool has room (it never grows here).
+        if pool.len() < pool.capacity() {
+            pool.push(bufs);
+        }
+        res
+    }
+
+    fn evict_with<'a>(&'a self, mut st: Guard<'a>, victims: Victims, bufs: &mut EvictBufs) -> (Guard<'a>, usize) {
         let ps = self.page();
-        let mut chosen: Vec<PageKey> = Vec::new();
+        let EvictBufs { chosen, jobs, clean_shared, drops } = bufs;
         match victims {
             // With swap unwritable only clean pages can go: when there are none, skip the scan.
             Victims::Policy(_) if !st.swap_writable() && st.clean == 0 && st.file_shared.is_empty() => {
@@ -250,7 +320,7 @@ impl Core {
                 let st = &mut *st;
                 let (held, shares) = (&st.held, &st.shares);
                 let evictable = |k, e: Entry| !held.contains_key(&k) && !shares.must_write(e);
-                chosen = st.lru.peek_victims(&mut st.regions, evictable, max.min(st.clean), (4 * max).max(32), false);
+                st.lru.peek_victims(&mut st.regions, evictable, max.min(st.clean), (4 * max).max(32), false, chosen);
             }
             Victims::FileDirty(max) => {
                 let st = &mut *st;
@@ -260,7 +330,7 @@ impl Core {
                     !held.contains_key(&k) && e.dirty() && files.contains(&r) && !stuck.contains(&r)
                 };
                 // Strictly before any swap write: referenced or active pages too.
-                chosen = st.lru.peek_victims(&mut st.regions, evictable, max, PREFER_WINDOW.max(8 * max), true);
+                st.lru.peek_victims(&mut st.regions, evictable, max, PREFER_WINDOW.max(8 * max), true, chosen);
             }
             Victims::Policy(max) => {
                 let mut dirty = 0usize;
@@ -278,7 +348,7 @@ impl Core {
                     // coldest pages, not the whole resident set (a full scan per fault would make
                     // a thrashing runtime slower still instead of letting exhaustion be declared).
                     let steps = if can_dirty || !files.is_empty() { usize::MAX } else { 4 * PREFER_WINDOW };
-                    let taken = &chosen;
+                    let taken = &*chosen;
                     let evictable = |k, e| !taken.contains(&k) && evictable(k, e);
                     let Some(k) = st.lru.victim_within(&mut st.regions, evictable, steps) else { break };
                     let (r, p) = unkey(k);
@@ -288,9 +358,7 @@ impl Core {
                     chosen.push(k);
                     if to_swap && e.share().is_none() {
                         let room = (max - chosen.len()).min((st.slots.available() as usize).saturating_sub(dirty));
-                        let more = self.cluster(st, &chosen, r, p, room);
-                        dirty += more.len();
-                        chosen.extend(more);
+                        dirty += self.cluster(st, chosen, r, p, room);
                     }
                 }
             }
@@ -328,7 +396,6 @@ impl Core {
         // In page order: neighbours get neighbouring slots and pool holes, and leave together.
         chosen.sort_unstable();
         let mut freed = 0;
-        let mut jobs: Vec<Job> = Vec::new();
         let n_dirty = chosen
             .iter()
             .filter(|&&k| {
@@ -339,11 +406,9 @@ impl Core {
         let run = st.slots.alloc_run(n32(n_dirty));
         // Slots of the run handed to jobs (the rest go back before the I/O).
         let mut from_run = 0usize;
-        // Clean frames of copy-on-write shares: discarded before the lock goes (see below).
-        let mut clean_shared: Vec<PageKey> = Vec::new();
-        // Other clean pages: in flight from here, their frames discarded without the lock.
-        let mut drops: Vec<(PageKey, Arc<Mapping>)> = Vec::new();
-        for k in chosen {
+        // Clean frames of copy-on-write shares are discarded before the lock goes (see below);
+        // other clean pages are in flight from here, their frames discarded without the lock.
+        for k in chosen.drain(..) {
             let (rid, page) = unkey(k);
             let mut e = st.region(rid).pages.get(page);
             if !st.shares.must_write(e) {
@@ -439,7 +504,7 @@ impl Core {
             }
             k += 1;
         }
-        self.discard_runs(&st, &mut clean_shared);
+        self.discard_runs(&st, clean_shared);
         if let Some(start) = run {
             // The run's slots no job took.
             for s in start + n32(from_run)..start + n32(n_dirty) {
@@ -485,12 +550,10 @@ impl Core {
         let takes = jobs.iter().take_while(|j| j.taken == Some(Ok(()))).count();
         let files = jobs[..takes].iter().take_while(|j| j.file.is_some()).count();
         for job in &mut jobs[..files] {
-            let (m, off) = match job.hole {
-                Some(h) => (self.pool.as_ref().expect("pool exists on the MOVE path"), h as usize * ps),
-                None => (&*job.map, idx(job.page) * ps),
-            };
+            let (m, off) = self.written_from(job);
             let f = job.file.as_ref().expect("a file job");
-            match f.write_back(job.page, 1, m, off, ps) {
+            let res = f.write_back(job.page, 1, m, off, ps);
+            match res {
                 Ok(()) => job.ok = true,
                 Err(e) => log::error!("pagewarden: writing a page back to its file failed: {e}"),
             }
@@ -498,24 +561,16 @@ impl Core {
         let mut i = files;
         while i < takes {
             let j = i + run_len(&jobs[i..takes], |a, b| b.slot == a.slot + 1);
-            let pool = self.pool.as_ref();
-            let srcs: Vec<(&Mapping, usize)> = jobs[i..j]
-                .iter()
-                .map(|job| match job.hole {
-                    Some(h) => (pool.expect("pool exists on the MOVE path"), h as usize * ps),
-                    None => (&*job.map, idx(job.page) * ps),
-                })
-                .collect();
-            let res = self.swap_write(jobs[i].slot, &srcs);
+            let res = self.swap_write(jobs[i].slot, j - i, |k| self.written_from(&jobs[i + k]));
             if let Err(e) = &res {
                 log::error!("pagewarden: swap write failed: {e}; swap is treated as full from now on");
             }
             // The pages cannot change while they are written (moved out, or write-protected), so
             // their checksum now is the checksum of what is in the slots.
-            let sums: Vec<u32> = srcs.iter().map(|&(m, off)| crate::swap::page_sum(m, off, ps)).collect();
-            for (job, sum) in jobs[i..j].iter_mut().zip(sums) {
+            for job in &mut jobs[i..j] {
+                let (m, off) = self.written_from(job);
+                job.sum = crate::swap::page_sum(m, off, ps);
                 job.ok = res.is_ok();
-                job.sum = sum;
             }
             i = j;
         }
@@ -524,32 +579,23 @@ impl Core {
         // the clean pages', neighbours as one range, and the pool frames whose pages were
         // written out.
         drops.sort_unstable_by_key(|d| d.0);
-        let mut ranges: Vec<(&Mapping, usize, usize)> = Vec::with_capacity(drops.len() + jobs.len());
-        let mut i = 0;
-        while i < drops.len() {
-            let n = run_len(&drops[i..], |a, b| b.0 == a.0 + 1);
-            ranges.push((&*drops[i].1, idx(unkey(drops[i].0).1) * ps, n * ps));
-            i += n;
-        }
-        for job in jobs.iter().filter(|j| j.ok) {
-            ranges.push(match job.hole {
-                Some(h) => (self.pool.as_ref().expect("pool exists on the MOVE path"), h as usize * ps, ps),
-                // Write-protected in place: its frame goes now.
-                None => (&*job.map, idx(job.page) * ps, ps),
-            });
-        }
-        if let Err(err) = crate::sys::mem::discard_many(&ranges) {
+        let clean_runs = runs(drops, |a, b| b.0 == a.0 + 1).map(|(d, n)| (&*d.1, idx(unkey(d.0).1) * ps, n * ps));
+        // Written out: a pool frame, or the page itself where it was write-protected in place.
+        let written = jobs.iter().filter(|j| j.ok).map(|job| {
+            let (m, off) = self.written_from(job);
+            (m, off, ps)
+        });
+        if let Err(err) = crate::sys::mem::discard_many(clean_runs.chain(written)) {
             log::error!("pagewarden: dropping frames failed: {err}");
         }
-        drop(ranges);
 
         let mut st = self.lock();
-        for (k, _) in drops {
+        for (k, _) in drops.drain(..) {
             freed += self.dropped(&mut st, k);
         }
         let mut failed = None;
         let mut file_failed = false;
-        for job in jobs {
+        for job in jobs.drain(..) {
             if let Some(Err(errno)) = job.taken {
                 freed += self.not_taken(&mut st, job, errno);
                 continue;
@@ -697,13 +743,12 @@ impl Core {
     /// not pinned or held, and cold — on the inactive list, not referenced since they were
     /// admitted. For uniformly random access any page is as likely to be used next as another;
     /// for streams and for data written together, neighbours go cold together.
-    fn cluster(&self, st: &State, chosen: &[PageKey], rid: u32, page: u64, room: usize) -> Vec<PageKey> {
-        let mut out = Vec::new();
+    fn cluster(&self, st: &State, chosen: &mut Vec<PageKey>, rid: u32, page: u64, room: usize) -> usize {
         let r = st.region(rid);
         if st.writes_back(rid) {
-            return out;
+            return 0;
         }
-        let fits = |p: u64| {
+        let fits = |chosen: &[PageKey], p: u64| {
             let e = r.pages.get(p);
             let k = key(rid, p);
             e.is_resident()
@@ -717,17 +762,31 @@ impl Core {
                 && !chosen.contains(&k)
         };
         let pages = u64::try_from(r.map.len() / self.page()).unwrap_or(0);
+        let start = chosen.len();
         let mut p = page + 1;
-        while out.len() < room && p < pages && p < page + CLUSTER && fits(p) {
-            out.push(key(rid, p));
+        while chosen.len() - start < room && p < pages && p < page + CLUSTER && fits(chosen, p) {
+            chosen.push(key(rid, p));
             p += 1;
         }
         let mut p = page;
-        while out.len() < room && p > 0 && (out.len() as u64) < CLUSTER - 1 && fits(p - 1) {
+        while chosen.len() - start < room
+            && p > 0
+            && ((chosen.len() - start) as u64) < CLUSTER - 1
+            && fits(chosen, p - 1)
+        {
             p -= 1;
-            out.push(key(rid, p));
+            chosen.push(key(rid, p));
         }
-        out
+        chosen.len() - start
+    }
+
+    /// Where a dirty page's data is while it is written: its pool frame (MOVE path), or the page
+    /// itself, write-protected in place.
+    fn written_from<'m>(&'m self, job: &'m Job) -> (&'m Mapping, usize) {
+        match job.hole {
+            Some(h) => (self.pool.as_ref().expect("pool exists on the MOVE path"), h as usize * self.page()),
+            None => (&*job.map, idx(job.page) * self.page()),
+        }
     }
 
     /// Takes a dirty page out of its arena for writing: moved into its pool hole (MOVE path) or
@@ -847,15 +906,11 @@ impl Core {
     fn discard_runs(&self, st: &Guard<'_>, keys: &mut [PageKey]) {
         let ps = self.page();
         keys.sort_unstable();
-        let mut ranges: Vec<(&Mapping, usize, usize)> = Vec::new();
-        let mut i = 0;
-        while i < keys.len() {
-            let (rid, first) = unkey(keys[i]);
-            let n = run_len(&keys[i..], |a, b| *b == *a + 1);
-            ranges.push((&*st.region(rid).map, idx(first) * ps, n * ps));
-            i += n;
-        }
-        if let Err(err) = crate::sys::mem::discard_many(&ranges) {
+        let ranges = runs(keys, |a, b| *b == *a + 1).map(|(&k, n)| {
+            let (rid, first) = unkey(k);
+            (&*st.region(rid).map, idx(first) * ps, n * ps)
+        });
+        if let Err(err) = crate::sys::mem::discard_many(ranges) {
             log::error!("pagewarden: dropping clean pages failed: {err}");
         }
     }
@@ -990,7 +1045,7 @@ impl Core {
             self.reclaim_cv.notify_all();
         } else {
             let ranges: Vec<_> = runs.iter().map(|&(a, b)| (&*map, idx(a) * ps, idx(b - a) * ps)).collect();
-            if let Err(e) = crate::sys::mem::discard_many(&ranges) {
+            if let Err(e) = crate::sys::mem::discard_many(ranges.iter().copied()) {
                 log::error!("pagewarden: discarding pages failed: {e}");
             }
             st.frames.give(idx(frames));

@@ -290,6 +290,8 @@ pub(crate) struct Core {
     pub(crate) in_thread: bool,
     /// Staging buffers for in-thread faults (one per fault in progress).
     pub(crate) scratch: Mutex<Vec<crate::fault::Scratch>>,
+    /// Vectors for evictions, reused (see [`EvictBufs`](crate::reclaim::EvictBufs)).
+    pub(crate) evict_bufs: Mutex<Vec<crate::reclaim::EvictBufs>>,
     /// Held (shared) while reclaim moves pages out of arenas without the state lock; taken
     /// (exclusive) by [`Runtime::resident_frames_measured`] so that no page is counted twice.
     pub(crate) moving: std::sync::RwLock<()>,
@@ -796,6 +798,7 @@ impl Runtime {
             can_poison,
             in_thread,
             scratch: Mutex::new(Vec::new()),
+            evict_bufs: Mutex::new(crate::reclaim::EvictBufs::pool()),
             moving: std::sync::RwLock::new(()),
             faults: cfg.swap_faults.clone().map(crate::swap::Injector::new),
             crypto: if cfg.encrypt_swap { Some(crate::swap::Crypto::new(cfg.swap_slots)?) } else { None },

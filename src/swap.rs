@@ -171,31 +171,37 @@ impl Core {
         Ok(())
     }
 
-    /// Writes the listed pages to consecutive slots starting at `first`.
-    pub(crate) fn swap_write(&self, first: u32, src: &[(&Mapping, usize)]) -> Result<(), SysError> {
+    /// Writes `n` pages to consecutive slots starting at `first`: page `k` from `src(k)`. Without
+    /// encryption this allocates nothing (eviction runs in the in-thread fault path too).
+    pub(crate) fn swap_write<'m>(
+        &self,
+        first: u32,
+        n: usize,
+        src: impl Fn(usize) -> (&'m Mapping, usize),
+    ) -> Result<(), SysError> {
         let swap = self.swap.as_ref().expect("dirty eviction needs swap");
         if let Some(inj) = &self.faults {
             if let Some(d) = inj.plan.delay {
                 std::thread::sleep(d);
             }
-            if let Some(n) = inj.plan.fail_writes_after {
-                if inj.writes.fetch_add(1, Ordering::AcqRel) >= n {
+            if let Some(after) = inj.plan.fail_writes_after {
+                if inj.writes.fetch_add(1, Ordering::AcqRel) >= after {
                     return Err(SysError::new("pwritev(swap) [injected]", inj.plan.write_errno.unwrap_or(libc::EIO)));
                 }
             }
         }
         let ps = self.page();
-        let Some(c) = &self.crypto else { return swap.write_pages(u64::from(first) * ps as u64, src) };
+        let Some(c) = &self.crypto else { return swap.write_pages_with(u64::from(first) * ps as u64, n, src) };
         // Seal into a staging buffer: the source pages stay as they are (a failed write puts them
         // back in service).
-        let staging = Mapping::anonymous(src.len() * ps)?;
+        let staging = Mapping::anonymous(n * ps)?;
         let mut buf = vec![0u8; ps];
-        for (k, &(m, off)) in src.iter().enumerate() {
+        for k in 0..n {
+            let (m, off) = src(k);
             m.read(off, &mut buf)?;
             c.seal(first + crate::core::n32(k), &mut buf)?;
             staging.write(k * ps, &buf)?;
         }
-        let pages: Vec<(&Mapping, usize)> = (0..src.len()).map(|k| (&staging, k * ps)).collect();
-        swap.write_pages(u64::from(first) * ps as u64, &pages)
+        swap.write_pages_with(u64::from(first) * ps as u64, n, |k| (&staging, k * ps))
     }
 }

@@ -2,8 +2,8 @@
 //! where the thread may have been interrupted inside the allocator. This binary counts the
 //! allocator calls each thread makes (its own binary: the counting allocator is process-wide)
 //! and checks that resolving faults in place makes none, once the runtime is warm: zero-fill
-//! reads and writes, the first write to a page read before, and swap-ins with readahead, all
-//! served from free frames.
+//! reads and writes, the first write to a page read before, swap-ins with readahead, and
+//! evictions the faulting thread makes itself when no frame is free.
 
 #![allow(clippy::cast_possible_truncation)]
 
@@ -139,6 +139,65 @@ fn in_thread_faults_allocate_nothing() {
             (0, 0, 0, 0, 0),
             "{path:?}: allocator calls in the faulting thread (zero-fill reads, first writes, \
              zero-fill writes, swap-ins, swap-in writes)"
+        );
+        rt.debug_check_invariants().unwrap();
+    }
+}
+
+/// Under memory pressure (a region 4× the budget, uniform random reads and writes, dirty pages
+/// going to swap) the faulting thread allocates nothing either, including when it finds no free
+/// frame and evicts pages itself.
+#[test]
+fn in_thread_faults_under_pressure_allocate_nothing() {
+    const BUDGET: usize = 128;
+    const PAGES: usize = 4 * BUDGET;
+    let seed = seed(0x5eed_a110c);
+    for path in PATHS {
+        let Some(rt) = runtime_with(BUDGET, 2 * PAGES, path, |b| b.fault_mode(FaultMode::InThread).watermarks(8, 16))
+        else {
+            continue;
+        };
+        let a = rt.arena("a").create().unwrap();
+        let r = a.reserve(PAGES * PAGE).unwrap();
+        let base = r.as_ptr();
+        // SAFETY: `p < PAGES`: inside the live region, which no other thread touches.
+        let at = |p: usize| unsafe { base.add(p * PAGE + 8) };
+        // Warm up: every page written (and most of them swapped out), then read back once.
+        for p in 0..PAGES {
+            // SAFETY: as for `at`.
+            unsafe { at(p).write_volatile(p as u8) };
+        }
+        for p in 0..PAGES {
+            // SAFETY: as for `at`.
+            assert_eq!(unsafe { at(p).read_volatile() }, p as u8);
+        }
+        let mut rng = Rng(seed);
+        let before = rt.stats().totals;
+        let mut wrong = None;
+        let made = calls_in(|| {
+            for _ in 0..4 * PAGES {
+                let p = rng.below(PAGES as u64) as usize;
+                // SAFETY: as for `at`.
+                unsafe {
+                    if rng.below(2) == 0 {
+                        if at(p).read_volatile() != p as u8 {
+                            wrong.get_or_insert(p);
+                        }
+                    } else {
+                        at(p).write_volatile(p as u8);
+                    }
+                }
+            }
+        });
+        let after = rt.stats().totals;
+        assert_eq!(wrong, None, "{path:?}, seed {seed}: a page read back wrong");
+        let swap_ins = after.swap_ins - before.swap_ins;
+        let direct = after.direct_reclaims - before.direct_reclaims;
+        assert!(swap_ins > PAGES as u64, "{path:?}: only {swap_ins} swap-ins: no pressure");
+        eprintln!("{path:?}: {swap_ins} swap-ins; the faulting thread reclaimed frames itself {direct} times");
+        assert_eq!(
+            made, 0,
+            "{path:?}, seed {seed}: allocator calls in the faulting thread ({swap_ins} swap-ins, {direct} direct reclaims)"
         );
         rt.debug_check_invariants().unwrap();
     }

@@ -229,7 +229,9 @@ impl Lru {
     /// keep their second chance — or, with `strict`, of the inactive and then the active list,
     /// referenced or not. They are taken out of their queue; the rest of the lists stay exactly
     /// as they were (no rotation, no second chances given). For reclaim that prefers some kind of
-    /// page (clean before dirty) without disturbing the order of the others.
+    /// page (clean before dirty) without disturbing the order of the others. The pages are
+    /// appended to `out`.
+    #[allow(clippy::too_many_arguments)]
     pub(crate) fn peek_victims(
         &mut self,
         store: &mut impl PageStore,
@@ -237,41 +239,41 @@ impl Lru {
         want: usize,
         max_steps: usize,
         strict: bool,
-    ) -> Vec<PageKey> {
-        let mut out = Vec::new();
+        out: &mut Vec<PageKey>,
+    ) {
+        let start = out.len();
         let lists: &[bool] = if strict { &[false, true] } else { &[false] };
         for &active in lists {
             let list = if active { &mut self.active } else { &mut self.inactive };
-            let n = list.len().min(max_steps);
-            let picked: Vec<usize> = (0..n)
-                .filter(|&i| {
-                    let k = list[i];
-                    store.entry(k).is_some_and(|e| {
-                        e.is_resident()
-                            && !e.pinned()
-                            && e.active() == active
-                            && e.queued()
-                            && (strict || !e.referenced())
-                            && can_evict(k, e)
-                    })
-                })
-                .take(want - out.len())
-                .collect();
-            let start = out.len();
-            for &i in picked.iter().rev() {
-                let Some(k) = list.remove(i) else { continue };
+            // The first `max_steps` entries, in order; a picked one leaves the list (no
+            // allocation: eviction runs in the in-thread fault path too).
+            let (mut i, mut seen) = (0, 0);
+            while seen < max_steps && i < list.len() && out.len() - start < want {
+                seen += 1;
+                let k = list[i];
+                let fits = store.entry(k).is_some_and(|e| {
+                    e.is_resident()
+                        && !e.pinned()
+                        && e.active() == active
+                        && e.queued()
+                        && (strict || !e.referenced())
+                        && can_evict(k, e)
+                });
+                if !fits {
+                    i += 1;
+                    continue;
+                }
+                list.remove(i);
                 if let Some(mut e) = store.entry(k) {
                     e.set_queued(false);
                     store.set_entry(k, e);
                 }
                 out.push(k);
             }
-            out[start..].reverse();
-            if out.len() >= want {
+            if out.len() - start >= want {
                 break;
             }
         }
-        out
     }
 
     /// Drops queue entries of a region that is gone (keeps the queues from holding dead keys).

@@ -158,8 +158,19 @@ impl SwapFile {
     }
 
     /// Writes the listed pages to file offset `at`, contiguously, in order.
+    #[cfg(test)]
     pub(crate) fn write_pages(&self, at: u64, pages: &[(&Mapping, usize)]) -> SysResult<()> {
         self.io(at, pages.len(), |k| pages[k], true)
+    }
+
+    /// Writes `n` pages to file offset `at`, contiguously, in order: page `k` from `page(k)`.
+    pub(crate) fn write_pages_with<'m>(
+        &self,
+        at: u64,
+        n: usize,
+        page: impl Fn(usize) -> (&'m Mapping, usize),
+    ) -> SysResult<()> {
+        self.io(at, n, page, true)
     }
 
     /// Transfers `n` pages between file offset `at` and the buffers `page(0..n)` name, in order.

@@ -166,50 +166,55 @@ const BATCH_YES: u8 = 1;
 const BATCH_NO: u8 = 2;
 /// `PIDFD_SELF_PROCESS` (Linux 6.14): the calling process, without opening a pidfd.
 const PIDFD_SELF_PROCESS: libc::c_int = -10001;
-/// The most ranges one `process_madvise` call takes (`UIO_MAXIOV`).
-const MAX_IOV: usize = 1024;
+/// Ranges per `process_madvise` call: the kernel takes up to 1024 (`UIO_MAXIOV`); 256 keep the
+/// descriptors (4 KiB) on the stack, which may be a faulting thread's in a signal handler.
+const MAX_IOV: usize = 256;
 
 /// `MADV_DONTNEED` over many page-aligned ranges (mapping, offset, length), as one
-/// `process_madvise` call per 1024 ranges where the kernel has it for the calling process. The
+/// `process_madvise` call per 256 ranges where the kernel has it for the calling process. The
 /// kernel then flushes the TLB once per call instead of once per range: on a virtual machine a
 /// flush that must interrupt the other CPUs costs tens of microseconds, far more than dropping
 /// the page. Falls back to one `madvise` per range.
-pub(crate) fn discard_many(ranges: &[(&Mapping, usize, usize)]) -> SysResult<()> {
-    let mut iov: Vec<libc::iovec> = Vec::with_capacity(ranges.len().min(MAX_IOV));
-    for &(m, off, len) in ranges {
+pub(crate) fn discard_many<'m, I>(ranges: I) -> SysResult<()>
+where
+    I: Iterator<Item = (&'m Mapping, usize, usize)> + Clone,
+{
+    for (m, off, len) in ranges.clone() {
         m.at(off, len)?;
     }
-    let mut i = 0;
-    while i < ranges.len() {
-        let chunk = &ranges[i..(i + MAX_IOV).min(ranges.len())];
-        i += chunk.len();
-        if BATCH.load(Ordering::Relaxed) == BATCH_NO || chunk.len() == 1 {
-            for &(m, off, len) in chunk {
+    // The descriptors live on the stack, a chunk at a time: eviction runs in the in-thread fault
+    // path too, which allocates nothing.
+    let mut iov = [libc::iovec { iov_base: std::ptr::null_mut(), iov_len: 0 }; MAX_IOV];
+    let mut rest = ranges;
+    loop {
+        let chunk = rest.clone();
+        let (mut n, mut total) = (0usize, 0usize);
+        while n < MAX_IOV {
+            let Some((m, off, len)) = rest.next() else { break };
+            iov[n] = libc::iovec {
+                // SAFETY: `off` lies inside the mapping (checked above), so the pointer stays in
+                // bounds; the kernel only reads these descriptors.
+                iov_base: unsafe { m.as_ptr().add(off) }.cast(),
+                iov_len: len,
+            };
+            total += len;
+            n += 1;
+        }
+        if n == 0 {
+            return Ok(());
+        }
+        if BATCH.load(Ordering::Relaxed) == BATCH_NO || n == 1 {
+            for (m, off, len) in chunk.take(n) {
                 m.discard(off, len)?;
             }
             continue;
         }
-        iov.clear();
-        iov.extend(chunk.iter().map(|&(m, off, len)| libc::iovec {
-            // SAFETY: `off` lies inside the mapping (checked above), so the pointer stays in
-            // bounds; the kernel only reads these descriptors.
-            iov_base: unsafe { m.as_ptr().add(off) }.cast(),
-            iov_len: len,
-        }));
-        let total: usize = chunk.iter().map(|r| r.2).sum();
-        // SAFETY: `iov` holds `iov.len()` valid descriptors of ranges inside mappings we own, and
+        // SAFETY: `iov[..n]` holds valid descriptors of ranges inside mappings we own, and
         // MADV_DONTNEED never touches memory Rust holds references to (see `advise`).
         let rc = unsafe {
-            libc::syscall(
-                libc::SYS_process_madvise,
-                PIDFD_SELF_PROCESS,
-                iov.as_ptr(),
-                iov.len(),
-                libc::MADV_DONTNEED,
-                0,
-            )
+            libc::syscall(libc::SYS_process_madvise, PIDFD_SELF_PROCESS, iov.as_ptr(), n, libc::MADV_DONTNEED, 0)
         };
-        if rc >= 0 && usize::try_from(rc).is_ok_and(|n| n == total) {
+        if rc >= 0 && usize::try_from(rc).is_ok_and(|got| got == total) {
             BATCH.store(BATCH_YES, Ordering::Relaxed);
             continue;
         }
@@ -224,7 +229,7 @@ pub(crate) fn discard_many(ranges: &[(&Mapping, usize, usize)]) -> SysResult<()>
         // Unavailable, or a partial result: the ranges not reported done, one by one (dropping a
         // range twice is harmless).
         let mut done = usize::try_from(rc).unwrap_or(0);
-        for &(m, off, len) in chunk {
+        for (m, off, len) in chunk.take(n) {
             if done >= len {
                 done -= len;
                 continue;
@@ -233,7 +238,6 @@ pub(crate) fn discard_many(ranges: &[(&Mapping, usize, usize)]) -> SysResult<()>
             m.discard(off, len)?;
         }
     }
-    Ok(())
 }
 
 impl Drop for Mapping {
@@ -276,7 +280,7 @@ mod tests {
         for p in 0..4 {
             b.write(p * ps, &[u8::try_from(p).unwrap() + 11]).unwrap();
         }
-        discard_many(&[(&a, ps, ps), (&a, 4 * ps, 2 * ps), (&b, 3 * ps, ps), (&a, 7 * ps, ps)]).unwrap();
+        discard_many([(&a, ps, ps), (&a, 4 * ps, 2 * ps), (&b, 3 * ps, ps), (&a, 7 * ps, ps)].into_iter()).unwrap();
         let first = |m: &Mapping, p: usize| {
             let mut x = [0u8];
             m.read(p * ps, &mut x).unwrap();
@@ -287,7 +291,7 @@ mod tests {
         let got: Vec<u8> = (0..4).map(|p| first(&b, p)).collect();
         assert_eq!(got, [11, 12, 13, 0]);
         // Ranges outside a mapping are refused before anything is dropped.
-        assert!(discard_many(&[(&b, 0, ps), (&b, 4 * ps, ps)]).is_err());
+        assert!(discard_many([(&b, 0, ps), (&b, 4 * ps, ps)].into_iter()).is_err());
         assert_eq!(first(&b, 0), 11);
         // More ranges than one call takes.
         let c = Mapping::anonymous(2100 * ps).unwrap();
@@ -295,7 +299,7 @@ mod tests {
             c.write(p * ps, &[1]).unwrap();
         }
         let odd: Vec<(&Mapping, usize, usize)> = (0..1050).map(|k| (&c, (2 * k + 1) * ps, ps)).collect();
-        discard_many(&odd).unwrap();
+        discard_many(odd.iter().copied()).unwrap();
         assert_eq!(c.resident_pages(0, 2100 * ps).unwrap(), 1050);
         assert!((0..2100).all(|p| first(&c, p) == u8::from(p % 2 == 0)));
         // The fallback for kernels without it: one madvise per range, same result. (Other
@@ -304,7 +308,7 @@ mod tests {
         for p in 0..2100 {
             c.write(p * ps, &[1]).unwrap();
         }
-        let res = discard_many(&odd);
+        let res = discard_many(odd.iter().copied());
         BATCH.store(was, Ordering::Relaxed);
         res.unwrap();
         assert_eq!(c.resident_pages(0, 2100 * ps).unwrap(), 1050);
