@@ -33,7 +33,7 @@
 //! sides. So evictions go in batches: neighbouring dirty pages leave together (one UFFDIO_MOVE
 //! or UFFDIO_WRITEPROTECT per run, into neighbouring pool holes: see [`CLUSTER`]), and every
 //! frame a batch drops — clean pages, written-out pool frames — goes in one `process_madvise`
-//! (one flush per 1024 ranges).
+//! (one flush per 256 ranges).
 
 use crate::config::EvictionPath;
 use crate::core::lru::{PageKey, key, unkey};
