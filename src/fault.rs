@@ -82,10 +82,21 @@ fn stall_id() -> u32 {
     })
 }
 
+/// One in-thread runtime known to the SIGBUS handler.
+struct Registered {
+    /// The registry's own reference; `None` once the runtime has gone (or is going).
+    core: Option<std::sync::Arc<Core>>,
+    /// Handlers holding a reference to the runtime right now: the registry's is dropped only
+    /// once they are done, so that theirs is never the last.
+    readers: usize,
+}
+
 /// Runtimes in [`FaultMode::InThread`](crate::FaultMode::InThread), for the SIGBUS handler.
-/// An entry keeps its index for life (a runtime that goes leaves `None`), so that the handler can
-/// walk the list an index at a time without holding the lock while it resolves a fault.
-static IN_THREAD: std::sync::Mutex<Vec<Option<std::sync::Weak<Core>>>> = std::sync::Mutex::new(Vec::new());
+/// An entry keeps its index while anybody may use it, so that the handler can walk the list an
+/// index at a time without holding the lock while it resolves a fault. The handler never drops
+/// the last reference to a runtime: that would tear the runtime down (and free its memory)
+/// inside a signal handler.
+static IN_THREAD: std::sync::Mutex<Vec<Registered>> = std::sync::Mutex::new(Vec::new());
 
 /// Staging buffers made for an in-thread runtime up front, and room kept in its pool, so that
 /// faults allocate nothing until more threads than this fault at once.
@@ -102,44 +113,62 @@ pub(crate) fn register_in_thread(core: &std::sync::Arc<Core>) -> crate::Result<(
         }
     }
     let mut v = IN_THREAD.lock().unwrap_or_else(|p| p.into_inner());
-    let w = Some(std::sync::Arc::downgrade(core));
-    match v.iter_mut().find(|e| e.as_ref().is_none_or(|w| w.strong_count() == 0)) {
-        Some(free) => *free = w,
-        None => v.push(w),
+    let entry = Registered { core: Some(core.clone()), readers: 0 };
+    match v.iter_mut().find(|e| e.core.is_none() && e.readers == 0) {
+        Some(free) => *free = entry,
+        None => v.push(entry),
     }
     Ok(())
 }
 
+/// Forgets an in-thread runtime, once no SIGBUS handler is using it.
 pub(crate) fn unregister_in_thread(core: &Core) {
-    let mut v = IN_THREAD.lock().unwrap_or_else(|p| p.into_inner());
-    for e in v.iter_mut() {
-        if e.as_ref().is_some_and(|w| std::ptr::eq(w.as_ptr(), core)) {
-            *e = None;
-        }
+    let found = {
+        let mut v = IN_THREAD.lock().unwrap_or_else(|p| p.into_inner());
+        v.iter_mut().enumerate().find_map(|(i, e)| {
+            e.core.as_ref().filter(|c| std::ptr::eq(&***c, core))?;
+            Some((i, e.core.take()))
+        })
+    };
+    let Some((i, gone)) = found else { return };
+    // Handlers that found the runtime before it left the list are done with it quickly: it owns
+    // no region any more (the last handle is going), so they find the address is not its own.
+    while IN_THREAD.lock().unwrap_or_else(|p| p.into_inner())[i].readers > 0 {
+        std::thread::yield_now();
     }
+    drop(gone);
 }
 
-/// The in-thread runtime registered at index `i`: `None` past the end, `Some(None)` for a free
-/// entry. The lock is held only to upgrade the entry (no allocation).
-fn registered(i: usize) -> Option<Option<std::sync::Arc<Core>>> {
-    let v = IN_THREAD.lock().unwrap_or_else(|p| p.into_inner());
-    v.get(i).map(|e| e.as_ref().and_then(std::sync::Weak::upgrade))
+/// Resolves a fault at `addr` with the in-thread runtime registered at index `i`: `None` past the
+/// end of the list, `Some(None)` when the entry is free or the runtime does not own `addr`.
+fn resolve_at(i: usize, addr: usize, write: bool) -> Option<Option<bool>> {
+    let c = {
+        let mut v = IN_THREAD.lock().unwrap_or_else(|p| p.into_inner());
+        let e = v.get_mut(i)?;
+        let Some(c) = &e.core else { return Some(None) };
+        e.readers += 1;
+        c.clone()
+    };
+    let served = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| c.fault_in_thread(addr, write)))
+        .unwrap_or_else(|p| {
+            c.fail(format!("an in-thread fault panicked: {}", crate::reclaim::panic_text(&p)));
+            c.fault_in_thread(addr, write)
+        });
+    // Never the last reference: `unregister_in_thread` keeps the registry's until the count of
+    // readers, decremented only after this drop, is zero.
+    drop(c);
+    IN_THREAD.lock().unwrap_or_else(|p| p.into_inner())[i].readers -= 1;
+    Some(served)
 }
 
 /// The SIGBUS resolver: finds the runtime owning `addr` and resolves the fault in this thread.
 fn resolve_sigbus(addr: usize, write: bool) -> bool {
     let mut i = 0;
-    while let Some(core) = registered(i) {
-        i += 1;
-        let Some(c) = core else { continue };
-        let served = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| c.fault_in_thread(addr, write)))
-            .unwrap_or_else(|p| {
-                c.fail(format!("an in-thread fault panicked: {}", crate::reclaim::panic_text(&p)));
-                c.fault_in_thread(addr, write)
-            });
+    while let Some(served) = resolve_at(i, addr, write) {
         if let Some(retry) = served {
             return retry;
         }
+        i += 1;
     }
     false
 }

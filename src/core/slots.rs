@@ -15,8 +15,11 @@ pub(crate) struct Slots {
 }
 
 impl Slots {
+    /// The free stack has room for every slot from the start (4 bytes per slot, like the
+    /// runtime's checksums; untouched until slots are freed), so that freeing a slot never
+    /// allocates: pages are released from swap in the in-thread fault path's signal handler.
     pub(crate) fn new(capacity: u32) -> Slots {
-        Slots { capacity, next: 0, free: Vec::new() }
+        Slots { capacity, next: 0, free: Vec::with_capacity(capacity as usize) }
     }
 
     pub(crate) fn capacity(&self) -> u32 {
@@ -39,23 +42,14 @@ impl Slots {
         }
         (self.next < self.capacity).then(|| {
             self.next += 1;
-            self.room_to_free();
             self.next - 1
         })
-    }
-
-    /// Room on the free stack for every slot handed out, reserved as slots are handed out (by
-    /// eviction), so that freeing one (a page written after a swap-in, possibly in the in-thread
-    /// fault path's signal handler) never allocates.
-    fn room_to_free(&mut self) {
-        self.free.reserve(self.next as usize - self.free.len());
     }
 
     /// `n` consecutive slots from the never-used tail, if there is room; for one large write.
     pub(crate) fn alloc_run(&mut self, n: u32) -> Option<u32> {
         (n > 1 && self.capacity - self.next >= n).then(|| {
             self.next += n;
-            self.room_to_free();
             self.next - n
         })
     }
