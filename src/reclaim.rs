@@ -109,9 +109,11 @@ pub(crate) struct EvictBufs {
 }
 
 impl EvictBufs {
-    /// Room for the largest batch reclaim evicts.
-    pub(crate) fn for_batches() -> EvictBufs {
-        let n = BACKGROUND_BATCH + idx(CLUSTER);
+    /// Room for the largest batch reclaim evicts: a background round with its cluster
+    /// neighbours, or the clean pages a fault drops to make room for a readahead window of up to
+    /// `max_readahead` pages.
+    fn for_batches(max_readahead: usize) -> EvictBufs {
+        let n = (BACKGROUND_BATCH + idx(CLUSTER)).max(max_readahead);
         EvictBufs {
             chosen: Vec::with_capacity(n),
             jobs: Vec::with_capacity(n),
@@ -122,10 +124,10 @@ impl EvictBufs {
 
     /// A runtime's pool: ready for the reclaimer and a faulting thread at once, with room for
     /// as many evictions at once as there are CPUs.
-    pub(crate) fn pool() -> Vec<EvictBufs> {
+    pub(crate) fn pool(max_readahead: usize) -> Vec<EvictBufs> {
         let cpus = std::thread::available_parallelism().map_or(2, std::num::NonZeroUsize::get);
         let mut pool = Vec::with_capacity(cpus.max(2) + 2);
-        pool.extend((0..2).map(|_| EvictBufs::for_batches()));
+        pool.extend((0..2).map(|_| EvictBufs::for_batches(max_readahead)));
         pool
     }
 

@@ -798,7 +798,7 @@ impl Runtime {
             can_poison,
             in_thread,
             scratch: Mutex::new(Vec::new()),
-            evict_bufs: Mutex::new(crate::reclaim::EvictBufs::pool()),
+            evict_bufs: Mutex::new(crate::reclaim::EvictBufs::pool(cfg.max_readahead)),
             moving: std::sync::RwLock::new(()),
             faults: cfg.swap_faults.clone().map(crate::swap::Injector::new),
             crypto: if cfg.encrypt_swap { Some(crate::swap::Crypto::new(cfg.swap_slots)?) } else { None },
