@@ -458,6 +458,8 @@ impl Arena {
             if self.is_killed() {
                 return Err(self.killed_err());
             }
+            // A failed runtime's work in flight never settles.
+            core.check()?;
             let busy = parents.iter().any(|(p, ..)| st.regions.0.get(p).is_some_and(|r| r.inflight > 0))
                 || st.held.keys().any(|&k| parents.iter().any(|(p, ..)| crate::core::lru::unkey(k).0 == *p));
             if !busy {
@@ -724,7 +726,7 @@ impl Region {
             let failed = || shared.failures.load(Ordering::Acquire) != failures && g.failed();
             let careful = self.poisoned.load(Ordering::Acquire) > 0 || shared.oom_poisoned.load(Ordering::Acquire) > 0;
             let mut done = 0;
-            while done < len && !shared.killed.load(Ordering::Acquire) && !failed() {
+            while done < len && !shared.killed.load(Ordering::Acquire) && !failed() && !core.is_failed() {
                 let off = offset + done;
                 let n = (len - done).min(ps - off % ps);
                 let page = (off / ps) as u64;
@@ -781,6 +783,7 @@ impl Region {
                 crate::pin::Hold::Failed(e) => return Err(e),
                 crate::pin::Hold::Missing => {
                     self.map.touch(start)?;
+                    core.check()?;
                     if failed() {
                         return Err(Error::OutOfMemory { arena: self.arena.name().to_string() });
                     }

@@ -115,7 +115,8 @@ pub enum Error {
         offset: usize,
     },
     /// The runtime stopped serving faults after an internal failure (a panic in its fault handler
-    /// or reclaimer). Data in it can no longer be reached; drop the runtime's regions.
+    /// or reclaimer, or in the victim policy it called). Data in it can no longer be reached; drop
+    /// the runtime's regions.
     RuntimeFailed {
         /// What failed.
         detail: String,
@@ -231,7 +232,8 @@ impl fmt::Display for Error {
             Error::RuntimeFailed { detail } => write!(
                 f,
                 "the runtime stopped serving faults after an internal failure ({detail}); its regions are \
-                 unusable: drop them and report the bug"
+                 unusable: drop them, and fix the victim policy if it was the one that panicked, else report \
+                 the bug"
             ),
             Error::Corrupted { offset } => {
                 write!(f, "the page at region offset {offset} could not be read back from swap and is poisoned")

@@ -422,6 +422,9 @@ impl Core {
     pub(crate) fn write_fault<'a>(&'a self, mut st: Guard<'a>, rid: u32, page: u64) -> Guard<'a> {
         loop {
             let e = st.regions.0.get(&rid).filter(|r| r.live == Liveness::Live).map(|r| r.pages.get(page));
+            // A failed runtime waits for nothing: the thread retries, and its next fault (or the
+            // safe write's next look) finds the runtime failed.
+            let e = e.filter(|_| !self.is_failed());
             match e {
                 Some(e) if e.is_resident() && !e.dirty() => {}
                 // Changed meanwhile, or the region died: the thread retries (and a dead page's
@@ -667,6 +670,13 @@ impl Core {
             if let Some(n) = got {
                 break n;
             }
+            // The runtime failed meanwhile (acquire gives up then): answered as a dead page.
+            if self.is_failed() {
+                if st.regions.0.contains_key(&rid) {
+                    self.resolve_dead(&mut st, rid, page, tid);
+                }
+                return;
+            }
             // Out of frames, nothing reclaimable: the OOM killer chooses a victim.
             let Some(arena) = st.regions.0.get(&rid).map(|r| r.arena) else { return };
             let name = st.arenas.get(&arena).map(|a| a.shared.name.clone()).unwrap_or_default();
@@ -676,6 +686,13 @@ impl Core {
                 // Frames were freed (or this very arena died): look again.
                 OomOutcome::Killed if st.regions.0.get(&rid).is_some_and(|r| r.live == Liveness::Live) => continue,
                 OomOutcome::Killed => {
+                    if st.regions.0.contains_key(&rid) {
+                        self.resolve_dead(&mut st, rid, page, tid);
+                    }
+                    return;
+                }
+                // The policy panicked: the runtime has failed.
+                OomOutcome::Unresolved if self.is_failed() => {
                     if st.regions.0.contains_key(&rid) {
                         self.resolve_dead(&mut st, rid, page, tid);
                     }

@@ -144,6 +144,11 @@ impl Core {
     /// write-protect fault), so a write can never be lost to an emergency copy.
     pub(crate) fn hold_page(&self, rid: u32, page: u64) -> Hold {
         let mut st = self.lock();
+        // A failed runtime answers faults with emergency pages that never count as resident:
+        // holding would wait for ever.
+        if let Err(e) = self.check() {
+            return Hold::Failed(e);
+        }
         if let Some(e) = self.untouchable(&st, rid, page, true) {
             return Hold::Failed(e);
         }

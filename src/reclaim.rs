@@ -224,6 +224,10 @@ impl Core {
             st = g;
         }
         loop {
+            // A failed runtime's in-flight work never completes: waiting for it would never end.
+            if self.is_failed() {
+                return (st, None);
+            }
             let free = st.frames.free();
             if free > 0 {
                 let spare = free.saturating_sub(self.cfg.low);

@@ -299,7 +299,8 @@ pub(crate) struct Core {
     pub(crate) faults: Option<crate::swap::Injector>,
     /// Swap encryption at rest, when enabled.
     pub(crate) crypto: Option<crate::swap::Crypto>,
-    /// Set when a handler or the reclaimer panicked: the runtime serves no more faults.
+    /// Set when a handler, the reclaimer or the victim policy panicked: the runtime serves no more
+    /// faults.
     pub(crate) failed: AtomicBool,
     pub(crate) failure: Mutex<String>,
 }
@@ -315,7 +316,8 @@ impl Core {
         self.cfg.page
     }
 
-    /// Stops serving faults after an internal failure (a panic in a handler or the reclaimer):
+    /// Stops serving faults after an internal failure (a panic in a handler, the reclaimer or the
+    /// victim policy):
     /// its bookkeeping can no longer be trusted. From now on every fault is answered as for a dead
     /// page (a safe accessor returns [`Error::RuntimeFailed`], raw access gets SIGBUS) and every
     /// call returns `RuntimeFailed`. The userfaultfd stays open, so no thread ever resumes on a
@@ -420,7 +422,7 @@ impl Core {
             commit_limit_bytes: crate::pin::commit_limit(swap * ps, budget * ps, ratio),
             eviction: self.path,
             uffd_source: self.uffd.source(),
-            policy: st.policy.name().to_string(),
+            policy: crate::oom::policy_name(&*st.policy),
             metadata_bytes: metadata,
             tracked_pages: tracked,
             kills: st.kills,

@@ -43,6 +43,12 @@ pub(crate) enum OomOutcome {
     Unresolved,
 }
 
+/// A policy's name; user code, so a panic in it gives a placeholder rather than unwinding.
+pub(crate) fn policy_name(p: &dyn policy::VictimPolicy) -> String {
+    std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| p.name().to_string()))
+        .unwrap_or_else(|_| "(a policy whose name() panicked)".into())
+}
+
 impl Core {
     /// The candidate-table entry of an arena.
     pub(crate) fn candidate(&self, st: &State, a: &ArenaState, faulting: Option<u32>, now: Instant) -> Candidate {
@@ -143,7 +149,7 @@ impl Core {
     fn report(&self, st: &State, trigger: KillTrigger, deficit: Deficit, candidates: Vec<CandidateRow>) -> OomReport {
         OomReport {
             trigger,
-            policy: st.policy.name().to_string(),
+            policy: policy_name(&*st.policy),
             dry_run: self.cfg.oom_dry_run,
             deficit,
             budget_frames: st.frames.budget() as u64,
@@ -174,7 +180,17 @@ impl Core {
         let cands: Vec<Candidate> = offered.iter().map(|&i| rows[i].candidate.clone()).collect();
         let ctx = OomContext { total_pages: self.total_pages(st), deficit };
         let mut picks: Vec<usize> = Vec::new();
-        for p in st.policy.select(&cands, &ctx) {
+        // The policy is user code: a panic in it fails the runtime (see `Core::fail`) rather than
+        // unwind through the fault path (a signal handler, in-thread) and strand the faulting
+        // thread. Nobody is killed, and the caller releases its thread as from a failed runtime.
+        let policy = st.policy.clone();
+        let chosen = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| policy.select(&cands, &ctx)))
+            .unwrap_or_else(|p| {
+                let name = policy_name(&*policy);
+                self.fail(format!("the victim policy {name} panicked: {}", crate::reclaim::panic_text(&p)));
+                Vec::new()
+            });
+        for p in chosen {
             // A policy may only name offered candidates, each once.
             if let Some(&row) = offered.get(p) {
                 if !picks.contains(&row) {
@@ -189,7 +205,7 @@ impl Core {
             "pagewarden: OOM ({trigger:?}): deficit {} frames, {} slots; policy {} offered {} of {} arenas, chose {:?}",
             deficit.frames,
             deficit.slots,
-            st.policy.name(),
+            policy_name(&*policy),
             offered.len(),
             rows.len(),
             picks.iter().map(|&p| rows[p].candidate.name.as_str()).collect::<Vec<_>>()

@@ -144,6 +144,13 @@ pub struct OomContext {
 /// Arenas with `oom_score_adj` −1000 or impact [`Impact::Critical`] are never offered to a policy,
 /// built-in or yours.
 ///
+/// A policy runs inside the fault path (in [`FaultMode::InThread`](crate::FaultMode::InThread),
+/// inside a signal handler): it must not block, and must not touch managed memory. If it panics,
+/// the runtime fails as after an internal panic: nobody is killed, the faulting thread is released
+/// (a safe accessor returns [`Error::RuntimeFailed`](crate::Error::RuntimeFailed) carrying the
+/// panic message, raw access gets SIGBUS), the message is logged, and every later call returns
+/// `RuntimeFailed`.
+///
 /// # Writing your own
 ///
 /// ```

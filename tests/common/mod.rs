@@ -108,3 +108,30 @@ pub(crate) fn run_child(name: &str) -> (std::process::ExitStatus, String) {
         .unwrap();
     (out.status, String::from_utf8_lossy(&out.stdout).into_owned())
 }
+
+/// Aborts the process, with a message naming `what`, unless dropped within `secs` seconds: a
+/// test that waits on the runtime then fails instead of hanging.
+pub(crate) struct Watchdog(std::sync::Arc<std::sync::atomic::AtomicBool>);
+
+pub(crate) fn watchdog(what: &str, secs: u64) -> Watchdog {
+    let done = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let (d, what) = (done.clone(), what.to_string());
+    std::thread::spawn(move || {
+        let t0 = std::time::Instant::now();
+        while !d.load(std::sync::atomic::Ordering::Acquire) {
+            if t0.elapsed() > std::time::Duration::from_secs(secs) {
+                eprintln!("\n*** WATCHDOG: {what} did not finish within {secs} s: a hang; aborting\n");
+                println!("WATCHDOG: {what} hung");
+                std::process::abort();
+            }
+            std::thread::sleep(std::time::Duration::from_millis(20));
+        }
+    });
+    Watchdog(done)
+}
+
+impl Drop for Watchdog {
+    fn drop(&mut self) {
+        self.0.store(true, std::sync::atomic::Ordering::Release);
+    }
+}
