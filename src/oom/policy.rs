@@ -136,8 +136,9 @@ pub struct OomContext {
 ///   leaves swap full (the next dirty page cannot be evicted), one that frees only slots leaves no
 ///   frame; so Balanced rates each candidate by the progress it makes on the *less* relieved of the
 ///   two deficits (each as a fraction of what is missing), plus a quarter of its total progress, per
-///   unit of impact cost, and repeats until both deficits are met. With only one deficit it behaves
-///   like Greedy on that resource.
+///   unit of impact cost, and repeats until both deficits are met; then, like Greedy, it drops
+///   victims the others already cover on both deficits. With only one deficit it behaves like
+///   Greedy on that resource.
 /// * [`KillFaulting`] — the arena whose fault could not be served, like the kernel's
 ///   `oom_kill_allocating_task`.
 ///
@@ -320,6 +321,24 @@ impl VictimPolicy for Balanced {
             df = df.saturating_sub(candidates[b].unique_frames);
             ds = ds.saturating_sub(candidates[b].unique_slots);
         }
+        // Drop victims the others already cover on both deficits, most expensive first (as
+        // Greedy does): an early pick that made balanced progress can be made redundant by the
+        // later ones that finished the job.
+        let (nf, ns) = match ctx.deficit {
+            Deficit { frames: 0, slots: 0 } => (1, 0),
+            d => (d.frames, d.slots),
+        };
+        let mut by_cost = picked.clone();
+        by_cost.sort_by(|&a, &b| cost[b].total_cmp(&cost[a]));
+        for v in by_cost {
+            let (f, s) = picked
+                .iter()
+                .filter(|&&i| i != v)
+                .fold((0u64, 0u64), |(f, s), &i| (f + candidates[i].unique_frames, s + candidates[i].unique_slots));
+            if f >= nf && s >= ns {
+                picked.retain(|&i| i != v);
+            }
+        }
         picked
     }
 }
@@ -450,6 +469,36 @@ pub(crate) mod tests {
         assert_eq!(got, ["frames-b", "slots"]);
         // Only one deficit: the cheapest arena that covers it.
         assert_eq!(names(&c, &Balanced.select(&c, &ctx(500, 0))), ["frames-b"]);
+    }
+
+    #[test]
+    fn balanced_drops_victims_the_others_cover() {
+        // Z makes the best balanced progress and is picked first, but X and Y, picked to finish
+        // the job, meet both deficits alone: Z must live.
+        let c = vec![
+            cand("X", 200, 0, Impact::Normal, 0),
+            cand("Y", 0, 200, Impact::Normal, 0),
+            cand("Z", 90, 90, Impact::Normal, 0),
+        ];
+        let mut got = names(&c, &Balanced.select(&c, &ctx(100, 100)));
+        got.sort();
+        assert_eq!(got, ["X", "Y"]);
+        // Every victim kept is needed: without any one of them a deficit is short.
+        let c = vec![
+            cand("a", 60, 10, Impact::Normal, 0),
+            cand("b", 10, 60, Impact::Normal, 0),
+            cand("c", 50, 50, Impact::Background, 0),
+            cand("d", 300, 300, Impact::Interactive, 0),
+        ];
+        let picks = Balanced.select(&c, &ctx(100, 100));
+        let sum = |p: &[usize]| p.iter().fold((0, 0), |(f, s), &i| (f + c[i].unique_frames, s + c[i].unique_slots));
+        let (f, s) = sum(&picks);
+        assert!(f >= 100 && s >= 100, "{:?}", names(&c, &picks));
+        for k in 0..picks.len() {
+            let rest: Vec<usize> = picks.iter().copied().filter(|&i| i != picks[k]).collect();
+            let (f, s) = sum(&rest);
+            assert!(f < 100 || s < 100, "{} is redundant in {:?}", c[picks[k]].name, names(&c, &picks));
+        }
     }
 
     #[test]
