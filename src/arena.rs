@@ -232,6 +232,16 @@ impl Arena {
         Error::Killed { arena: self.inner.shared.name.clone() }
     }
 
+    /// The first check of every call on the arena or its regions: a killed arena says
+    /// [`Error::Killed`] whatever else is wrong with the call, then a failed runtime says
+    /// [`Error::RuntimeFailed`]; only then are the arguments looked at.
+    fn alive(&self) -> Result<()> {
+        if self.is_killed() {
+            return Err(self.killed_err());
+        }
+        self.inner.rt.core.check()
+    }
+
     /// Reserves `len` bytes (rounded up to whole pages) of address space for this arena. This
     /// costs no frames: pages get one on first touch. Reservations may far exceed the budget.
     pub fn reserve(&self, len: usize) -> Result<Region> {
@@ -275,6 +285,7 @@ impl Arena {
     /// # Ok::<(), Box<dyn std::error::Error>>(())
     /// ```
     pub fn map_file(&self, file: &impl std::os::fd::AsFd, offset: u64, len: usize, mode: MapMode) -> Result<Region> {
+        self.alive()?;
         let ps = self.inner.rt.core.page() as u64;
         if offset % ps != 0 {
             return Err(Error::InvalidArgument {
@@ -304,6 +315,7 @@ impl Arena {
     }
 
     pub(crate) fn reserve_backed(&self, len: usize, file: Option<Arc<FileMap>>) -> Result<Region> {
+        self.alive()?;
         let core = &self.inner.rt.core;
         let ps = core.page();
         if len == 0 {
@@ -319,10 +331,6 @@ impl Arena {
                 what: "len",
                 detail: format!("{len} bytes is more than the largest region ({} bytes)", MAX_REGION_PAGES * ps as u64),
             });
-        }
-        core.check()?;
-        if self.is_killed() {
-            return Err(self.killed_err());
         }
         core.commit(rounded as u64)?;
         let made = Mapping::anonymous(rounded)
@@ -416,10 +424,7 @@ impl Arena {
     /// ```
     pub fn fork(&self, name: &str) -> Result<Fork> {
         let core = &self.inner.rt.core;
-        core.check()?;
-        if self.is_killed() {
-            return Err(self.killed_err());
-        }
+        self.alive()?;
         let (profile, parents) = {
             let st = core.lock();
             let a = st.arenas.get(&self.inner.shared.id).ok_or_else(|| self.killed_err())?;
@@ -498,6 +503,7 @@ impl Arena {
 
     /// Changes `oom_score_adj` (−1000..=1000), like writing `/proc/PID/oom_score_adj`.
     pub fn set_oom_score_adj(&self, adj: i32) -> Result<()> {
+        self.alive()?;
         let adj = check_adj(adj)?;
         self.with_profile(|p| p.adj = adj);
         Ok(())
@@ -505,6 +511,7 @@ impl Arena {
 
     /// Replaces the hints (privileged, niceness, CPU time, age).
     pub fn set_hints(&self, hints: OomHints) -> Result<()> {
+        self.alive()?;
         check_nice(i32::from(hints.nice))?;
         self.with_profile(|p| p.hints = hints);
         Ok(())
@@ -682,10 +689,7 @@ impl Region {
     /// (or at release).
     pub fn flush(&self) -> Result<()> {
         let core = &self.arena.inner.rt.core;
-        core.check()?;
-        if self.arena.is_killed() {
-            return Err(self.arena.killed_err());
-        }
+        self.arena.alive()?;
         core.flush_region(self.id, 0..(self.map.len() / self.map_page()) as u64)
     }
 
@@ -710,9 +714,9 @@ impl Region {
         write: bool,
         mut f: impl FnMut(usize, usize, usize) -> Result<()>,
     ) -> Result<()> {
+        self.arena.alive()?;
         self.check(offset, len)?;
         let core = &self.arena.inner.rt.core;
-        core.check()?;
         if len == 0 {
             return Ok(());
         }
@@ -754,11 +758,9 @@ impl Region {
             }
             failed()
         };
-        // A failed runtime answered this access's faults with emergency pages: say so.
-        core.check()?;
-        if shared.killed.load(Ordering::Acquire) {
-            return Err(self.arena.killed_err());
-        }
+        // A killed arena, or a failed runtime (which answered this access's faults with emergency
+        // pages): say so.
+        self.arena.alive()?;
         if let Some(e) = stop {
             return Err(e);
         }
@@ -838,6 +840,7 @@ impl Region {
     /// rounded up to whole pages. Returns the number of frames freed. Pages that cannot be evicted
     /// (swap full) stay resident.
     pub fn page_out(&self, offset: usize, len: usize) -> Result<usize> {
+        self.arena.alive()?;
         let ps = self.map_page();
         if offset % ps != 0 {
             return Err(Error::InvalidArgument {
@@ -846,16 +849,13 @@ impl Region {
             });
         }
         self.check(offset, len)?;
-        self.arena.inner.rt.core.check()?;
-        if self.arena.is_killed() {
-            return Err(self.arena.killed_err());
-        }
         let first = (offset / ps) as u64;
         let end = (offset + len).div_ceil(ps) as u64;
         Ok(self.arena.inner.rt.core.page_out(self.id, first..end))
     }
 
     fn page_range(&self, offset: usize, len: usize) -> Result<std::ops::Range<u64>> {
+        self.arena.alive()?;
         let ps = self.map_page();
         if offset % ps != 0 {
             return Err(Error::InvalidArgument {
@@ -893,7 +893,6 @@ impl Region {
     pub fn pin(&self, offset: usize, len: usize) -> Result<()> {
         let range = self.page_range(offset, len)?;
         let core = &self.arena.inner.rt.core;
-        core.check()?;
         core.pin_reserve(self.id, range.clone())?;
         let mut done = range.start;
         let mut res = Ok(());

@@ -73,7 +73,8 @@ pub enum Error {
         source: io::Error,
     },
     /// The arena was killed (out of memory, or [`Arena::kill`](crate::Arena::kill)); its memory is
-    /// gone and every accessor fails from now on.
+    /// gone and every accessor fails from now on. A call on a killed arena or its regions reports
+    /// this before anything else that may be wrong with it (bounds, alignment, limits).
     Killed {
         /// The arena's name.
         arena: String,

@@ -120,3 +120,41 @@ fn a_swap_directory_that_cannot_hold_files_is_refused() {
     assert!(matches!(e, Error::SwapFile { .. }), "{e}");
     assert!(e.to_string().contains("/proc"), "{e}");
 }
+
+#[test]
+fn a_killed_arena_says_killed_whatever_else_is_wrong() {
+    let Some(rt) = runtime_with(32, 64, EvictionPath::Auto, |b| b.pin_limit(4 * PAGE)) else { return };
+    // Another arena's pins fill the pin limit.
+    let other = rt.arena("other").create().unwrap();
+    let o = other.reserve(4 * PAGE).unwrap();
+    o.pin(0, 4 * PAGE).unwrap();
+    let a = rt.arena("dead").create().unwrap();
+    let r = a.reserve(4 * PAGE).unwrap();
+    r.write(0, &[1; 8]).unwrap();
+    // Alive, the pin limit answers.
+    assert!(matches!(r.pin(0, PAGE), Err(Error::PinLimit { .. })));
+    a.kill().unwrap();
+    let killed = |what: &str, res: Result<(), Error>| {
+        assert!(matches!(res, Err(Error::Killed { ref arena }) if arena == "dead"), "{what}: {res:?}");
+    };
+    killed("pin with the limit full", r.pin(0, PAGE));
+    killed("pin out of bounds", r.pin(0, 64 * PAGE));
+    killed("pin unaligned", r.pin(1, PAGE));
+    killed("unpin of a page never pinned", r.unpin(0, PAGE));
+    let mut b = [0u8; 8];
+    killed("read out of bounds", r.read(4 * PAGE, &mut b));
+    killed("empty read", r.read(0, &mut []));
+    killed("write out of bounds", r.write(usize::MAX, &b));
+    killed("fill out of bounds", r.fill(1, 4 * PAGE, 0));
+    killed("prefault out of bounds", r.prefault(0, 8 * PAGE));
+    killed("page_out unaligned", r.page_out(1, PAGE).map(|_| ()));
+    killed("flush", r.flush());
+    killed("reserve of nothing", a.reserve(0).map(|_| ()));
+    killed("reserve too large", a.reserve(usize::MAX).map(|_| ()));
+    let f = std::fs::File::open("/dev/null").unwrap();
+    killed("map_file unaligned", a.map_file(&f, 1, PAGE, pagewarden::MapMode::Private).map(|_| ()));
+    killed("fork", a.fork("child").map(|_| ()));
+    killed("bad oom_score_adj", a.set_oom_score_adj(5000));
+    // The live arena is untouched.
+    o.unpin(0, 4 * PAGE).unwrap();
+}
