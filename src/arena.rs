@@ -253,7 +253,8 @@ impl Arena {
     /// pressure with no I/O (they are read again when needed). With [`MapMode::Shared`] writes
     /// go back to the file (on eviction, [`Region::flush`] and release; the file must be open
     /// for writing); with [`MapMode::Private`] they never do. The runtime keeps its own
-    /// descriptor, so the caller may close theirs.
+    /// descriptor, so the caller may close theirs. `file` must be a regular file: a directory,
+    /// pipe, socket or device is refused with [`Error::NotARegularFile`].
     ///
     /// As with `mmap`, the region may extend past the end of the file: the part of the last
     /// page past the end reads as zeros, pages wholly past it cannot be used (safe accessors
@@ -294,6 +295,11 @@ impl Arena {
             });
         }
         let file = DataFile::dup(file.as_fd()).map_err(|e| Error::FileIo { op: "dup", source: e.io() })?;
+        // Only a regular file has pages to read back (a directory cannot be read, a pipe or socket
+        // cannot be read at an offset, a device has no length).
+        if let Some(file_type) = file.not_regular().map_err(|e| Error::FileIo { op: "fstat", source: e.io() })? {
+            return Err(Error::NotARegularFile { file_type });
+        }
         if !file.readable().map_err(|e| Error::FileIo { op: "fcntl", source: e.io() })? {
             return Err(Error::InvalidArgument { what: "file", detail: "it is not open for reading".into() });
         }

@@ -136,6 +136,12 @@ pub enum Error {
         /// The file's length when the access was checked.
         file_len: u64,
     },
+    /// [`Arena::map_file`](crate::Arena::map_file) was given a descriptor that is not a regular
+    /// file (a directory, pipe, socket, device...): only regular files can be mapped.
+    NotARegularFile {
+        /// What the descriptor refers to ("directory", "FIFO (pipe)", "socket", ...).
+        file_type: &'static str,
+    },
     /// Reading or writing a mapped file failed.
     FileIo {
         /// What was being done.
@@ -243,6 +249,11 @@ impl fmt::Display for Error {
                 f,
                 "region offset {offset} lies in a page wholly past the end of the mapped file ({file_len} bytes); \
                  extend the file (e.g. File::set_len) before touching it"
+            ),
+            Error::NotARegularFile { file_type } => write!(
+                f,
+                "map_file needs a regular file, but the descriptor refers to a {file_type}; map a regular \
+                 file, or copy the data into a region with Region::write"
             ),
             Error::FileIo { op, source } => write!(f, "{op} on the mapped file failed: {source}"),
             Error::Sys { op, source } => write!(f, "{op} failed: {source}"),

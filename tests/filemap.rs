@@ -262,3 +262,27 @@ fn bad_file_maps_are_refused() {
     let _s = a.map_file(&f, 0, PAGE, MapMode::Shared).unwrap();
     assert!(matches!(a.fork("shared-no"), Err(Error::InvalidArgument { what: "fork", .. })));
 }
+
+#[test]
+fn only_regular_files_can_be_mapped() {
+    let Some(rt) = runtime(16, 16, EvictionPath::Auto) else { return };
+    let a = rt.arena("files").create().unwrap();
+    let refused = |what: &str, fd: &dyn std::os::fd::AsFd, kind: &str| {
+        let fd = fd.as_fd();
+        let e = a.map_file(&fd, 0, PAGE, MapMode::Private).unwrap_err();
+        assert!(matches!(e, Error::NotARegularFile { file_type } if file_type == kind), "{what}: {e}");
+        assert!(e.to_string().contains(kind) && e.to_string().contains("regular file"), "{what}: {e}");
+    };
+    refused("a directory", &File::open(std::env::temp_dir()).unwrap(), "directory");
+    let mut child = std::process::Command::new("true").stdout(std::process::Stdio::piped()).spawn().unwrap();
+    refused("a pipe", child.stdout.as_ref().unwrap(), "FIFO (pipe)");
+    child.wait().unwrap();
+    let (s1, _s2) = std::os::unix::net::UnixStream::pair().unwrap();
+    refused("a socket", &s1, "socket");
+    refused("a character device", &File::open("/dev/null").unwrap(), "character device");
+    // A regular file still maps.
+    let f = data_file(1, 3);
+    let r = a.map_file(&f, 0, PAGE, MapMode::Private).unwrap();
+    let mut b = [0u8; 4];
+    r.read(0, &mut b).unwrap();
+}

@@ -265,16 +265,34 @@ impl DataFile {
         Ok(matches!(fl & libc::O_ACCMODE, libc::O_RDWR | libc::O_RDONLY))
     }
 
-    /// The file's current length in bytes.
-    pub(crate) fn len(&self) -> SysResult<u64> {
+    fn stat(&self) -> SysResult<libc::stat> {
         let mut st = std::mem::MaybeUninit::<libc::stat>::uninit();
         // SAFETY: fstat writes one `struct stat` into the buffer we pass.
         if unsafe { libc::fstat(self.fd.as_raw_fd(), st.as_mut_ptr()) } < 0 {
             return Err(SysError::last("fstat(file)"));
         }
         // SAFETY: fstat succeeded, so it initialised the struct.
-        let st = unsafe { st.assume_init() };
-        Ok(u64::try_from(st.st_size).unwrap_or(0))
+        Ok(unsafe { st.assume_init() })
+    }
+
+    /// The file's current length in bytes.
+    pub(crate) fn len(&self) -> SysResult<u64> {
+        Ok(u64::try_from(self.stat()?.st_size).unwrap_or(0))
+    }
+
+    /// What kind of file the descriptor refers to: `None` for a regular file, else its kind's
+    /// name ("directory", "FIFO (pipe)", "socket", ...).
+    pub(crate) fn not_regular(&self) -> SysResult<Option<&'static str>> {
+        Ok(match self.stat()?.st_mode & libc::S_IFMT {
+            libc::S_IFREG => None,
+            libc::S_IFDIR => Some("directory"),
+            libc::S_IFIFO => Some("FIFO (pipe)"),
+            libc::S_IFSOCK => Some("socket"),
+            libc::S_IFCHR => Some("character device"),
+            libc::S_IFBLK => Some("block device"),
+            libc::S_IFLNK => Some("symbolic link"),
+            _ => Some("file of unknown type"),
+        })
     }
 
     /// Reads up to `len` bytes at file offset `at` into `m` at `off`; returns the bytes read
