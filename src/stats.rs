@@ -175,7 +175,8 @@ pub struct ArenaStats {
     pub reserved_bytes: u64,
     /// Pages in memory (frames held).
     pub resident_pages: u64,
-    /// Pages whose only copy is in swap.
+    /// Pages whose data is in swap and not in a frame of this arena, copy-on-write shares in swap
+    /// included (counted by each sharer, like the kernel's swap entries).
     pub swapped_pages: u64,
     /// Pinned pages (part of `resident_pages`).
     pub pinned_pages: u64,

@@ -349,3 +349,32 @@ fn concurrent_accessors_on_a_page_without_memory_never_hang() {
     assert!(!a.is_killed());
     rt.debug_check_invariants().unwrap();
 }
+
+#[test]
+fn linux_badness_counts_shared_pages_in_swap_as_swap_entries() {
+    let Some(rt) = runtime_with(64, 128, EvictionPath::Auto, |b| b.victim_policy(LinuxBadness)) else { return };
+    let parent = rt.arena("parent").create().unwrap();
+    let p = filled(&parent, 40, 1);
+    p.page_out(0, 40 * PAGE).unwrap();
+    let child = parent.fork("child").unwrap();
+    let private = rt.arena("private").create().unwrap();
+    let _q = filled(&private, 30, 2);
+    // Every page of the parent is now a share in swap, referred to by both sides: each has 40 swap
+    // entries, as the kernel would count them; neither side alone frees their slots.
+    let st = rt.stats();
+    let find = |n: &str| st.arenas.iter().find(|a| a.name == n).unwrap().clone();
+    for n in ["parent", "child"] {
+        let a = find(n);
+        assert_eq!((a.resident_pages, a.swapped_pages, a.shared_pages), (0, 40, 40), "{n}: {st}");
+        assert_eq!(a.unique_pages, 0, "{n}: {st}");
+    }
+    assert!(find("parent").oom_score > find("private").oom_score, "{st}");
+    // So the kernel's formula picks a side of the fork (40 pages each) over the 30 resident ones.
+    let r = rt.run_oom_killer(Deficit { frames: 4, slots: 0 });
+    assert_eq!(r.victims.len(), 1, "{r}");
+    assert_ne!(r.victims[0].name, "private", "{r}");
+    // The survivor still reads the data.
+    let survivor = if parent.is_killed() { child.region(&p).unwrap() } else { &p };
+    verify(survivor, 40, 1);
+    drop(child);
+}

@@ -236,6 +236,15 @@ impl PageTable {
         out
     }
 
+    /// Visits every non-empty entry, in no particular order, allocating nothing.
+    pub(crate) fn for_each(&self, mut f: impl FnMut(u64, Entry)) {
+        for (&k, l) in &self.leaves {
+            for (i, &e) in l.e.iter().enumerate().filter(|(_, e)| !e.is_empty()) {
+                f(k * LEAF as u64 + i as u64, e);
+            }
+        }
+    }
+
     /// Visits every non-empty entry in page order; `f` may change it, and returns whether to keep
     /// it (a dropped entry becomes never-touched). One pass, no per-page lookups: for kills and
     /// releases of large regions.

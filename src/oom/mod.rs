@@ -16,8 +16,9 @@ pub(crate) mod policy;
 pub(crate) mod pressure;
 pub(crate) mod report;
 
+use crate::core::page::PageState;
 use crate::event::Event;
-use crate::runtime::{ArenaState, Core, Guard, Liveness, State};
+use crate::runtime::{ArenaState, Core, Guard, Liveness, RegionState, State};
 use policy::{Candidate, Deficit, Impact, OomContext, OomHints};
 use report::{CandidateRow, KillTrigger, OomReport, Victim};
 use std::sync::atomic::Ordering;
@@ -43,6 +44,26 @@ pub(crate) enum OomOutcome {
     Unresolved,
 }
 
+impl State {
+    /// Pages of `r` that hold no frame and refer to a copy-on-write share whose data is in swap:
+    /// swap entries of this region as the kernel counts them (`MM_SWAPENTS` counts every swap pte
+    /// of a process, shared or not), though killing it frees no slot while a relative refers to
+    /// the share. A walk of the table, made only when the region has such references.
+    pub(crate) fn shared_in_swap(&self, r: &RegionState) -> u64 {
+        if r.shared == r.shared_resident {
+            return 0;
+        }
+        let mut n = 0;
+        r.pages.for_each(|_, e| {
+            if let Some(id) = e.share() {
+                let off_frame = matches!(e.state(), PageState::Shared | PageState::PageIn);
+                n += u64::from(off_frame && self.shares.get(id).slot.is_some());
+            }
+        });
+        n
+    }
+}
+
 /// A policy's name; user code, so a panic in it gives a placeholder rather than unwinding.
 pub(crate) fn policy_name(p: &dyn policy::VictimPolicy) -> String {
     std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| p.name().to_string()))
@@ -56,7 +77,7 @@ impl Core {
         for rid in &a.regions {
             let r = st.region(*rid);
             resident += r.resident;
-            swapped += r.swapped;
+            swapped += r.swapped + st.shared_in_swap(r);
             pinned += r.pinned;
             slots += r.slots;
             meta += r.pages.heap_bytes() as u64;

@@ -40,7 +40,10 @@ pub struct Candidate {
     pub name: String,
     /// Pages in memory (frames), pinned ones included.
     pub resident: u64,
-    /// Pages whose only copy is in swap.
+    /// Pages whose data is in swap and not in a frame of this arena: its own swapped pages, and
+    /// pages it shares copy-on-write whose shared copy is in swap (each sharer counts those, as
+    /// the kernel's `MM_SWAPENTS` counts swap entries; killing it frees their slot only if no
+    /// relative still refers to it — see `unique_slots`).
     pub swapped: u64,
     /// Pinned pages (part of `resident`).
     pub pinned: u64,
@@ -123,8 +126,8 @@ pub struct OomContext {
 /// * [`LinuxBadness`] — the kernel's formula (`mm/oom_kill.c`): badness = resident + swapped +
 ///   page-table pages, plus `oom_score_adj × total / 1000`; the highest badness dies, one victim
 ///   per OOM as in the kernel (if memory is still short, the next fault selects again). Shared pages
-///   count in full, as in the kernel. Nothing else is considered: it is the reference to compare
-///   with.
+///   count in full, as in the kernel: a copy-on-write page in swap is a swap entry of every arena
+///   referring to it. Nothing else is considered: it is the reference to compare with.
 /// * [`Greedy`] — a knapsack heuristic: kill as few and as unimportant arenas as possible. Each
 ///   candidate has a benefit (the frames and swap slots killing it would *really* free: pages shared
 ///   with a relative do not count) and an impact cost (from its impact class, privilege, niceness,
