@@ -220,3 +220,41 @@ fn a_policy_panicking_in_a_requested_kill_fails_the_runtime_not_the_caller() {
         "{e}"
     );
 }
+
+#[test]
+fn a_fork_waiting_for_a_swap_in_that_panics_returns() {
+    for mode in MODES {
+        let _w = watchdog(&format!("{mode:?}: a fork waiting for a swap-in that panics"), 30);
+        // Each swap I/O takes a second, then a read panics: the fork starts while the swap-in
+        // is in flight, and waits for it to settle, which it never will.
+        let faults =
+            SwapFaults { panic_on_read: true, delay: Some(std::time::Duration::from_secs(1)), ..Default::default() };
+        let Some(rt) = runtime_with(16, 64, EvictionPath::Auto, |b| b.swap_faults(faults).fault_mode(mode)) else {
+            return;
+        };
+        let a = rt.arena("a").create().unwrap();
+        let r = a.reserve(8 * PAGE).unwrap();
+        for i in 0..8 {
+            r.fill(i * PAGE, PAGE, i as u8).unwrap();
+        }
+        assert_eq!(r.page_out(0, 8 * PAGE).unwrap(), 8);
+        assert_eq!(rt.stats().frames_in_use, 0);
+        std::thread::scope(|s| {
+            let reader = s.spawn(|| {
+                let mut b = [0u8; 8];
+                r.read(0, &mut b)
+            });
+            // The swap-in has taken its frames: it is in flight.
+            while rt.stats().frames_in_use == 0 {
+                std::thread::yield_now();
+            }
+            let e = a.fork("child").map(|_| ()).unwrap_err();
+            assert!(
+                matches!(e, Error::RuntimeFailed { ref detail } if detail.contains("injected panic")),
+                "{mode:?}: {e}"
+            );
+            let e = reader.join().unwrap().unwrap_err();
+            assert!(matches!(e, Error::RuntimeFailed { .. }), "{mode:?}: {e}");
+        });
+    }
+}
