@@ -258,3 +258,47 @@ fn a_fork_waiting_for_a_swap_in_that_panics_returns() {
         });
     }
 }
+
+#[test]
+fn a_fault_waiting_for_frames_held_by_a_swap_in_that_panics_returns() {
+    for mode in MODES {
+        let _w = watchdog(&format!("{mode:?}: a fault waiting for a frame a panicking swap-in holds"), 30);
+        let faults =
+            SwapFaults { panic_on_read: true, delay: Some(std::time::Duration::from_secs(1)), ..Default::default() };
+        let Some(rt) = runtime_with(16, 8, EvictionPath::Auto, |b| {
+            b.swap_faults(faults).fault_mode(mode).max_readahead(1).handler_threads(2)
+        }) else {
+            return;
+        };
+        let a = rt.arena("a").create().unwrap();
+        let r = a.reserve(32 * PAGE).unwrap();
+        // Two handler threads, so that the second fault is served while the first is in flight.
+        // Swap full, then fifteen dirty pages: one frame left, nothing evictable.
+        for i in 0..8 {
+            r.fill(i * PAGE, PAGE, i as u8).unwrap();
+        }
+        assert_eq!(r.page_out(0, 8 * PAGE).unwrap(), 8);
+        for i in 8..23 {
+            r.fill(i * PAGE, PAGE, i as u8).unwrap();
+        }
+        assert_eq!(rt.stats().frames_in_use, 15);
+        std::thread::scope(|s| {
+            // This swap-in takes the last frame, and panics a second later.
+            let reader = s.spawn(|| {
+                let mut b = [0u8; 8];
+                r.read(0, &mut b)
+            });
+            while rt.stats().frames_in_use < 16 {
+                std::thread::yield_now();
+            }
+            // No frame, nothing evictable, a page-in in flight: this fault waits for it.
+            let e = r.write(30 * PAGE, &[1; 8]).unwrap_err();
+            assert!(
+                matches!(e, Error::RuntimeFailed { ref detail } if detail.contains("injected panic")),
+                "{mode:?}: {e}"
+            );
+            let e = reader.join().unwrap().unwrap_err();
+            assert!(matches!(e, Error::RuntimeFailed { .. }), "{mode:?}: {e}");
+        });
+    }
+}
