@@ -286,7 +286,7 @@ impl Core {
                     drop(self.wait_progress(st, Duration::from_millis(5)));
                 }
                 PageState::Resident if write && !e.dirty() => {
-                    let mut st = self.write_fault(st, rid, page);
+                    let mut st = self.write_fault(st, rid, page, tid);
                     self.record(&mut st, rid, t0);
                     break;
                 }
@@ -375,7 +375,7 @@ impl Core {
         }
         match e.state() {
             PageState::Resident if wp && !e.dirty() => {
-                let mut st = self.write_fault(st, rid, page);
+                let mut st = self.write_fault(st, rid, page, tid);
                 self.record(&mut st, rid, t0);
             }
             PageState::Resident => {
@@ -418,8 +418,11 @@ impl Core {
     /// A write fault on a clean resident page: it becomes dirty (and private, if it was a
     /// copy-on-write share). Breaking a share may need a frame for the share's copy: reclaimed
     /// here, or, when none can be had, the page is written out (the share keeps the slot) and the
-    /// writer faults it back as its own.
-    pub(crate) fn write_fault<'a>(&'a self, mut st: Guard<'a>, rid: u32, page: u64) -> Guard<'a> {
+    /// writer faults it back as its own. When nothing can be had at all (no frame, nothing
+    /// evictable, no victim), a safe accessor's write fails with `OutOfMemory` (`tid`, the writing
+    /// thread, is marked failed) and an in-thread raw write gets SIGBUS; a raw write served by a
+    /// handler thread waits for memory.
+    pub(crate) fn write_fault<'a>(&'a self, mut st: Guard<'a>, rid: u32, page: u64, tid: u32) -> Guard<'a> {
         loop {
             let e = st.regions.0.get(&rid).filter(|r| r.live == Liveness::Live).map(|r| r.pages.get(page));
             // A failed runtime waits for nothing: the thread retries, and its next fault (or the
@@ -470,6 +473,18 @@ impl Core {
             if self.oom(&mut st, KillTrigger::Exhaustion { faulting_arena: name }, deficit, Some(arena)).0
                 == OomOutcome::Unresolved
             {
+                // Waiting could last for ever: fail the write where it can be failed cleanly.
+                let shared = st.arenas.get(&arena).map(|a| a.shared.clone());
+                if shared.is_some_and(|a| a.fail_accessor(kernel_tid(tid), self.has_tid)) {
+                    // The safe write finds its access failed (the page stays as it was). A thread
+                    // parked on the page retries.
+                    self.wake(&st, rid, page, 1);
+                    return st;
+                }
+                if self.in_thread && tid == THIS_THREAD {
+                    DELIVER.set(true);
+                    return st;
+                }
                 log::warn!("pagewarden: a write to a shared page waits for memory: no frame, no swap, no victim");
                 st = self.wait_progress(st, Duration::from_millis(20));
             }

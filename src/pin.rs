@@ -160,7 +160,7 @@ impl Core {
         // The write is coming: make the page dirty now rather than through a write-protect fault.
         if e.share().is_some() {
             // Copy-on-write: private first (which may need a frame, and so wait for one).
-            st = self.write_fault(st, rid, page);
+            st = self.write_fault(st, rid, page, crate::sys::gettid());
             let e = st.regions.0.get(&rid).map(|r| r.pages.get(page)).unwrap_or_default();
             if !(e.is_resident() && e.dirty()) {
                 return Hold::Missing;

@@ -302,3 +302,37 @@ fn a_fault_waiting_for_frames_held_by_a_swap_in_that_panics_returns() {
         });
     }
 }
+
+#[test]
+fn a_write_to_a_shared_page_with_no_memory_anywhere_returns() {
+    for mode in MODES {
+        let _w = watchdog(&format!("{mode:?}: a copy-on-write break with no memory and no victim"), 30);
+        let Some(rt) = runtime_with(16, 8, EvictionPath::Auto, |b| b.fault_mode(mode)) else { return };
+        // Nobody may be killed.
+        let a = rt.arena("precious").oom_score_adj(-1000).create().unwrap();
+        let r = a.reserve(64 * PAGE).unwrap();
+        r.fill(0, PAGE, 7).unwrap();
+        let fork = a.fork("snapshot").unwrap();
+        // Page 0 stays resident: its frame is the share's only copy.
+        r.pin(0, PAGE).unwrap();
+        // Fill every frame and every slot with dirty pages.
+        let mut p = 1;
+        while p < 64 && r.fill(p * PAGE, PAGE, p as u8).is_ok() {
+            p += 1;
+        }
+        assert!(p < 64, "{mode:?}: memory never ran out");
+        // Breaking the share needs a frame for the snapshot's copy: there is none, and none can
+        // be made. The write must fail, not wait for ever.
+        let e = r.write(0, &[1; 8]).unwrap_err();
+        assert!(matches!(e, Error::OutOfMemory { .. }), "{mode:?}: {e}");
+        // Nothing was lost: both sides still read the page as it was.
+        let mut b = [0u8; 8];
+        r.read(0, &mut b).unwrap();
+        assert_eq!(b, [7; 8], "{mode:?}");
+        r.unpin(0, PAGE).unwrap();
+        match fork.region(&r).unwrap().read(0, &mut b) {
+            Ok(()) => assert_eq!(b, [7; 8], "{mode:?}"),
+            Err(e) => assert!(matches!(e, Error::OutOfMemory { .. }), "{mode:?}: {e}"),
+        }
+    }
+}
