@@ -213,6 +213,8 @@ pub(crate) fn handler_loop(core: &Core) {
                         }));
                         if let Err(p) = served {
                             core.fail(format!("a fault handler panicked: {}", crate::reclaim::panic_text(&p)));
+                            // Threads parked on pages the panic left in flight (a readahead run).
+                            core.release_parked();
                             // Release the thread whose fault was being served.
                             core.fault(addr, write, wp, tid, &mut scratch);
                         }

@@ -176,6 +176,8 @@ pub(crate) fn reclaimer_loop(core: &Core) {
         let round = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| core.reclaim_round(tick)));
         if let Err(p) = round {
             core.fail(format!("the reclaimer panicked: {}", panic_text(&p)));
+            // Threads parked on pages the panic left evicting.
+            core.release_parked();
         }
     }
 }

@@ -332,6 +332,19 @@ impl Core {
         self.progress.notify_all();
     }
 
+    /// After [`Core::fail`] from a thread that holds no state lock (a panic caught in a handler
+    /// or the reclaimer): wakes every thread parked on any region, so that none stays parked on a
+    /// page whose page-in or eviction the panic abandoned. Each retries its access, and its next
+    /// fault is answered as on a failed runtime.
+    pub(crate) fn release_parked(&self) {
+        let st = self.lock();
+        for r in st.regions.0.values() {
+            if let Err(e) = self.uffd.wake(&r.map, 0, r.map.len()) {
+                log::error!("pagewarden: waking the threads of a failed runtime failed: {e}");
+            }
+        }
+    }
+
     pub(crate) fn is_failed(&self) -> bool {
         self.failed.load(Ordering::Acquire)
     }

@@ -336,3 +336,40 @@ fn a_write_to_a_shared_page_with_no_memory_anywhere_returns() {
         }
     }
 }
+
+#[test]
+fn a_thread_parked_on_a_readahead_page_of_a_swap_in_that_panics_returns() {
+    for mode in MODES {
+        let _w = watchdog(&format!("{mode:?}: a thread parked on a page of a panicking readahead"), 30);
+        let faults =
+            SwapFaults { panic_on_read: true, delay: Some(std::time::Duration::from_secs(1)), ..Default::default() };
+        let Some(rt) =
+            runtime_with(16, 64, EvictionPath::Auto, |b| b.swap_faults(faults).fault_mode(mode).handler_threads(2))
+        else {
+            return;
+        };
+        let a = rt.arena("a").create().unwrap();
+        let r = a.reserve(16 * PAGE).unwrap();
+        r.fill(2 * PAGE, PAGE, 2).unwrap();
+        assert_eq!(r.page_out(2 * PAGE, PAGE).unwrap(), 1);
+        let mut b = [0u8; 8];
+        // A sequential stream: page 0, then pages 1 and 2 in one run (page 2 from swap: it panics).
+        r.read(0, &mut b).unwrap();
+        let before = rt.stats().frames_in_use;
+        std::thread::scope(|s| {
+            let streamer = s.spawn(|| {
+                let mut b = [0u8; 8];
+                r.read(PAGE, &mut b)
+            });
+            while rt.stats().frames_in_use < before + 2 {
+                std::thread::yield_now();
+            }
+            // Page 2 is in flight as part of the run: this thread parks on it.
+            let mut b = [0u8; 8];
+            let e = r.read(2 * PAGE, &mut b).unwrap_err();
+            assert!(matches!(e, Error::RuntimeFailed { .. }), "{mode:?}: {e}");
+            let e = streamer.join().unwrap().unwrap_err();
+            assert!(matches!(e, Error::RuntimeFailed { .. }), "{mode:?}: {e}");
+        });
+    }
+}
