@@ -212,14 +212,32 @@ pub use stats::{ArenaStats, Counters, Latency, Stats};
 pub use swap::SwapFaults;
 pub use sys::uffd::UffdSource;
 
+/// The README's examples, compiled and run as doctests so that they stay true.
+#[cfg(doctest)]
+#[doc = include_str!("../README.md")]
+mod readme {}
+
 #[cfg(test)]
 pub(crate) mod test_support {
-    /// Reports, loudly, that a test needing userfaultfd cannot run here; fails unless the
-    /// environment says skipping is acceptable.
+    use std::cell::Cell;
+
+    std::thread_local! {
+        /// Whether this test (each runs on its own thread) has said it skips.
+        static SAID: Cell<bool> = const { Cell::new(false) };
+    }
+
+    /// A test needing userfaultfd cannot run here: fails, saying why, unless
+    /// `PAGEWARDEN_SKIP_UFFD_TESTS=1` is set; then says once per test that it skips.
     pub(crate) fn uffd_unavailable(why: &str) {
-        eprintln!("\n*** userfaultfd unavailable: {why}\n*** this test needs root or vm.unprivileged_userfaultfd=1\n");
-        if std::env::var_os("PAGEWARDEN_SKIP_UFFD_TESTS").is_none() {
-            panic!("userfaultfd unavailable ({why}); set PAGEWARDEN_SKIP_UFFD_TESTS=1 to skip such tests");
+        if std::env::var_os("PAGEWARDEN_SKIP_UFFD_TESTS").is_none_or(|v| v != "1") {
+            panic!(
+                "userfaultfd unavailable ({why}): this test needs one of /dev/userfaultfd (read/write access), \
+                 the userfaultfd(2) system call, or that call with UFFD_USER_MODE_ONLY (Linux 5.11+, no privilege \
+                 needed, but a seccomp filter may block it); set PAGEWARDEN_SKIP_UFFD_TESTS=1 to skip such tests"
+            );
+        }
+        if !SAID.replace(true) {
+            eprintln!("*** SKIPPING (PAGEWARDEN_SKIP_UFFD_TESTS=1): userfaultfd unavailable: {why}");
         }
     }
 }
