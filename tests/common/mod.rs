@@ -57,7 +57,7 @@ fn say_skipping(why: &str) {
 /// The runtime, or `None` after saying (once per test) that userfaultfd is unavailable and
 /// `PAGEWARDEN_SKIP_UFFD_TESTS=1` allows skipping; without it, the test fails saying why. Any
 /// other error fails the test.
-fn skip_unavailable(r: pagewarden::Result<Runtime>) -> Option<Runtime> {
+pub(crate) fn skip_unavailable(r: pagewarden::Result<Runtime>) -> Option<Runtime> {
     match r {
         Ok(rt) => Some(rt),
         Err(e @ Error::UserfaultfdUnavailable { .. }) => {
