@@ -135,8 +135,10 @@
 //! The runtime logs through the [`log`](https://docs.rs/log) facade: kills, dry-run verdicts,
 //! pressure and low-swap warnings at `warn`; failures (a swap write that failed, a lost page) at
 //! `error`; settings taken from the environment at `info`; reclaim and OOM decisions at `debug`.
-//! Install any logger; the `stress` example uses `env_logger`, so
-//! `RUST_LOG=pagewarden=debug cargo run --release --example stress` shows them.
+//! Install any logger. A misspelt `PAGEWARDEN_*` variable is only logged (at `warn`), so a
+//! program with no logger does not see it. The examples use `env_logger` and, without
+//! `RUST_LOG`, show the configuration warnings (`pagewarden::config` and `pagewarden::runtime` at
+//! `warn`); `RUST_LOG=pagewarden=debug cargo run --release --example stress` shows everything.
 //!
 //! ## Troubleshooting
 //!

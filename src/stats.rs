@@ -299,7 +299,7 @@ impl fmt::Display for Stats {
             let io = if self.swap_direct { "O_DIRECT" } else { "buffered" };
             writeln!(
                 f,
-                "swap {} / {} used ({} / {} slots, {io}); I/O {} reads, {} writes ({:.1} pages each)",
+                "swap {} / {} used ({} / {} slots)\nswap I/O {io}: {} reads, {} writes ({:.1} pages each)",
                 mib(self.swap_used, ps),
                 mib(self.swap_slots, ps),
                 self.swap_used,
@@ -359,8 +359,7 @@ impl fmt::Display for Stats {
             oom: Option<(i16, u32)>,
         ) -> fmt::Result {
             let (adj, score) = oom.map_or((String::new(), String::new()), |(a, s)| (a.to_string(), s.to_string()));
-            writeln!(
-                f,
+            let line = format!(
                 "{:<14} {:>8} {:>8} {:>8} {:>6} {:>8} {:>8} {:>8} {:>5} {:>5}",
                 name,
                 mib(reserved / ps as u64, ps),
@@ -372,7 +371,8 @@ impl fmt::Display for Stats {
                 us(l.p99),
                 adj,
                 score,
-            )
+            );
+            writeln!(f, "{}", line.trim_end())
         }
         for a in &self.arenas {
             let pages = [a.resident_pages, a.swapped_pages, a.pinned_pages, a.shared_pages];
