@@ -27,6 +27,12 @@ fn temp_file(len: usize, byte: u8) -> std::io::Result<std::fs::File> {
 }
 
 fn main() -> Result<(), Box<dyn std::error::Error>> {
+    // The library's warnings about its configuration (a misspelt PAGEWARDEN_* name) show
+    // without RUST_LOG; RUST_LOG replaces this filter.
+    env_logger::Builder::from_env(
+        env_logger::Env::default().default_filter_or("pagewarden::config=warn,pagewarden::runtime=warn"),
+    )
+    .init();
     let rt = Runtime::builder().frame_budget(16 * MIB).swap_capacity(64 * MIB as u64).build()?;
     let file = temp_file(24 * MIB, 0x42)?;
     let index = rt.arena("index").create()?;

@@ -21,6 +21,12 @@ const PAGE: usize = 4096;
 const DATA: usize = 48 * MIB;
 
 fn main() -> Result<(), Error> {
+    // The library's warnings about its configuration (a misspelt PAGEWARDEN_* name) show
+    // without RUST_LOG; RUST_LOG replaces this filter.
+    env_logger::Builder::from_env(
+        env_logger::Env::default().default_filter_or("pagewarden::config=warn,pagewarden::runtime=warn"),
+    )
+    .init();
     for strict in [false, true] {
         let overcommit = if strict { Overcommit::Strict { ratio: 0.5 } } else { Overcommit::Always };
         let rt =

@@ -26,6 +26,12 @@ fn chosen(r: &OomReport) -> String {
 }
 
 fn main() -> Result<(), Error> {
+    // The library's warnings about its configuration (a misspelt PAGEWARDEN_* name) show
+    // without RUST_LOG; RUST_LOG replaces this filter.
+    env_logger::Builder::from_env(
+        env_logger::Env::default().default_filter_or("pagewarden::config=warn,pagewarden::runtime=warn"),
+    )
+    .init();
     let rt = Runtime::builder().frame_budget(16 * MIB).swap_capacity(16 * MIB as u64).oom_dry_run(true).build()?;
     let mut keep = Vec::new();
     for (name, impact, size) in [

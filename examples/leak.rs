@@ -32,6 +32,12 @@ fn record(page: usize, version: u64) -> [u8; 16] {
 }
 
 fn main() -> Result<(), Error> {
+    // The library's warnings about its configuration (a misspelt PAGEWARDEN_* name) show
+    // without RUST_LOG; RUST_LOG replaces this filter.
+    env_logger::Builder::from_env(
+        env_logger::Env::default().default_filter_or("pagewarden::config=warn,pagewarden::runtime=warn"),
+    )
+    .init();
     let rt = Runtime::builder().frame_budget(16 * MIB).swap_capacity(16 * MIB as u64).build()?;
     println!("budget 16 MiB of frames, 16 MiB of swap; policy {}\n", rt.stats().policy);
 

@@ -19,6 +19,12 @@ const RING: usize = MIB / 2;
 const SCAN: usize = 8 * MIB;
 
 fn main() -> Result<(), Error> {
+    // The library's warnings about its configuration (a misspelt PAGEWARDEN_* name) show
+    // without RUST_LOG; RUST_LOG replaces this filter.
+    env_logger::Builder::from_env(
+        env_logger::Env::default().default_filter_or("pagewarden::config=warn,pagewarden::runtime=warn"),
+    )
+    .init();
     let rt = Runtime::builder()
         .frame_budget(2 * MIB)
         .swap_capacity(16 * MIB as u64)

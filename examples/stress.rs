@@ -12,13 +12,18 @@
 
 use clap::{Parser, ValueEnum};
 use pagewarden::{
-    Balanced, Error, Event, EvictionPath, FaultMode, Greedy, Impact, KillFaulting, LinuxBadness, OomReport, Region,
-    Runtime,
+    Arena, Balanced, Error, Event, EvictionPath, FaultMode, Greedy, Impact, KillFaulting, KillTrigger, LinuxBadness,
+    OomReport, Region, Runtime,
 };
 use std::io::{IsTerminal, Write};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
+
+/// `println!` for a paragraph of the summary: wrapped, indented.
+macro_rules! para {
+    ($($t:tt)*) => { para(&format!($($t)*)) };
+}
 
 const PAGE: usize = 4096;
 const MIB: u64 = 1 << 20;
@@ -34,17 +39,19 @@ const MIB: u64 = 1 << 20;
 /// killer has to choose a victim. At the end every page of every surviving arena is read back
 /// and compared with what its owner last wrote.
 ///
-/// SIZE values take a K, M, G or T suffix (binary); a bare number is MiB. Settings no flag sets
-/// (watermarks, readahead, swap encryption, ...) can be given as PAGEWARDEN_* environment
-/// variables, and so can the policy and the eviction path when their flags are absent.
+/// SIZE values are written as in PAGEWARDEN_BUDGET: 256M, 1.5G, 268435456 (bytes; K, M, G, T
+/// are binary). The budget, swap, fault mode, handler threads and dry run default from their
+/// PAGEWARDEN_* variables; settings no flag sets (watermarks, readahead, swap encryption, ...)
+/// can be given as PAGEWARDEN_* variables too, and so can the policy and the eviction path when
+/// their flags are absent. A flag given on the command line wins over its variable.
 #[derive(Parser, Debug)]
 #[command(name = "stress", verbatim_doc_comment)]
 struct Opts {
     /// Frame budget [default: 1/16 of available memory, clamped to 32M..=256M]
-    #[arg(long, value_name = "SIZE", value_parser = size)]
+    #[arg(long, value_name = "SIZE", value_parser = size, env = "PAGEWARDEN_BUDGET")]
     budget: Option<u64>,
-    /// Swap capacity [default: the working set plus half the budget]
-    #[arg(long, value_name = "SIZE", value_parser = size)]
+    /// Swap capacity; 0 means none [default: the working set plus half the budget]
+    #[arg(long, value_name = "SIZE", value_parser = size, env = "PAGEWARDEN_SWAP")]
     swap: Option<u64>,
     /// Working set of the steady arenas, as a multiple of the budget
     #[arg(long, default_value_t = 3.0, value_name = "X")]
@@ -65,14 +72,14 @@ struct Opts {
     #[arg(long, value_enum)]
     path: Option<Path>,
     /// Who resolves faults
-    #[arg(long, value_enum, default_value = "in-thread")]
+    #[arg(long, value_enum, default_value = "in-thread", env = "PAGEWARDEN_FAULT_MODE")]
     mode: Mode,
     /// Fault handler threads (with --mode handler-threads)
-    #[arg(long, default_value_t = 1, value_parser = clap::value_parser!(u16).range(1..=64))]
+    #[arg(long, default_value_t = 1, value_parser = clap::value_parser!(u16).range(1..=64), env = "PAGEWARDEN_HANDLER_THREADS")]
     handlers: u16,
     /// OOM dry run: report whom the killer would choose, kill nothing (accesses that find no
     /// memory then fail with OutOfMemory, and the leak stalls instead)
-    #[arg(long)]
+    #[arg(long, env = "PAGEWARDEN_OOM_DRY_RUN", value_parser = clap::builder::BoolishValueParser::new())]
     dry_run: bool,
     /// Leak rate, MiB per second [default: paced to run out of memory halfway through]
     #[arg(long, value_name = "MIB_PER_S")]
@@ -83,6 +90,13 @@ struct Opts {
     /// Seed of the access pattern
     #[arg(long, default_value_t = 1)]
     seed: u64,
+    /// Test of the verifier: flip one byte of a surviving page through its raw pointer before
+    /// the check (the run must then end in INTEGRITY FAILURE)
+    #[arg(long, hide = true)]
+    inject_corruption: bool,
+    /// Test of the verifier: kill the last steady arena halfway through its check
+    #[arg(long, hide = true)]
+    inject_kill: bool,
 }
 
 #[derive(Clone, Copy, Debug, ValueEnum)]
@@ -104,6 +118,7 @@ enum Path {
     /// UFFDIO_MOVE pages out into a frame pool (Linux 6.8+)
     Move,
     /// Write-protect, write out, then drop (Linux 5.7+)
+    #[value(alias = "write-protect")]
     Wp,
 }
 
@@ -115,19 +130,37 @@ enum Mode {
     InThread,
 }
 
-/// A size: a bare number is MiB; K, M, G, T suffixes are binary.
+/// A size as the library reads `PAGEWARDEN_BUDGET`: bytes, optionally fractional, with an
+/// optional binary suffix (`K`, `M`, `G`, `T`, also written `KiB`, `KB`, ...). A bare number
+/// smaller than a page is refused, as a size whose unit was forgotten.
 fn size(s: &str) -> Result<u64, String> {
     let s = s.trim();
-    let split = s.find(|c: char| !c.is_ascii_digit()).unwrap_or(s.len());
-    let n: u64 = s[..split].parse().map_err(|_| format!("'{s}' is not a size (e.g. 256M, 1G)"))?;
-    let shift = match s[split..].trim().to_ascii_uppercase().as_str() {
-        "" | "M" | "MB" | "MIB" => 20,
-        "K" | "KB" | "KIB" => 10,
-        "G" | "GB" | "GIB" => 30,
-        "T" | "TB" | "TIB" => 40,
-        u => return Err(format!("unknown unit '{u}' (use K, M, G or T)")),
+    let split = s.find(|c: char| !(c.is_ascii_digit() || c == '.')).unwrap_or(s.len());
+    let (num, unit) = (&s[..split], s[split..].trim());
+    let shift = match unit.to_ascii_lowercase().as_str() {
+        "" | "b" => 0,
+        "k" | "kb" | "kib" => 10,
+        "m" | "mb" | "mib" => 20,
+        "g" | "gb" | "gib" => 30,
+        "t" | "tb" | "tib" => 40,
+        _ => return Err(format!("unknown unit '{unit}' (use K, M, G or T, e.g. 256M)")),
     };
-    n.checked_mul(1 << shift).ok_or_else(|| format!("'{s}' is too large"))
+    let not_a_size = || format!("'{s}' is not a size (e.g. 256M, 1.5G)");
+    let bytes = if num.contains('.') {
+        let v: f64 = num.parse().map_err(|_| not_a_size())?;
+        let b = v * (1u64 << shift) as f64;
+        if !(0.0..1.8e19).contains(&b) {
+            return Err(format!("'{s}' is too large"));
+        }
+        b as u64
+    } else {
+        let v: u64 = num.parse().map_err(|_| not_a_size())?;
+        v.checked_mul(1 << shift).ok_or_else(|| format!("'{s}' is too large"))?
+    };
+    if unit.is_empty() && bytes > 0 && bytes < PAGE as u64 {
+        return Err(format!("'{s}' is {s} bytes, less than a page: did you mean {s}M?"));
+    }
+    Ok(bytes)
 }
 
 /// MemAvailable in bytes.
@@ -207,7 +240,12 @@ struct Live {
 }
 
 fn main() {
-    env_logger::init();
+    // The library's own warnings about its configuration (a misspelt PAGEWARDEN_* name, a swap
+    // file system refusing O_DIRECT) show without RUST_LOG; RUST_LOG replaces this filter.
+    env_logger::Builder::from_env(
+        env_logger::Env::default().default_filter_or("pagewarden::config=warn,pagewarden::runtime=warn"),
+    )
+    .init();
     let o = Opts::parse();
     if (o.threads as usize) < o.arenas as usize {
         eprintln!("stress: --threads {} is fewer than --arenas {}: each arena needs a thread", o.threads, o.arenas);
@@ -256,7 +294,7 @@ fn main() {
     let budget = st0.budget_frames * PAGE as u64;
     let swap = st0.swap_slots * PAGE as u64;
     println!(
-        "pagewarden stress: budget {} MiB, swap {} MiB, working set {} MiB ({:.1}x the budget), {} threads, {:.0} s; \
+        "pagewarden stress: budget {} MiB, swap {} MiB, working set {} MiB ({:.1}x the budget), {} threads, {:.0} s\n\
          policy {}{}, path {:?}, mode {:?}, uffd {:?}",
         budget / MIB,
         swap / MIB,
@@ -309,17 +347,30 @@ fn main() {
     for s in &steady {
         println!("  {:<10} {:>6} MiB  {}", s.name, (s.pages * PAGE) as u64 / MIB, s.profile);
     }
-    if leak.is_some() {
+    if leak.is_some() && leak_rate <= 0.0 {
         println!(
-            "  {:<10} {:>6}      oom_score_adj 500, marked prefer: third-party code, leaking {:.0} MiB/s from the end of the first touch",
+            "  {:<10} {:>6}      oom_score_adj 500, prefer: plugin code (no room is left to leak into)",
+            "plugins", ""
+        );
+    } else if leak.is_some() {
+        println!(
+            "  {:<10} {:>6}      oom_score_adj 500, prefer: plugin code, leaks {:.0} MiB/s after the first touch",
             "plugins",
             "grows",
             leak_rate / MIB as f64
         );
-        println!(
-            "  frames + swap hold {} MiB: the leak exhausts them after about {} MiB, and then the OOM killer must choose",
+        para!(
+            "frames + swap hold {} MiB: the leak exhausts them after about {} MiB, and then the OOM killer must choose",
             (budget + swap) / MIB,
             headroom / MIB
+        );
+    }
+    if working_set > budget + swap {
+        para!(
+            "note: the steady working set ({} MiB) exceeds frames + swap ({} MiB): arenas will be killed even \
+             without the leak",
+            working_set / MIB,
+            (budget + swap) / MIB
         );
     }
 
@@ -360,7 +411,7 @@ fn main() {
     // Live progress: a refreshing status line on a terminal, a line a second otherwise.
     let tty = std::io::stdout().is_terminal() && std::env::var_os("RUST_LOG").is_none();
     let tick = if tty { Duration::from_millis(500) } else { Duration::from_secs(1) };
-    let mut reports: Vec<(f64, Event)> = Vec::new();
+    let mut reports: Vec<(f64, Phase, Event)> = Vec::new();
     let (mut last_faults, mut last_stall, mut last_t) = (0, Duration::ZERO, Instant::now());
     let mut random_start = None;
     while !handles.iter().all(|h| h.is_finished()) {
@@ -377,10 +428,10 @@ fn main() {
             random_start = Some(now);
         }
         let done = random_start.map_or(0.0, |s| now.duration_since(s).as_secs_f64() / o.duration.max(0.01));
-        let bar = if filling { "first touch".to_string() } else { bar(done.min(1.0), 11) };
+        let bar = if filling { "touching".to_string() } else { bar(done.min(1.0), 8) };
         let leaked = live.leaked_pages.load(Ordering::Relaxed) * PAGE as u64 / MIB;
         let line = format!(
-            "[{:5.1}s {bar}] resident {:>4}/{} MiB  swap {:>5}/{} MiB  faults/s {:>6.0}  stalled {:>3.0}%  leaked {:>4} MiB  kills {}",
+            "[{:5.1}s {bar}] frames {:>3}/{}M  swap {:>3}/{}M  {:>5.0} faults/s  stalled {:>3.0}%  leaked {}M  kills {}",
             t0.elapsed().as_secs_f64(),
             st.frames_in_use * PAGE as u64 / MIB,
             budget / MIB,
@@ -397,24 +448,7 @@ fn main() {
             println!("{line}");
         }
         let _ = std::io::stdout().flush();
-        // OOM events are told as they happen.
-        for ev in rt.events().try_iter() {
-            let at = t0.elapsed().as_secs_f64();
-            match &ev {
-                Event::Killed(r) => say(tty, &format!("[{at:5.1}s] OOM killer: {}", victims(r, "killed"))),
-                Event::WouldKill(r) if !reports.iter().any(|(_, e)| matches!(e, Event::WouldKill(_))) => {
-                    say(tty, &format!("[{at:5.1}s] OOM killer (dry run): {}", victims(r, "would kill")));
-                }
-                Event::OomUnresolved(_) => {
-                    say(tty, &format!("[{at:5.1}s] OOM killer: nothing killable; the access fails instead"))
-                }
-                Event::SwapLow { free_slots, capacity } => {
-                    say(tty, &format!("[{at:5.1}s] swap low: {free_slots} of {capacity} slots free"))
-                }
-                _ => {}
-            }
-            reports.push((at, ev));
-        }
+        tell(&rt, tty, t0, Phase::Run, &mut reports);
     }
     if tty {
         println!();
@@ -423,19 +457,66 @@ fn main() {
     let workers: Vec<Worker> = handles.into_iter().map(|h| h.join().expect("worker thread")).collect();
     let leak_end = leak_thread.map(|h| h.join().expect("leak thread"));
     let elapsed = t0.elapsed();
-    reports.extend(rt.events().try_iter().map(|e| (t0.elapsed().as_secs_f64(), e)));
+    tell(&rt, tty, t0, Phase::Run, &mut reports);
+    let st_run = rt.stats();
 
+    // Verification: every page of every arena is read back and sorted into ok (its owner's last
+    // version), lost (its arena was killed, before or during the check: that memory is gone by
+    // design) and wrong (other bytes, or an error such as Corrupted: a broken promise).
+    let mut outcomes = Vec::new();
+    let leak_pages = leak_end.as_ref().map_or(0, |e| e.pages);
+    let total = workers.iter().map(|w| w.pages.len() as u64).sum::<u64>() + leak_pages;
+    println!("verifying {total} pages: each must hold what its owner last wrote");
+    let mut progress = Progress { tty, t0, tick, last: Instant::now(), done: 0, total };
+    // The leak first: if it survived, check its pages, then let it go, so that the steady arenas
+    // have memory to be read back into.
+    let had_leak = leak.is_some();
+    if let (Some((arena, region)), Some(end)) = (leak, leak_end) {
+        let pages = (0..end.pages as usize).map(|p| (p, record(n, p, 1)));
+        let out = verify("plugins", &arena, &region, pages, None, &mut progress, &rt, &mut reports);
+        outcomes.push(out);
+        drop(region);
+        drop(arena);
+    }
+    if o.inject_corruption {
+        inject_corruption(&steady, &arenas, &workers);
+    }
+    for (a, s) in steady.iter().enumerate() {
+        let pages = workers
+            .iter()
+            .filter(|w| w.arena_ix == a)
+            .flat_map(|w| w.pages.iter().zip(&w.version).map(move |(&p, &v)| (p, record(a, p, v))));
+        let kill_at = (o.inject_kill && a == n - 1).then_some(s.pages / 2);
+        let mut out = verify(&s.name, &arenas[a], &s.region, pages, kill_at, &mut progress, &rt, &mut reports);
+        let mine = || workers.iter().filter(|w| w.arena_ix == a);
+        out.run_mismatches = mine().map(|w| w.mismatches).sum();
+        out.run_errors = mine().map(|w| w.errors).sum();
+        for w in mine() {
+            if let Some(e) = &w.first_error {
+                eprintln!("{}: error during the run: {e}", s.name);
+            }
+        }
+        outcomes.push(out);
+    }
+    progress.finish();
+    tell(&rt, tty, t0, Phase::Verify, &mut reports);
+
+    // Everything below is told from the final state: kills during the check included.
     let st = rt.stats();
     println!("\n{st}\n");
     // OOM reports in full (the first of each kind); warnings summarised.
     let (mut pressure, mut peak, mut would) = (0, 0.0f64, 0);
-    for (at, ev) in &reports {
+    for (at, phase, ev) in &reports {
+        let when = match phase {
+            Phase::Run => format!("at {at:.1} s"),
+            Phase::Verify => format!("at {at:.1} s, during verification"),
+        };
         match ev {
-            Event::Killed(r) | Event::OomUnresolved(r) => println!("at {at:.1} s:\n{r}\n"),
+            Event::Killed(r) | Event::OomUnresolved(r) => println!("{when}:\n{r}\n"),
             Event::WouldKill(r) => {
                 would += 1;
                 if would == 1 {
-                    println!("at {at:.1} s:\n{r}\n");
+                    println!("{when}:\n{r}\n");
                 }
             }
             Event::Pressure { stalled_share, .. } => {
@@ -450,119 +531,289 @@ fn main() {
         println!("({would} dry-run reports in all; the first is shown)");
     }
     if pressure > 0 {
-        println!(
-            "{pressure} pressure warnings (threads stalled on faults up to {:.0}% of a second: expected when the working set is {:.1}x the budget)",
-            peak.min(1.0) * 100.0,
-            o.overcommit
+        wrap(
+            "",
+            &format!(
+                "{pressure} pressure warnings (threads stalled on faults up to {:.0}% of a second: expected when the \
+             working set is {:.1}x the budget)",
+                peak.min(1.0) * 100.0,
+                o.overcommit
+            ),
         );
     }
-
-    // Verification: every page of every surviving arena holds its owner's last version.
     let ops = live.ops.load(Ordering::Relaxed);
-    println!(
-        "{ops} operations in {:.1} s ({:.0}/s); {} faults, {} evictions ({} written, {} dropped clean), {} swap-ins",
-        elapsed.as_secs_f64(),
-        ops as f64 / elapsed.as_secs_f64(),
-        st.totals.faults(),
-        st.totals.evictions,
-        st.totals.writebacks,
-        st.totals.clean_drops,
-        st.totals.swap_ins
+    wrap(
+        "",
+        &format!(
+            "{ops} operations in {:.1} s ({:.0}/s); {} faults, {} evictions ({} written, {} dropped clean), {} swap-ins",
+            elapsed.as_secs_f64(),
+            ops as f64 / elapsed.as_secs_f64(),
+            st_run.totals.faults(),
+            st_run.totals.evictions,
+            st_run.totals.writebacks,
+            st_run.totals.clean_drops,
+            st_run.totals.swap_ins
+        ),
     );
-    let (mut bad, mut checked, mut unchecked) = (0u64, 0u64, 0u64);
-    let mut lines = Vec::new();
-    // The leak first: if it survived (a dry run), check its pages, then let it go, so that the
-    // steady arenas have memory to be read back into.
-    let had_leak = leak.is_some();
-    if let (Some((arena, region)), Some(end)) = (leak, leak_end) {
-        if arena.is_killed() {
-            lines.push(format!(
-                "plugins: killed by the OOM killer after leaking {} MiB (not checked: that was the point)",
-                end.pages * PAGE as u64 / MIB
-            ));
-        } else {
-            let (mut ok, mut wrong, mut skipped) = (0u64, 0u64, 0u64);
-            for p in 0..end.pages as usize {
-                let mut got = [0u8; REC];
-                match region.read(p * PAGE, &mut got) {
-                    Ok(()) if got == record(n, p, 1) => ok += 1,
-                    Err(Error::OutOfMemory { .. }) => skipped += 1,
-                    _ => wrong += 1,
-                }
-            }
-            (bad, checked, unchecked) = (bad + wrong, checked + ok + wrong, unchecked + skipped);
-            lines.push(format!("plugins: survived; {ok} of {} leaked pages hold what was written", ok + wrong));
-        }
-        drop(region);
-    }
-    for (a, s) in steady.iter().enumerate() {
-        if arenas[a].is_killed() {
-            lines.push(format!("{}: killed by the OOM killer, its memory is gone (not checked)", s.name));
-            continue;
-        }
-        let (mut ok, mut wrong) = (0u64, 0u64);
-        for w in workers.iter().filter(|w| w.arena_ix == a) {
-            for (i, &p) in w.pages.iter().enumerate() {
-                let mut got = [0u8; REC];
-                match w.region.read(p * PAGE, &mut got) {
-                    Ok(()) if got == record(a, p, w.version[i]) => ok += 1,
-                    Ok(()) => {
-                        wrong += 1;
-                        if wrong <= 3 {
-                            eprintln!("MISMATCH {} page {p}: expected version {}, found {got:?}", s.name, w.version[i]);
-                        }
-                    }
-                    Err(Error::Killed { .. }) => {}
-                    Err(Error::OutOfMemory { .. }) => unchecked += 1,
-                    Err(e) => {
-                        wrong += 1;
-                        if wrong <= 3 {
-                            eprintln!("{} page {p}: {e}", s.name);
-                        }
-                    }
-                }
-            }
-        }
-        let (mm, errs): (u64, u64) =
-            workers.iter().filter(|w| w.arena_ix == a).fold((0, 0), |(m, e), w| (m + w.mismatches, e + w.errors));
-        for w in workers.iter().filter(|w| w.arena_ix == a) {
-            if let Some(e) = &w.first_error {
-                eprintln!("{}: error during the run: {e}", s.name);
-            }
-        }
-        bad += wrong + mm + errs;
-        checked += ok + wrong;
-        lines.push(format!(
-            "{}: {ok} of {} pages hold their last version{}",
-            s.name,
-            ok + wrong,
-            if mm + errs > 0 { format!("; {mm} wrong reads and {errs} errors during the run") } else { String::new() }
-        ));
-    }
-    if unchecked > 0 {
-        lines.push(format!(
-            "{unchecked} pages could not be read back for want of memory (OutOfMemory) and were not checked"
-        ));
+    for out in &outcomes {
+        wrap("  ", &out.line());
     }
     let unserved: u64 = workers.iter().map(|w| w.unserved).sum();
-    for l in &lines {
-        println!("  {l}");
-    }
     if unserved > 0 {
-        println!(
-            "  {unserved} accesses failed with OutOfMemory and changed nothing (no arena could be killed{})",
+        para!(
+            "{unserved} accesses failed with OutOfMemory and changed nothing (no arena could be killed{})",
             if o.dry_run { ": dry run" } else { "" }
         );
     }
-    explain(&o, &st, &reports, had_leak, live.leak_stalls.load(Ordering::Relaxed));
-    if bad == 0 {
-        println!(
-            "verified {checked} pages: every page of every surviving arena holds its last written version. INTEGRITY OK"
+    let story = Story {
+        o: &o,
+        run: &st_run,
+        reports: &reports,
+        outcomes: &outcomes,
+        had_leak,
+        leak_stalls: live.leak_stalls.load(Ordering::Relaxed),
+        working_set,
+        budget,
+        swap,
+    };
+    story.tell();
+    let sum = |f: fn(&Outcome) -> u64| outcomes.iter().map(f).sum::<u64>();
+    let (ok, lost, unchecked) = (sum(|o| o.ok), sum(|o| o.lost), sum(|o| o.unchecked));
+    let wrong = sum(|o| o.wrong + o.run_mismatches + o.run_errors);
+    let checked = ok + sum(|o| o.wrong);
+    let mut aside = Vec::new();
+    if lost > 0 {
+        aside.push(format!("{lost} lost with killed arenas"));
+    }
+    if unchecked > 0 {
+        aside.push(format!("{unchecked} unreadable for want of memory"));
+    }
+    let aside = if aside.is_empty() { String::new() } else { format!(" ({})", aside.join(", ")) };
+    if wrong > 0 {
+        wrap(
+            "",
+            &format!(
+                "INTEGRITY FAILURE: {wrong} wrong {} (pages holding other bytes, or reads and errors during the \
+                 run), of {checked} pages checked{aside}",
+                if wrong == 1 { "page" } else { "pages" }
+            ),
+        );
+        std::process::exit(1);
+    } else if checked == 0 {
+        wrap(
+            "",
+            &format!(
+                "NOTHING VERIFIED: no page survived to be checked{aside}; no page was found wrong, but none was \
+                 read back"
+            ),
         );
     } else {
-        println!("INTEGRITY FAILURE: {bad} wrong pages, reads or errors (of {checked} pages checked)");
-        std::process::exit(1);
+        wrap(
+            "",
+            &format!(
+                "INTEGRITY OK: verified {checked} pages, every page of every surviving arena holds its last written \
+                 version{aside}"
+            ),
+        );
     }
+}
+
+/// When an event came.
+#[derive(Clone, Copy, PartialEq)]
+enum Phase {
+    Run,
+    Verify,
+}
+
+/// Tells the runtime's OOM and swap events as they happen and keeps them for the summary.
+fn tell(rt: &Runtime, tty: bool, t0: Instant, phase: Phase, reports: &mut Vec<(f64, Phase, Event)>) {
+    for ev in rt.events().try_iter() {
+        let at = t0.elapsed().as_secs_f64();
+        let during = if phase == Phase::Verify { " (verifying)" } else { "" };
+        match &ev {
+            Event::Killed(r) => say(tty, &format!("[{at:5.1}s] OOM killer{during}: {}", victims(r, "killed"))),
+            Event::WouldKill(r) if !reports.iter().any(|(_, _, e)| matches!(e, Event::WouldKill(_))) => {
+                say(tty, &format!("[{at:5.1}s] OOM killer (dry run){during}: {}", victims(r, "would kill")));
+            }
+            Event::OomUnresolved(_) => {
+                say(tty, &format!("[{at:5.1}s] OOM killer{during}: nothing killable; the access fails instead"))
+            }
+            Event::SwapLow { free_slots, capacity } => say(
+                tty,
+                &format!(
+                    "[{at:5.1}s] swap low: {} of {} MiB free",
+                    free_slots * PAGE as u64 / MIB,
+                    capacity * PAGE as u64 / MIB
+                ),
+            ),
+            _ => {}
+        }
+        reports.push((at, phase, ev));
+    }
+}
+
+/// The verifier's progress line: refreshed on a terminal, a line a second otherwise.
+struct Progress {
+    tty: bool,
+    t0: Instant,
+    tick: Duration,
+    last: Instant,
+    done: u64,
+    total: u64,
+}
+
+impl Progress {
+    fn step(&mut self, rt: &Runtime, reports: &mut Vec<(f64, Phase, Event)>) {
+        self.done += 1;
+        if self.done % 256 == 0 && self.last.elapsed() >= self.tick {
+            self.last = Instant::now();
+            self.show();
+            tell(rt, self.tty, self.t0, Phase::Verify, reports);
+        }
+    }
+
+    fn show(&self) {
+        let share = self.done as f64 / self.total.max(1) as f64;
+        let line = format!(
+            "[{:5.1}s {}] verified {} of {} pages",
+            self.t0.elapsed().as_secs_f64(),
+            bar(share, 8),
+            self.done,
+            self.total
+        );
+        if self.tty {
+            print!("\r{line}\x1b[K");
+            let _ = std::io::stdout().flush();
+        } else {
+            println!("{line}");
+        }
+    }
+
+    fn finish(&self) {
+        self.show();
+        if self.tty {
+            println!();
+        }
+    }
+}
+
+/// What the check of one arena found.
+#[derive(Default)]
+struct Outcome {
+    name: String,
+    /// Pages holding what their owner last wrote.
+    ok: u64,
+    /// Pages of a killed arena: gone by design, not checked.
+    lost: u64,
+    /// Pages holding other bytes, or whose read failed with an error other than `Killed` and
+    /// `OutOfMemory` (a `Corrupted` page, say): broken promises.
+    wrong: u64,
+    /// Pages that could not be read back for want of memory (`OutOfMemory`).
+    unchecked: u64,
+    /// The arena was killed before the check began.
+    killed_before: bool,
+    /// The arena was killed while it was checked.
+    killed_during: bool,
+    /// Wrong reads and errors its workers met during the run.
+    run_mismatches: u64,
+    run_errors: u64,
+}
+
+impl Outcome {
+    fn line(&self) -> String {
+        let pages = self.ok + self.lost + self.wrong + self.unchecked;
+        let mut l = if self.killed_before && self.name == "plugins" {
+            format!(
+                "plugins: killed by the OOM killer after leaking {} MiB (not checked: that was the point)",
+                pages * PAGE as u64 / MIB
+            )
+        } else if self.killed_before {
+            format!("{}: killed by the OOM killer during the run; its {pages} pages are gone (not checked)", self.name)
+        } else if self.killed_during {
+            format!(
+                "{}: killed during its check; {} pages were right before, {} went with it",
+                self.name, self.ok, self.lost
+            )
+        } else {
+            format!("{}: {} of {pages} pages hold their last version", self.name, self.ok)
+        };
+        if self.wrong > 0 {
+            l.push_str(&format!("; {} WRONG", self.wrong));
+        }
+        if self.unchecked > 0 {
+            l.push_str(&format!("; {} not read back for want of memory", self.unchecked));
+        }
+        if self.run_mismatches + self.run_errors > 0 {
+            l.push_str(&format!("; {} wrong reads and {} errors during the run", self.run_mismatches, self.run_errors));
+        }
+        l
+    }
+}
+
+/// Reads every page back and sorts it into ok, lost (the arena was killed), wrong or unchecked.
+/// `kill_at`: kill the arena after that many pages (a test of the verifier).
+#[allow(clippy::too_many_arguments)]
+fn verify(
+    name: &str,
+    arena: &Arena,
+    region: &Region,
+    pages: impl Iterator<Item = (usize, [u8; REC])>,
+    kill_at: Option<usize>,
+    progress: &mut Progress,
+    rt: &Runtime,
+    reports: &mut Vec<(f64, Phase, Event)>,
+) -> Outcome {
+    let mut out = Outcome { name: name.to_string(), killed_before: arena.is_killed(), ..Outcome::default() };
+    let complain = |out: &mut Outcome, what: String| {
+        out.wrong += 1;
+        if out.wrong <= 3 {
+            eprintln!("WRONG {name} {what}");
+        }
+    };
+    for (i, (p, want)) in pages.enumerate() {
+        progress.step(rt, reports);
+        if kill_at == Some(i) {
+            arena.kill();
+        }
+        if arena.is_killed() {
+            out.lost += 1;
+            continue;
+        }
+        let mut got = [0u8; REC];
+        match region.read(p * PAGE, &mut got) {
+            Ok(()) if got == want => out.ok += 1,
+            Ok(()) => complain(&mut out, format!("page {p}: expected {want:?}, found {got:?}")),
+            Err(Error::Killed { .. }) => out.lost += 1,
+            Err(Error::OutOfMemory { .. }) => out.unchecked += 1,
+            Err(e) => complain(&mut out, format!("page {p}: {e}")),
+        }
+    }
+    out.killed_during = !out.killed_before && arena.is_killed();
+    out
+}
+
+/// Flips one byte of a page a worker wrote, through the region's raw pointer, behind the
+/// verifier's back: the check must find it.
+fn inject_corruption(steady: &[Steady], arenas: &[Arena], workers: &[Worker]) {
+    let Some((w, &p)) =
+        workers.iter().filter(|w| !arenas[w.arena_ix].is_killed()).find_map(|w| w.pages.first().map(|p| (w, p)))
+    else {
+        eprintln!("stress: --inject-corruption: no surviving page to corrupt");
+        return;
+    };
+    let off = p * PAGE + 12; // the version's low byte
+    let mut b = [0u8; 1];
+    if let Err(e) = w.region.read(off, &mut b) {
+        eprintln!("stress: --inject-corruption: {e}");
+        return;
+    }
+    // SAFETY: `off` lies inside the region, which `w` keeps alive; every worker has been joined,
+    // so nothing else accesses the region, and the page is resident or faults in like any other.
+    unsafe { w.region.as_ptr().add(off).write(b[0] ^ 0x5a) };
+    eprintln!(
+        "stress: injected corruption: flipped a byte of {} page {p} through its raw pointer",
+        steady[w.arena_ix].name
+    );
 }
 
 /// Prints a line above a refreshing status line.
@@ -585,14 +836,14 @@ fn victims(r: &OomReport, verb: &str) -> String {
         .iter()
         .map(|v| {
             format!(
-                "{verb} '{}' (frees {} MiB of frames, {} MiB of swap)",
+                "{verb} '{}' ({} MiB of frames, {} MiB of swap)",
                 v.name,
                 v.frames_freed * PAGE as u64 / MIB,
                 v.slots_freed * PAGE as u64 / MIB
             )
         })
         .collect();
-    format!("policy {} {}", r.policy, v.join(", "))
+    format!("{} {}", r.policy, v.join(", "))
 }
 
 /// One steady worker: first touch of every owned page in order, then skewed random reads and
@@ -698,52 +949,154 @@ fn leak_loop(region: &Region, arena: usize, live: &Live, nthreads: usize, rate: 
     LeakEnd { pages }
 }
 
-/// A few sentences on what happened and why, for someone seeing this for the first time.
-fn explain(o: &Opts, st: &pagewarden::Stats, reports: &[(f64, Event)], had_leak: bool, leak_stalls: u64) {
-    println!("\nwhat happened:");
-    println!(
-        "  The steady arenas touched {:.1}x more memory than the budget allows, so the runtime kept only the \
-         pages in use in frames and moved the rest to swap: {} pages evicted, {} read back in.",
-        o.overcommit, st.totals.evictions, st.totals.swap_ins
-    );
-    let kills: Vec<&(f64, Event)> = reports.iter().filter(|(_, e)| matches!(e, Event::Killed(_))).collect();
-    let would = reports.iter().find_map(|(at, e)| if let Event::WouldKill(r) = e { Some((at, r)) } else { None });
-    match (had_leak, kills.first(), would) {
-        (false, None, _) => println!("  With no leak, frames plus swap were enough: nothing had to be killed."),
-        (true, None, None) => println!(
-            "  The leak did not exhaust frames and swap before the end (raise --duration or --leak-rate, or lower \
-             --swap): nothing had to be killed."
-        ),
-        (_, Some((at, Event::Killed(r))), _) => {
-            let names: Vec<&str> = r.victims.iter().map(|v| v.name.as_str()).collect();
-            println!(
-                "  At {at:.1} s frames and swap were both exhausted and nothing more could be reclaimed, so the OOM \
-                 killer ran with policy {}, and chose {}.",
-                r.policy,
-                names.join(" and ")
+/// What the summary is told from: the run's figures and the final state.
+struct Story<'a> {
+    o: &'a Opts,
+    /// Stats at the end of the run, before the check.
+    run: &'a pagewarden::Stats,
+    /// Every event of the run and the check.
+    reports: &'a [(f64, Phase, Event)],
+    outcomes: &'a [Outcome],
+    had_leak: bool,
+    leak_stalls: u64,
+    working_set: u64,
+    budget: u64,
+    swap: u64,
+}
+
+impl Story<'_> {
+    /// A few sentences on what happened and why, for someone seeing this for the first time.
+    fn tell(&self) {
+        let (o, t) = (self.o, &self.run.totals);
+        println!("\nwhat happened:");
+        if self.swap == 0 {
+            para!(
+                "  There was no swap: a page once written cannot leave memory, so the budget held at most {} MiB \
+                 of the steady arenas' {} MiB working set ({} pages were dropped clean, none written out).",
+                self.budget / MIB,
+                self.working_set / MIB,
+                t.clean_drops
             );
-            if names == ["plugins"] {
-                println!(
-                    "  The leaking arena was the cheapest to lose (oom_score_adj 500 and marked prefer) while freeing \
-                     everything it had taken; every other arena kept running."
-                );
-            } else {
-                println!(
-                    "  {} judged that cheaper than killing the leak (see the candidate table above: 'unique' is what \
-                     a kill frees, adj and impact what it costs).",
-                    r.policy
-                );
+        } else if t.evictions > 0 {
+            para!(
+                "  The steady arenas touched {:.1}x more memory than the budget allows, so the runtime kept the \
+                 pages in use in frames and moved the rest out: {} pages evicted ({} written to swap, {} dropped \
+                 clean), {} read back in.",
+                o.overcommit,
+                t.evictions,
+                t.writebacks,
+                t.clean_drops,
+                t.swap_ins
+            );
+        } else {
+            para!("  The steady arenas' pages fitted in the budget: nothing was evicted.");
+        }
+        if self.working_set > self.budget + self.swap {
+            para!(
+                "  Their working set ({} MiB) is larger than frames plus swap ({} MiB): some of it could not be \
+                 kept anywhere, so arenas had to be killed, leak or no leak.",
+                self.working_set / MIB,
+                (self.budget + self.swap) / MIB
+            );
+        }
+        let kills: Vec<_> = self
+            .reports
+            .iter()
+            .filter_map(|(at, ph, e)| if let Event::Killed(r) = e { Some((*at, *ph, r)) } else { None })
+            .collect();
+        for (i, (at, phase, r)) in kills.iter().enumerate() {
+            if i > 0
+                && kills[i - 1].1 == *phase
+                && std::mem::discriminant(&kills[i - 1].2.trigger) == std::mem::discriminant(&r.trigger)
+            {
+                let names = r.victims.iter().map(|v| format!("'{}'", v.name)).collect::<Vec<_>>().join(" and ");
+                para!("At {at:.1} s it ran again, for the same reason, and chose {names}.");
+                continue;
             }
-            if kills.len() > 1 {
-                println!("  It ran {} times in all.", kills.len());
+            let names = r.victims.iter().map(|v| format!("'{}'", v.name)).collect::<Vec<_>>().join(" and ");
+            let when = match phase {
+                Phase::Run => format!("At {at:.1} s"),
+                Phase::Verify => format!("At {at:.1} s, during verification (reading pages back needs memory too),"),
+            };
+            match &r.trigger {
+                KillTrigger::Manual | KillTrigger::Requested => para!("  {when} {names} was killed on request."),
+                KillTrigger::Pressure { stalled_share, window } => para!(
+                    "  {when} threads had been stalled on faults {:.0}% of the last {window:?}, so the OOM killer \
+                     ran with policy {} and chose {names}.",
+                    stalled_share * 100.0,
+                    r.policy
+                ),
+                _ => para!(
+                    "  {when} frames and swap were both exhausted and nothing more could be reclaimed, so the OOM \
+                     killer ran with policy {} and chose {names}.",
+                    r.policy
+                ),
             }
         }
-        (_, _, Some((at, r))) => println!(
-            "  At {at:.1} s memory ran out; in dry-run mode the OOM killer only reported that it would kill {} \
-             (policy {}), so the leak's allocations failed instead ({leak_stalls} times).",
-            r.victims.iter().map(|v| format!("'{}'", v.name)).collect::<Vec<_>>().join(" and "),
-            r.policy
-        ),
-        _ => {}
+        let killed: Vec<&Outcome> = self.outcomes.iter().filter(|x| x.killed_before || x.killed_during).collect();
+        let steady_killed: Vec<&str> = killed.iter().filter(|x| x.name != "plugins").map(|x| x.name.as_str()).collect();
+        let survivors = self.outcomes.len() - killed.len();
+        if !killed.is_empty() && steady_killed.is_empty() {
+            para!(
+                "  The leaking arena was the cheapest to lose (oom_score_adj 500 and marked prefer) while freeing \
+                 everything it had taken; every other arena kept running."
+            );
+        } else if !steady_killed.is_empty() {
+            para!(
+                "  Steady arenas killed: {} (see the candidate tables above: 'unique' is what a kill frees, adj \
+                 and impact what it costs){}.",
+                steady_killed.join(", "),
+                if survivors == 0 { "; no arena survived, so no page was left to verify" } else { "" }
+            );
+            if steady_killed.contains(&"database") {
+                para!(
+                    "  Even the protected database (oom_score_adj -500) was killed: when nothing cheaper is left \
+                     to free, an adjusted arena is still killable; only -1000 or Impact::Critical exempt one."
+                );
+            }
+        }
+        let would =
+            self.reports.iter().find_map(|(at, _, e)| if let Event::WouldKill(r) = e { Some((at, r)) } else { None });
+        match (kills.is_empty(), would) {
+            (false, _) => {}
+            (true, Some((at, r))) => para!(
+                "  At {at:.1} s memory ran out; in dry-run mode the OOM killer only reported that it would kill {} \
+                 (policy {}), so allocations failed instead (the leak's {} times).",
+                r.victims.iter().map(|v| format!("'{}'", v.name)).collect::<Vec<_>>().join(" and "),
+                r.policy,
+                self.leak_stalls
+            ),
+            (true, None) if self.had_leak => para!(
+                "  The leak did not exhaust frames and swap before the end (raise --duration or --leak-rate, or \
+                 lower --swap): nothing had to be killed."
+            ),
+            (true, None) => para!("  With no leak, frames plus swap were enough: nothing had to be killed."),
+        }
+        if self.reports.iter().any(|(_, _, e)| matches!(e, Event::OomUnresolved(_))) {
+            para!("  At times nothing could be killed: those accesses failed with OutOfMemory instead of hanging.");
+        }
+    }
+}
+
+/// Prints an indented paragraph wrapped at 100 columns.
+fn para(text: &str) {
+    wrap("  ", text);
+}
+
+/// Prints `text` wrapped at 100 columns, each line after `indent`.
+fn wrap(indent: &str, text: &str) {
+    let mut line = String::new();
+    for word in text.trim_start().split(' ') {
+        if !line.is_empty() && indent.len() + line.chars().count() + 1 + word.chars().count() > 100 {
+            println!("{indent}{line}");
+            line.clear();
+        }
+        if !line.is_empty() {
+            line.push(' ');
+        }
+        line.push_str(word);
+    }
+    if !line.is_empty() {
+        println!("{indent}{line}");
     }
 }

@@ -37,6 +37,12 @@ fn left(r: &OomReport) -> String {
 }
 
 fn main() -> Result<(), Error> {
+    // The library's warnings about its configuration (a misspelt PAGEWARDEN_* name) show
+    // without RUST_LOG; RUST_LOG replaces this filter.
+    env_logger::Builder::from_env(
+        env_logger::Env::default().default_filter_or("pagewarden::config=warn,pagewarden::runtime=warn"),
+    )
+    .init();
     let rt = Runtime::builder().frame_budget(8 * MIB).swap_capacity(8 * MIB as u64).oom_dry_run(true).build()?;
     // Equal profiles (the same age, so the same impact cost): only where their memory is differs.
     let arena = |name: &str| rt.arena(name).age(Duration::from_secs(3600)).create();

@@ -149,6 +149,13 @@ pub enum Error {
         /// The operating system's reason.
         source: io::Error,
     },
+    /// An I/O error from the caller's own code, converted by `?` in a function returning
+    /// [`Result`] (opening the file to map, say). pagewarden reports its own I/O failures with the
+    /// variants above, which say what was being done.
+    Io {
+        /// The operating system's reason.
+        source: io::Error,
+    },
     /// An unexpected system call failure.
     Sys {
         /// The call.
@@ -161,6 +168,12 @@ pub enum Error {
 impl From<crate::sys::SysError> for Error {
     fn from(e: crate::sys::SysError) -> Self {
         Error::Sys { op: e.op, source: e.io() }
+    }
+}
+
+impl From<io::Error> for Error {
+    fn from(source: io::Error) -> Self {
+        Error::Io { source }
     }
 }
 
@@ -256,6 +269,7 @@ impl fmt::Display for Error {
                  file, or copy the data into a region with Region::write"
             ),
             Error::FileIo { op, source } => write!(f, "{op} on the mapped file failed: {source}"),
+            Error::Io { source } => write!(f, "I/O error: {source}"),
             Error::Sys { op, source } => write!(f, "{op} failed: {source}"),
         }
     }
@@ -267,6 +281,7 @@ impl std::error::Error for Error {
             Error::SwapFile { source, .. }
             | Error::AddressSpace { source, .. }
             | Error::Sys { source, .. }
+            | Error::Io { source }
             | Error::FileIo { source, .. } => Some(source),
             _ => None,
         }

@@ -135,8 +135,10 @@
 //! The runtime logs through the [`log`](https://docs.rs/log) facade: kills, dry-run verdicts,
 //! pressure and low-swap warnings at `warn`; failures (a swap write that failed, a lost page) at
 //! `error`; settings taken from the environment at `info`; reclaim and OOM decisions at `debug`.
-//! Install any logger; the `stress` example uses `env_logger`, so
-//! `RUST_LOG=pagewarden=debug cargo run --release --example stress` shows them.
+//! Install any logger. A misspelt `PAGEWARDEN_*` variable is only logged (at `warn`), so a
+//! program with no logger does not see it. The examples use `env_logger` and, without
+//! `RUST_LOG`, show the configuration warnings (`pagewarden::config` and `pagewarden::runtime` at
+//! `warn`); `RUST_LOG=pagewarden=debug cargo run --release --example stress` shows everything.
 //!
 //! ## Troubleshooting
 //!
@@ -212,14 +214,32 @@ pub use stats::{ArenaStats, Counters, Latency, Stats};
 pub use swap::SwapFaults;
 pub use sys::uffd::UffdSource;
 
+/// The README's examples, compiled and run as doctests so that they stay true.
+#[cfg(doctest)]
+#[doc = include_str!("../README.md")]
+mod readme {}
+
 #[cfg(test)]
 pub(crate) mod test_support {
-    /// Reports, loudly, that a test needing userfaultfd cannot run here; fails unless the
-    /// environment says skipping is acceptable.
+    use std::cell::Cell;
+
+    std::thread_local! {
+        /// Whether this test (each runs on its own thread) has said it skips.
+        static SAID: Cell<bool> = const { Cell::new(false) };
+    }
+
+    /// A test needing userfaultfd cannot run here: fails, saying why, unless
+    /// `PAGEWARDEN_SKIP_UFFD_TESTS=1` is set; then says once per test that it skips.
     pub(crate) fn uffd_unavailable(why: &str) {
-        eprintln!("\n*** userfaultfd unavailable: {why}\n*** this test needs root or vm.unprivileged_userfaultfd=1\n");
-        if std::env::var_os("PAGEWARDEN_SKIP_UFFD_TESTS").is_none() {
-            panic!("userfaultfd unavailable ({why}); set PAGEWARDEN_SKIP_UFFD_TESTS=1 to skip such tests");
+        if std::env::var_os("PAGEWARDEN_SKIP_UFFD_TESTS").is_none_or(|v| v != "1") {
+            panic!(
+                "userfaultfd unavailable ({why}): this test needs one of /dev/userfaultfd (read/write access), \
+                 the userfaultfd(2) system call, or that call with UFFD_USER_MODE_ONLY (Linux 5.11+, no privilege \
+                 needed, but a seccomp filter may block it); set PAGEWARDEN_SKIP_UFFD_TESTS=1 to skip such tests"
+            );
+        }
+        if !SAID.replace(true) {
+            eprintln!("*** SKIPPING (PAGEWARDEN_SKIP_UFFD_TESTS=1): userfaultfd unavailable: {why}");
         }
     }
 }

@@ -433,6 +433,8 @@ impl Core {
             swap_write_ios: self.swap.as_ref().map_or(0, |s| s.write_ios.load(Ordering::Relaxed)),
             committed_bytes: st.committed,
             commit_limit_bytes: crate::pin::commit_limit(swap * ps, budget * ps, ratio),
+            overcommit: self.cfg.overcommit,
+            fault_mode: self.cfg.fault_mode,
             eviction: self.path,
             uffd_source: self.uffd.source(),
             policy: crate::oom::policy_name(&*st.policy),

@@ -79,8 +79,10 @@ impl Histogram {
     }
 }
 
-/// Fault service time, measured in the handler from reading the event to installing the page.
-/// The wake-up of the faulting thread comes on top.
+/// Fault service time: from the moment the runtime starts resolving a fault (a handler thread
+/// reading its event, or, in [`FaultMode::InThread`](crate::FaultMode::InThread), the faulting
+/// thread entering its SIGBUS handler) to the page installed. The wake-up of the faulting thread,
+/// or the signal's delivery and return, comes on top.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub struct Latency {
     /// Faults measured.
@@ -228,6 +230,10 @@ pub struct Stats {
     /// `swap + ratio × budget` in bytes, with the `Strict` ratio or the kernel's default 0.5
     /// (like `CommitLimit`; enforced only under `Overcommit::Strict`).
     pub commit_limit_bytes: u64,
+    /// The overcommit mode (whether `commit_limit_bytes` is enforced).
+    pub overcommit: crate::Overcommit,
+    /// Who resolves faults (what [`Latency`] measures).
+    pub fault_mode: crate::FaultMode,
     /// The eviction path in use.
     pub eviction: crate::EvictionPath,
     /// How the userfaultfd was created.
@@ -265,90 +271,129 @@ fn us(d: Duration) -> String {
 }
 
 impl fmt::Display for Stats {
+    /// The runtime's figures and two per-arena tables (memory, then events), at most 100
+    /// columns wide for names of up to 12 characters and counts of up to 8 digits.
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         let ps = self.page_size;
-        let io = if self.swap_direct { "O_DIRECT" } else { "buffered" };
+        let mode = match self.fault_mode {
+            crate::FaultMode::HandlerThreads => "by handler threads",
+            crate::FaultMode::InThread => "in the faulting thread",
+        };
         writeln!(
             f,
-            "frames {}/{} in use ({} / {}), {} pooled, {} pinned; swap {}/{} slots ({} / {}, {io}); path {:?}; uffd {:?}",
-            self.frames_in_use,
-            self.budget_frames,
+            "faults served {mode}; eviction path {:?}; userfaultfd from {:?}",
+            self.eviction, self.uffd_source
+        )?;
+        writeln!(
+            f,
+            "frames {} / {} in use ({} / {}), {} pooled, {} pinned",
             mib(self.frames_in_use, ps),
             mib(self.budget_frames, ps),
-            self.frames_pooled,
+            self.frames_in_use,
+            self.budget_frames,
+            mib(self.frames_pooled, ps),
             self.pinned_frames,
-            self.swap_used,
-            self.swap_slots,
-            mib(self.swap_used, ps),
-            mib(self.swap_slots, ps),
-            self.eviction,
-            self.uffd_source,
         )?;
+        if self.swap_slots == 0 {
+            writeln!(f, "swap: none (capacity 0: written pages cannot leave memory)")?;
+        } else {
+            let io = if self.swap_direct { "O_DIRECT" } else { "buffered" };
+            writeln!(
+                f,
+                "swap {} / {} used ({} / {} slots)\nswap I/O {io}: {} reads, {} writes ({:.1} pages each)",
+                mib(self.swap_used, ps),
+                mib(self.swap_slots, ps),
+                self.swap_used,
+                self.swap_slots,
+                self.swap_read_ios,
+                self.swap_write_ios,
+                self.totals.writebacks as f64 / self.swap_write_ios.max(1) as f64,
+            )?;
+        }
+        let committed = mib(self.committed_bytes / ps as u64, ps);
+        let limit = mib(self.commit_limit_bytes / ps as u64, ps);
+        match self.overcommit {
+            crate::Overcommit::Strict { .. } => {
+                writeln!(f, "committed {committed} of the {limit} limit (Overcommit::Strict)")?
+            }
+            _ => writeln!(f, "committed {committed} (a limit of {limit} would apply only under Overcommit::Strict)")?,
+        }
         writeln!(
             f,
-            "committed {} (limit {}); policy {}; kills {}; pressure some {:.1}% full {:.1}% (avg10); \
-             faults that reclaimed directly {}",
-            mib(self.committed_bytes / ps as u64, ps),
-            mib(self.commit_limit_bytes / ps as u64, ps),
-            self.policy,
-            self.kills,
-            self.pressure.some.avg10,
-            self.pressure.full.avg10,
-            self.totals.direct_reclaims
+            "policy {}; kills {}; pressure some {:.1}% full {:.1}% (avg10); direct reclaims {}",
+            self.policy, self.kills, self.pressure.some.avg10, self.pressure.full.avg10, self.totals.direct_reclaims
         )?;
+        if self.tracked_pages == 0 {
+            writeln!(f, "metadata {} bytes, no page holding data", self.metadata_bytes)?;
+        } else {
+            writeln!(
+                f,
+                "metadata {} bytes for {} pages holding data ({:.1} B/page)",
+                self.metadata_bytes,
+                self.tracked_pages,
+                self.metadata_bytes as f64 / self.tracked_pages as f64,
+            )?;
+        }
+        let name = |a: &ArenaStats| {
+            let mut name: String = a.name.chars().take(12).collect();
+            if a.killed {
+                name.push_str(" †");
+            }
+            name
+        };
+        let sum = |g: fn(&ArenaStats) -> u64| self.arenas.iter().map(g).sum::<u64>();
+
+        // Memory: what each arena holds, how fast its faults were served, its OOM profile.
         writeln!(
             f,
-            "metadata {} bytes for {} tracked pages ({:.1} B/page); swap I/O: {} reads, {} writes ({:.1} pages per write)",
-            self.metadata_bytes,
-            self.tracked_pages,
-            self.metadata_bytes as f64 / self.tracked_pages.max(1) as f64,
-            self.swap_read_ios,
-            self.swap_write_ios,
-            self.totals.writebacks as f64 / self.swap_write_ios.max(1) as f64,
-        )?;
-        writeln!(
-            f,
-            "{:<14} {:>8} {:>8} {:>8} {:>6} {:>8} {:>9} {:>8} {:>6} {:>6} {:>8} {:>8} {:>8} {:>13} {:>8} {:>8} {:>5} {:>5}",
-            "arena",
-            "reserved",
-            "resident",
-            "swapped",
-            "pinned",
-            "shared",
-            "zero-fill",
-            "swap-in",
-            "wp",
-            "cow",
-            "evicted",
-            "written",
-            "clean",
-            "ra-hits",
-            "p50",
-            "p99",
-            "adj",
-            "score"
+            "\n{:<14} {:>8} {:>8} {:>8} {:>6} {:>8} {:>8} {:>8} {:>5} {:>5}",
+            "arena", "reserved", "resident", "swapped", "pinned", "shared", "p50", "p99", "adj", "score"
         )?;
         #[allow(clippy::too_many_arguments)]
-        fn row(
+        fn memory(
             f: &mut fmt::Formatter<'_>,
             ps: usize,
             name: &str,
             reserved: u64,
             pages: [u64; 4],
-            c: &Counters,
             l: &Latency,
             oom: Option<(i16, u32)>,
         ) -> fmt::Result {
             let (adj, score) = oom.map_or((String::new(), String::new()), |(a, s)| (a.to_string(), s.to_string()));
-            writeln!(
-                f,
-                "{:<14} {:>8} {:>8} {:>8} {:>6} {:>8} {:>9} {:>8} {:>6} {:>6} {:>8} {:>8} {:>8} {:>13} {:>8} {:>8} {:>5} {:>5}",
+            let line = format!(
+                "{:<14} {:>8} {:>8} {:>8} {:>6} {:>8} {:>8} {:>8} {:>5} {:>5}",
                 name,
                 mib(reserved / ps as u64, ps),
                 mib(pages[0], ps),
                 mib(pages[1], ps),
                 pages[2],
                 mib(pages[3], ps),
+                us(l.p50),
+                us(l.p99),
+                adj,
+                score,
+            );
+            writeln!(f, "{}", line.trim_end())
+        }
+        for a in &self.arenas {
+            let pages = [a.resident_pages, a.swapped_pages, a.pinned_pages, a.shared_pages];
+            memory(f, ps, &name(a), a.reserved_bytes, pages, &a.latency, Some((a.oom_score_adj, a.oom_score)))?;
+        }
+        let pages =
+            [sum(|a| a.resident_pages), sum(|a| a.swapped_pages), sum(|a| a.pinned_pages), sum(|a| a.shared_pages)];
+        memory(f, ps, "total", sum(|a| a.reserved_bytes), pages, &self.latency, None)?;
+
+        // Events: faults by kind, evictions by outcome, readahead.
+        writeln!(
+            f,
+            "\n{:<14} {:>9} {:>8} {:>8} {:>8} {:>8} {:>8} {:>8} {:>15}",
+            "arena", "zero-fill", "swap-in", "wp", "cow", "evicted", "written", "clean", "ra-hits"
+        )?;
+        fn events(f: &mut fmt::Formatter<'_>, name: &str, c: &Counters) -> fmt::Result {
+            writeln!(
+                f,
+                "{:<14} {:>9} {:>8} {:>8} {:>8} {:>8} {:>8} {:>8} {:>15}",
+                name,
                 c.zero_fills,
                 c.swap_ins,
                 c.wp_faults,
@@ -357,30 +402,23 @@ impl fmt::Display for Stats {
                 c.writebacks,
                 c.clean_drops,
                 format!("{}/{}", c.readahead_hits, c.readahead),
-                us(l.p50),
-                us(l.p99),
-                adj,
-                score,
             )
         }
         for a in &self.arenas {
-            let mut name: String = a.name.chars().take(12).collect();
-            if a.killed {
-                name.push_str(" †");
-            }
-            let pages = [a.resident_pages, a.swapped_pages, a.pinned_pages, a.shared_pages];
-            row(f, ps, &name, a.reserved_bytes, pages, &a.counters, &a.latency, Some((a.oom_score_adj, a.oom_score)))?;
+            events(f, &name(a), &a.counters)?;
         }
-        let sum = |g: fn(&ArenaStats) -> u64| self.arenas.iter().map(g).sum::<u64>();
-        let pages =
-            [sum(|a| a.resident_pages), sum(|a| a.swapped_pages), sum(|a| a.pinned_pages), sum(|a| a.shared_pages)];
-        row(f, ps, "total", sum(|a| a.reserved_bytes), pages, &self.totals, &self.latency, None)?;
-        write!(
+        events(f, "total", &self.totals)?;
+        let served = match self.fault_mode {
+            crate::FaultMode::HandlerThreads => "in a handler thread, the faulting thread's wake-up not included",
+            crate::FaultMode::InThread => "in the faulting thread's SIGBUS handler, signal delivery not included",
+        };
+        writeln!(
             f,
-            "(† killed; latency is handler service time: p99.9 {}, max {}; score is the kernel-scale oom_score)",
+            "† killed; score: the kernel-scale oom_score; slowest faults: p99.9 {}, max {}",
             us(self.latency.p999),
             us(self.latency.max)
-        )
+        )?;
+        write!(f, "p50/p99: fault service time {served}")
     }
 }
 

@@ -4,15 +4,30 @@
 mod common;
 
 fn run_example(name: &str) -> Option<String> {
+    run_example_with(name, &[]).map(|(stdout, _)| stdout)
+}
+
+/// Runs the example `name` with extra environment variables; its stdout and stderr.
+fn run_example_with(name: &str, env: &[(&str, &str)]) -> Option<(String, String)> {
     common::runtime(16, 16, pagewarden::EvictionPath::Auto)?;
     let exe = std::env::current_exe().unwrap();
     let path = exe.parent().unwrap().parent().unwrap().join("examples").join(name);
     assert!(path.exists(), "the {name} example was not built at {}", path.display());
-    let out = std::process::Command::new(&path).output().unwrap();
+    let out = std::process::Command::new(&path).env_remove("RUST_LOG").envs(env.iter().copied()).output().unwrap();
     let stdout = String::from_utf8_lossy(&out.stdout).into_owned();
-    assert!(out.status.success(), "{name} failed: {}\n{stdout}\n{}", out.status, String::from_utf8_lossy(&out.stderr));
+    let stderr = String::from_utf8_lossy(&out.stderr).into_owned();
+    assert!(out.status.success(), "{name} failed: {}\n{stdout}\n{stderr}", out.status);
     assert!(stdout.contains("why"), "{name} does not explain itself:\n{stdout}");
-    Some(stdout)
+    Some((stdout, stderr))
+}
+
+/// A misspelt PAGEWARDEN_* name is shown on stderr without RUST_LOG; the runtime's other
+/// warnings (the OOM reports the example prints itself) are not repeated there.
+#[test]
+fn a_misspelt_variable_is_shown_without_rust_log() {
+    let Some((_, stderr)) = run_example_with("leak", &[("PAGEWARDEN_BUGDET", "64M")]) else { return };
+    assert!(stderr.contains("PAGEWARDEN_BUGDET is not a runtime setting"), "{stderr}");
+    assert!(!stderr.contains("invoked oom-killer"), "{stderr}");
 }
 
 #[test]

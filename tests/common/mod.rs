@@ -5,8 +5,8 @@ use pagewarden::{Error, EvictionPath, Runtime};
 
 pub(crate) const PAGE: usize = 4096;
 
-/// Builds a runtime with a small budget, or reports loudly why userfaultfd is unavailable.
-/// Fails the test unless `PAGEWARDEN_SKIP_UFFD_TESTS=1` is set.
+/// Builds a runtime with a small budget. Where userfaultfd is unavailable the test fails saying
+/// why, or, with `PAGEWARDEN_SKIP_UFFD_TESTS=1`, says so once and gets `None` (skip).
 pub(crate) fn runtime(budget_frames: usize, swap_pages: usize, path: EvictionPath) -> Option<Runtime> {
     runtime_with(budget_frames, swap_pages, path, |b| b)
 }
@@ -24,29 +24,49 @@ pub(crate) fn runtime_with(
         .eviction(path);
     match f(b).build() {
         Err(e @ Error::MissingKernelFeature { .. }) if path == EvictionPath::Move => {
-            eprintln!("\n*** SKIPPING the MOVE-path variant: {e}\n");
+            say_skipping(&format!("the MOVE-path variant: {e}"));
             None
         }
         r => skip_unavailable(r),
     }
 }
 
-/// Builds `b`, or reports loudly why userfaultfd is unavailable (failing the test unless
-/// `PAGEWARDEN_SKIP_UFFD_TESTS=1` is set).
+/// Builds `b`; where userfaultfd is unavailable, as [`runtime`].
 pub(crate) fn build_or_skip(b: pagewarden::RuntimeBuilder) -> Option<Runtime> {
     skip_unavailable(b.build())
 }
 
-/// The runtime, or `None` after saying loudly that userfaultfd is unavailable (a failure unless
-/// `PAGEWARDEN_SKIP_UFFD_TESTS=1` is set); any other error fails the test.
-fn skip_unavailable(r: pagewarden::Result<Runtime>) -> Option<Runtime> {
+std::thread_local! {
+    /// Whether this test (each runs on its own thread) has said why it skips.
+    static SAID: std::cell::Cell<bool> = const { std::cell::Cell::new(false) };
+}
+
+/// Whether `PAGEWARDEN_SKIP_UFFD_TESTS=1` asks tests needing userfaultfd to skip where it is
+/// unavailable.
+pub(crate) fn skip_allowed() -> bool {
+    std::env::var_os("PAGEWARDEN_SKIP_UFFD_TESTS").is_some_and(|v| v == "1")
+}
+
+/// Says, once per test, that it skips and why.
+fn say_skipping(why: &str) {
+    if !SAID.replace(true) {
+        eprintln!("*** SKIPPING: {why}");
+    }
+}
+
+/// The runtime, or `None` after saying (once per test) that userfaultfd is unavailable and
+/// `PAGEWARDEN_SKIP_UFFD_TESTS=1` allows skipping; without it, the test fails saying why. Any
+/// other error fails the test.
+pub(crate) fn skip_unavailable(r: pagewarden::Result<Runtime>) -> Option<Runtime> {
     match r {
         Ok(rt) => Some(rt),
         Err(e @ Error::UserfaultfdUnavailable { .. }) => {
-            eprintln!("\n*** SKIPPING: {e}\n");
-            if std::env::var_os("PAGEWARDEN_SKIP_UFFD_TESTS").is_none() {
-                panic!("userfaultfd unavailable; set PAGEWARDEN_SKIP_UFFD_TESTS=1 to skip: {e}");
+            if !skip_allowed() {
+                panic!(
+                    "this test needs userfaultfd: {e}\n(set PAGEWARDEN_SKIP_UFFD_TESTS=1 to skip the tests that need it)"
+                );
             }
+            say_skipping(&format!("userfaultfd unavailable (PAGEWARDEN_SKIP_UFFD_TESTS=1): {e}"));
             None
         }
         Err(e) => panic!("runtime: {e}"),
