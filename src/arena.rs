@@ -382,6 +382,7 @@ impl Arena {
                 pinned: 0,
                 slots: 0,
                 inflight: 0,
+                writing_back: 0,
                 stream: Stream::default(),
                 live: Liveness::Live,
                 poisoned: poisoned.clone(),
@@ -488,11 +489,13 @@ impl Arena {
 
     /// Kills the arena now: its frames, pins and swap slots are freed at once, every safe accessor
     /// of its regions returns [`Error::Killed`] from now on, and raw accesses to its pages raise
-    /// SIGBUS. Returns the report, or `None` if it was already killed.
+    /// SIGBUS. Dirty pages of its [`MapMode::Shared`] file maps are in their files when it
+    /// returns (including those an eviction was writing back at the time), and so when
+    /// [`Event::Killed`](crate::Event::Killed) is published. Returns the report, or `None` if it
+    /// was already killed.
     pub fn kill(&self) -> Option<OomReport> {
         let core = &self.inner.rt.core;
-        let mut st = core.lock();
-        core.kill_manual(&mut st, self.inner.shared.id)
+        core.kill_and_settle(core.lock(), self.inner.shared.id)
     }
 
     /// A snapshot of this arena's figures.

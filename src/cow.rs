@@ -35,11 +35,28 @@ impl State {
     /// A live region of `rid`'s family, other than `rid`, whose page `page` refers to share `id`
     /// and satisfies `want`.
     pub(crate) fn find_ref(&self, rid: u32, page: u64, id: u32, want: impl Fn(Entry) -> bool) -> Option<u32> {
+        self.find_ref_in(rid, page, id, |x, e| x.live == Liveness::Live && want(e))
+    }
+
+    /// Whether a region of `rid`'s family other than `rid`, live or dying, is writing the only
+    /// copy of share `id` out (its page `page` is evicting). A dying region's eviction still
+    /// gives the share its slot when it ends, so a relative waits for it like for a live one.
+    pub(crate) fn share_in_flight(&self, rid: u32, page: u64, id: u32) -> bool {
+        self.find_ref_in(rid, page, id, |_, e| e.state() == PageState::Evicting).is_some()
+    }
+
+    fn find_ref_in(
+        &self,
+        rid: u32,
+        page: u64,
+        id: u32,
+        want: impl Fn(&crate::runtime::RegionState, Entry) -> bool,
+    ) -> Option<u32> {
         let fam = self.regions.0.get(&rid)?.family;
         self.families.get(&fam)?.iter().copied().filter(|&r| r != rid).find(|r| {
             self.regions.0.get(r).is_some_and(|x| {
                 let e = x.pages.get(page);
-                x.live == Liveness::Live && e.share() == Some(id) && want(e)
+                e.share() == Some(id) && want(x, e)
             })
         })
     }

@@ -752,7 +752,7 @@ impl Core {
             }
             if st.shares.get(id).slot.is_none() {
                 st.frames.give(got);
-                if st.find_ref(rid, page, id, |e| e.state() == PageState::Evicting).is_some() {
+                if st.share_in_flight(rid, page, id) {
                     // Its only copy is on its way to swap: wait for the write, then retry.
                     let st = self.wait_progress(st, Duration::from_millis(5));
                     self.wake(&st, rid, page, 1);

@@ -12,6 +12,7 @@
 
 use crate::core::idx;
 use crate::core::lru::key;
+use crate::core::page::PageState;
 use crate::error::{Error, Result};
 use crate::runtime::{Core, Liveness, State};
 use crate::sys::file::DataFile;
@@ -76,6 +77,16 @@ impl Core {
     pub(crate) fn flush_region(&self, rid: u32, range: std::ops::Range<u64>) -> Result<()> {
         let ps = self.page();
         let mut st = self.lock();
+        // What an eviction is writing back at the time of the call must be in the file when the
+        // call returns: wait for the pages in flight now (not for later evictions, which could
+        // go on for ever under pressure).
+        if st.writing_back(rid) > 0 {
+            let evicting = |st: &State, p: u64| st.region(rid).pages.get(p).state() == PageState::Evicting;
+            let pending: Vec<u64> = range.clone().filter(|&p| evicting(&st, p)).collect();
+            while !self.is_failed() && st.writing_back(rid) > 0 && pending.iter().any(|&p| evicting(&st, p)) {
+                st = self.wait_progress(st, std::time::Duration::from_millis(5));
+            }
+        }
         let Some(r) = st.regions.0.get(&rid) else { return Ok(()) };
         let Some(fm) = r.file.clone().filter(|f| f.mode == MapMode::Shared) else { return Ok(()) };
         if r.live != Liveness::Live {

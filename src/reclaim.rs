@@ -477,6 +477,7 @@ impl Core {
             let r = st.region_mut(rid);
             r.pages.set(page, e);
             r.inflight += 1;
+            r.writing_back += u64::from(file.is_some());
             let map = r.map.clone();
             st.evicting += 1;
             st.evicting_to_files += usize::from(file.is_some());
@@ -610,6 +611,7 @@ impl Core {
             }
             st.evicting -= 1;
             st.evicting_to_files -= usize::from(job.file.is_some());
+            st.region_mut(job.rid).writing_back -= u64::from(job.file.is_some());
             let Job { rid, page, slot, hole, map, ok, sum, file, .. } = job;
             let off = idx(page) * ps;
             let live = st.region(rid).live;
@@ -710,6 +712,9 @@ impl Core {
             if live == Liveness::Released {
                 self.forget_if_done(&mut st, rid);
             }
+        }
+        if !st.held_events.is_empty() {
+            self.publish_landed(&mut st);
         }
         if file_failed {
             self.publish(Event::SwapFailed {
@@ -827,6 +832,7 @@ impl Core {
         let Job { rid, page, slot, hole, map, file, .. } = job;
         st.evicting -= 1;
         st.evicting_to_files -= usize::from(file.is_some());
+        st.region_mut(rid).writing_back -= u64::from(file.is_some());
         if let Some(h) = hole {
             st.frames.return_hole(h);
         }
@@ -861,6 +867,9 @@ impl Core {
         };
         if waiters {
             self.wake(st, rid, page, 1);
+        }
+        if file.is_some() && !st.held_events.is_empty() {
+            self.publish_landed(st);
         }
         if live == Liveness::Released {
             self.forget_if_done(st, rid);
@@ -1103,9 +1112,6 @@ impl Core {
         if let Some(a) = st.arenas.get(&arena) {
             a.shared.oom_poisoned.fetch_sub(gone, Ordering::AcqRel);
         }
-        if let Err(e) = self.uffd.unregister(&map, 0, map.len()) {
-            log::error!("pagewarden: unregistering a released region failed: {e}");
-        }
         let scrubbed = st.reserve.iter().filter(|&&(r, _, _)| r == rid).count();
         st.reserve.retain(|&(r, _, _)| r != rid);
         if let Some(a) = st.arenas.get(&arena) {
@@ -1118,8 +1124,14 @@ impl Core {
         // Pages in flight are finished by their owners (they see the region released). Wait for
         // them, so that when the region's drop returns all of its frames and slots are free.
         // (A failed runtime's in-flight work will never finish: do not wait for it.)
+        // The range stays registered until then: an eviction still has to take its page out
+        // (write-protect or move it) before writing it back, and on an unregistered range that
+        // fails (ENOENT), which would drop a dirty page of a `Shared` map unwritten.
         while !self.is_failed() && st.regions.0.get(&rid).is_some_and(|r| r.inflight > 0) {
             st = self.wait_progress(st, Duration::from_millis(5));
+        }
+        if let Err(e) = self.uffd.unregister(&map, 0, map.len()) {
+            log::error!("pagewarden: unregistering a released region failed: {e}");
         }
         self.forget_if_done(&mut st, rid);
         self.notify_progress();

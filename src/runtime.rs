@@ -57,6 +57,9 @@ pub(crate) struct RegionState {
     pub(crate) slots: u64,
     /// Pages of this region in flight (page-in or eviction I/O).
     pub(crate) inflight: u64,
+    /// Of those, dirty pages an eviction is writing back to the region's file (`Shared` maps).
+    /// A flush, a release and a kill are not done until the ones they found have landed.
+    pub(crate) writing_back: u64,
     pub(crate) stream: Stream,
     pub(crate) live: Liveness,
     /// Count of poisoned pages, read lock-free by the safe accessors.
@@ -188,6 +191,9 @@ pub(crate) struct State {
     pub(crate) swap_low_armed: bool,
     /// Evictions so far (for the pressure trigger).
     pub(crate) evictions: u64,
+    /// Events held back until the file write-backs in flight on these regions have landed: a
+    /// kill is reported only once every write to its `Shared` maps is in the file.
+    pub(crate) held_events: Vec<(Event, Vec<u32>)>,
     /// Killed arenas' page runs waiting for the reaper: (mapping, first page, pages).
     pub(crate) reap: std::collections::VecDeque<(Arc<Mapping>, u64, u64)>,
     /// Frames in `reap`, still counted as in use.
@@ -213,6 +219,11 @@ pub(crate) struct State {
 impl State {
     pub(crate) fn region(&self, rid: u32) -> &RegionState {
         &self.regions.0[&rid]
+    }
+
+    /// Pages an eviction is writing back to region `rid`'s file (0 for a region that is gone).
+    pub(crate) fn writing_back(&self, rid: u32) -> u64 {
+        self.regions.0.get(&rid).map_or(0, |r| r.writing_back)
     }
 
     pub(crate) fn region_mut(&mut self, rid: u32) -> &mut RegionState {
@@ -363,6 +374,38 @@ impl Core {
         if self.events.try_send(ev).is_err() {
             self.dropped_events.fetch_add(1, Ordering::Relaxed);
         }
+    }
+
+    /// Publishes `ev` once no eviction is writing back to the files of `rids` (at once when none
+    /// is): an event must not announce what the files do not show yet.
+    pub(crate) fn publish_after_writebacks(&self, st: &mut State, ev: Event, rids: Vec<u32>) {
+        if rids.iter().any(|&r| st.writing_back(r) > 0) {
+            st.held_events.push((ev, rids));
+        } else {
+            self.publish(ev);
+        }
+    }
+
+    /// Publishes the held events whose write-backs have all landed, in the order they were held.
+    pub(crate) fn publish_landed(&self, st: &mut State) {
+        let mut i = 0;
+        while i < st.held_events.len() {
+            if st.held_events[i].1.iter().all(|&r| st.writing_back(r) == 0) {
+                let (ev, _) = st.held_events.remove(i);
+                self.publish(ev);
+            } else {
+                i += 1;
+            }
+        }
+    }
+
+    /// Waits until no eviction is writing back to the files of `rids` (or the runtime failed:
+    /// its in-flight work will never end).
+    pub(crate) fn wait_writebacks<'a>(&'a self, mut st: Guard<'a>, rids: &[u32]) -> Guard<'a> {
+        while !self.is_failed() && rids.iter().any(|&r| st.writing_back(r) > 0) {
+            st = self.wait_progress(st, Duration::from_millis(5));
+        }
+        st
     }
 
     pub(crate) fn wait<'a>(&'a self, st: Guard<'a>, cv: &Condvar, d: Duration) -> Guard<'a> {
@@ -785,6 +828,7 @@ impl Runtime {
             last_pressure_warn: None,
             swap_low_armed: true,
             evictions: 0,
+            held_events: Vec::new(),
             reap: std::collections::VecDeque::new(),
             reaping: 0,
             clean: 0,
@@ -870,7 +914,9 @@ impl Runtime {
     pub fn run_oom_killer(&self, deficit: crate::Deficit) -> crate::OomReport {
         let c = &self.h.core;
         let mut st = c.lock();
-        c.oom(&mut st, crate::KillTrigger::Requested, deficit, None).1
+        let report = c.oom(&mut st, crate::KillTrigger::Requested, deficit, None).1;
+        c.settle(st, &report);
+        report
     }
 
     /// Checks the runtime's bookkeeping for consistency (frames, slots, pins, replacement lists

@@ -256,7 +256,8 @@ impl Core {
         } else {
             st.kills += report.victims.len() as u64;
             log::warn!("{report}");
-            self.publish(Event::Killed(report.clone()));
+            let rids = victim_regions(st, &report);
+            self.publish_after_writebacks(st, Event::Killed(report.clone()), rids);
         }
         self.progress.notify_all();
         (outcome, report)
@@ -283,9 +284,26 @@ impl Core {
         report.victims.push(Victim { id: u64::from(aid), name, frames_freed, slots_freed });
         st.kills += 1;
         log::warn!("{report}");
-        self.publish(Event::Killed(report.clone()));
+        let rids = victim_regions(st, &report);
+        self.publish_after_writebacks(st, Event::Killed(report.clone()), rids);
         self.progress.notify_all();
         Some(report)
+    }
+
+    /// Kills `aid` on request ([`Arena::kill`](crate::Arena::kill)) and returns once the kill is
+    /// complete: every write to its `Shared` file maps is in the file, and the event published.
+    pub(crate) fn kill_and_settle<'a>(&'a self, st: Guard<'a>, aid: u32) -> Option<OomReport> {
+        let mut st = st;
+        let report = self.kill_manual(&mut st, aid)?;
+        self.settle(st, &report);
+        Some(report)
+    }
+
+    /// Waits until the write-backs of the report's victims have landed (their held event is
+    /// then published too).
+    pub(crate) fn settle(&self, st: Guard<'_>, report: &OomReport) {
+        let rids = victim_regions(&st, report);
+        drop(self.wait_writebacks(st, &rids));
     }
 
     /// Marks an arena killed and frees its pins and slots at once; its frames go to the reaper,
@@ -384,4 +402,10 @@ impl Core {
             st.swap_low_armed = true;
         }
     }
+}
+
+/// The regions of a report's victims.
+fn victim_regions(st: &State, report: &OomReport) -> Vec<u32> {
+    let ids = report.victims.iter().filter_map(|v| u32::try_from(v.id).ok());
+    ids.filter_map(|id| st.arenas.get(&id)).flat_map(|a| a.regions.iter().copied()).collect()
 }
