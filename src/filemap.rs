@@ -77,23 +77,20 @@ impl Core {
     pub(crate) fn flush_region(&self, rid: u32, range: std::ops::Range<u64>) -> Result<()> {
         let ps = self.page();
         let mut st = self.lock();
-        // What an eviction is writing back at the time of the call must be in the file when the
-        // call returns: wait for the pages in flight now (not for later evictions, which could
-        // go on for ever under pressure).
-        if st.writing_back(rid) > 0 {
-            let evicting = |st: &State, p: u64| st.region(rid).pages.get(p).state() == PageState::Evicting;
-            let pending: Vec<u64> = range.clone().filter(|&p| evicting(&st, p)).collect();
-            while !self.is_failed() && st.writing_back(rid) > 0 && pending.iter().any(|&p| evicting(&st, p)) {
-                st = self.wait_progress(st, std::time::Duration::from_millis(5));
-            }
-        }
         let Some(r) = st.regions.0.get(&rid) else { return Ok(()) };
         let Some(fm) = r.file.clone().filter(|f| f.mode == MapMode::Shared) else { return Ok(()) };
         if r.live != Liveness::Live {
             return Ok(());
         }
         let map = r.map.clone();
-        let dirty: Vec<u64> = range.filter(|&p| r.pages.get(p).is_resident() && r.pages.get(p).dirty()).collect();
+        let dirty: Vec<u64> =
+            range.clone().filter(|&p| r.pages.get(p).is_resident() && r.pages.get(p).dirty()).collect();
+        // Dirty pages an eviction is writing back now: in the file before this call returns too.
+        // (Waited for below, once the dirty pages are held: a held page cannot start an eviction
+        // meanwhile, and later evictions carry later writes.)
+        let evicting = |st: &State, p: u64| st.region(rid).pages.get(p).state() == PageState::Evicting;
+        let pending: Vec<u64> =
+            if r.writing_back > 0 { range.filter(|&p| evicting(&st, p)).collect() } else { Vec::new() };
         // Write-protect and mark clean first: a write from now on faults and marks the page dirty
         // again. Holding the pages keeps reclaim from dropping a page whose write is not done.
         for &p in &dirty {
@@ -140,6 +137,9 @@ impl Core {
         }
         if st.regions.0.contains_key(&rid) {
             st.counters(rid).file_writebacks += written as u64;
+        }
+        while !self.is_failed() && st.writing_back(rid) > 0 && pending.iter().any(|&p| evicting(&st, p)) {
+            st = self.wait_progress(st, std::time::Duration::from_millis(5));
         }
         drop(st);
         res?;
