@@ -795,7 +795,9 @@ impl Core {
                 let readable = match e.state() {
                     PageState::Unpopulated => p < in_file,
                     PageState::Swapped => true,
-                    PageState::Shared => st.data_slot(e).is_some(),
+                    // A copy-on-write neighbour is not read ahead: its copy would be charged to
+                    // this side for a page it never asked for.
+                    PageState::Shared => p == page && st.data_slot(e).is_some(),
                     _ => false,
                 };
                 if !readable || e.reserve() {

@@ -281,3 +281,54 @@ fn a_shared_last_copy_and_its_dirty_neighbour_leave_together() {
         }
     }
 }
+
+/// The seed's point about copy-on-write: a child that writes k pages is charged k frames, also
+/// with the default readahead, when the shared copies are in swap (a sequential stream of faults
+/// must not copy the shared neighbours it never asked for).
+#[test]
+fn a_child_writing_k_shared_pages_from_swap_is_charged_k_frames_with_default_readahead() {
+    const PAGES: usize = 512;
+    const K: usize = 256;
+    for path in PATHS {
+        for mode in MODES {
+            for raw in [false, true] {
+                let Some(rt) = runtime_with(1024, 2048, path, |b| b.fault_mode(mode).watermarks(16, 32)) else {
+                    continue;
+                };
+                let what = format!("{path:?}/{mode:?}/{}", if raw { "raw writes" } else { "safe writes" });
+                let parent = rt.arena("parent").create().unwrap();
+                let r = parent.reserve(PAGES * PAGE).unwrap();
+                for i in 0..PAGES {
+                    r.write(i * PAGE, &page_of(3, i)).unwrap();
+                }
+                let fork = parent.fork("child").unwrap();
+                let c = fork.region(&r).unwrap();
+                // Every share's only copy goes to swap.
+                r.page_out(0, PAGES * PAGE).unwrap();
+                assert_eq!(parent.stats().resident_pages, 0, "{what}: parent paged out");
+                let before = rt.stats().frames_in_use;
+                for i in 0..K {
+                    if raw {
+                        // SAFETY: inside the child's live region; only this thread touches it.
+                        unsafe { c.as_ptr().add(i * PAGE + 9).write_volatile(0xAB) };
+                    } else {
+                        c.write(i * PAGE + 9, &[0xAB]).unwrap();
+                    }
+                }
+                let st = fork.arena().stats();
+                assert_eq!(st.counters.cow_copies, K as u64, "{what}: one private copy per written page");
+                assert_eq!(st.resident_pages, K as u64, "{what}: the child holds the pages it wrote, no more");
+                assert_eq!(rt.stats().frames_in_use - before, K as u64, "{what}: K writes charge K frames");
+                for i in (0..PAGES).step_by(37) {
+                    let mut want = page_of(3, i);
+                    if i < K {
+                        want[9] = 0xAB;
+                    }
+                    assert_eq!(read_page(c, i), want, "{what}: child page {i}");
+                    assert_eq!(read_page(&r, i), page_of(3, i), "{what}: parent page {i}");
+                }
+                rt.debug_check_invariants().unwrap();
+            }
+        }
+    }
+}
