@@ -693,7 +693,9 @@ impl Region {
     }
 
     /// Writes this region's dirty pages back to its file and syncs the file, like `msync`
-    /// (`MS_SYNC`). A no-op for anonymous regions and [`MapMode::Private`] maps. Pages written
+    /// (`MS_SYNC`): when it returns, every write made before the call is in the file, including
+    /// pages an eviction was writing back at the time. A no-op for anonymous regions and
+    /// [`MapMode::Private`] maps. Pages written
     /// during the flush may or may not be in it; they stay dirty and go out with the next flush
     /// (or at release).
     pub fn flush(&self) -> Result<()> {
