@@ -27,7 +27,7 @@ fn temp_file(len: usize, byte: u8) -> std::io::Result<std::fs::File> {
 }
 
 fn main() -> Result<(), Box<dyn std::error::Error>> {
-    let rt = Runtime::builder().frame_budget(16 * MIB).swap_capacity(64 * MIB as u64).build()?;
+    let rt = Runtime::builder().frame_budget(16 * MIB).swap_capacity(64 * MIB).build()?;
     let file = temp_file(24 * MIB, 0x42)?;
     let index = rt.arena("index").create()?;
     let map = index.map_file(&file, 0, 24 * MIB, MapMode::Private)?;

@@ -26,7 +26,7 @@ fn chosen(r: &OomReport) -> String {
 }
 
 fn main() -> Result<(), Error> {
-    let rt = Runtime::builder().frame_budget(16 * MIB).swap_capacity(16 * MIB as u64).oom_dry_run(true).build()?;
+    let rt = Runtime::builder().frame_budget(16 * MIB).swap_capacity(16 * MIB).oom_dry_run(true).build()?;
     let mut keep = Vec::new();
     for (name, impact, size) in [
         ("ui", Impact::Interactive, 6 * MIB),
