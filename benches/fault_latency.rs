@@ -237,7 +237,7 @@ fn pagewarden(pages: usize, mode: FaultMode, kind: Kind, order: Order, threads: 
     let budget = if evicting { (pages / 8).max(256) } else { 2 * pages + 1024 };
     let rt = Runtime::builder()
         .frame_budget(budget * PAGE)
-        .swap_capacity((pages * PAGE * 2) as u64)
+        .swap_capacity(pages * PAGE * 2)
         .fault_mode(mode)
         .max_readahead(if evicting { 1 } else { 64 })
         .build()

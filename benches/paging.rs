@@ -262,7 +262,7 @@ fn pagewarden_run(o: &Opts, ratio: f64) -> Vec<Result> {
     let pages = (budget as f64 * ratio) as usize;
     let rt = Runtime::builder()
         .frame_budget(budget * PAGE)
-        .swap_capacity(((pages + budget) * PAGE) as u64)
+        .swap_capacity((pages + budget) * PAGE)
         .fault_mode(o.mode)
         .encrypt_swap(o.encrypt)
         .build()

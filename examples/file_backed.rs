@@ -33,7 +33,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         env_logger::Env::default().default_filter_or("pagewarden::config=warn,pagewarden::runtime=warn"),
     )
     .init();
-    let rt = Runtime::builder().frame_budget(16 * MIB).swap_capacity(64 * MIB as u64).build()?;
+    let rt = Runtime::builder().frame_budget(16 * MIB).swap_capacity(64 * MIB).build()?;
     let file = temp_file(24 * MIB, 0x42)?;
     let index = rt.arena("index").create()?;
     let map = index.map_file(&file, 0, 24 * MIB, MapMode::Private)?;

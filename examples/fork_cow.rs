@@ -29,8 +29,7 @@ fn main() -> Result<(), Error> {
     .init();
     for strict in [false, true] {
         let overcommit = if strict { Overcommit::Strict { ratio: 0.5 } } else { Overcommit::Always };
-        let rt =
-            Runtime::builder().frame_budget(16 * MIB).swap_capacity(64 * MIB as u64).overcommit(overcommit).build()?;
+        let rt = Runtime::builder().frame_budget(16 * MIB).swap_capacity(64 * MIB).overcommit(overcommit).build()?;
         println!("--- overcommit {overcommit:?}: budget 16 MiB, swap 64 MiB ---");
         let parent = rt.arena("parent").create()?;
         let data = parent.reserve(DATA)?;

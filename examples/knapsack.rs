@@ -32,7 +32,7 @@ fn main() -> Result<(), Error> {
         env_logger::Env::default().default_filter_or("pagewarden::config=warn,pagewarden::runtime=warn"),
     )
     .init();
-    let rt = Runtime::builder().frame_budget(16 * MIB).swap_capacity(16 * MIB as u64).oom_dry_run(true).build()?;
+    let rt = Runtime::builder().frame_budget(16 * MIB).swap_capacity(16 * MIB).oom_dry_run(true).build()?;
     let mut keep = Vec::new();
     for (name, impact, size) in [
         ("ui", Impact::Interactive, 6 * MIB),

@@ -38,7 +38,7 @@ fn main() -> Result<(), Error> {
         env_logger::Env::default().default_filter_or("pagewarden::config=warn,pagewarden::runtime=warn"),
     )
     .init();
-    let rt = Runtime::builder().frame_budget(16 * MIB).swap_capacity(16 * MIB as u64).build()?;
+    let rt = Runtime::builder().frame_budget(16 * MIB).swap_capacity(16 * MIB).build()?;
     println!("budget 16 MiB of frames, 16 MiB of swap; policy {}\n", rt.stats().policy);
 
     let web = rt.arena("web").oom_score_adj(-200).impact(Impact::Interactive).create()?;

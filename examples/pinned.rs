@@ -27,7 +27,7 @@ fn main() -> Result<(), Error> {
     .init();
     let rt = Runtime::builder()
         .frame_budget(2 * MIB)
-        .swap_capacity(16 * MIB as u64)
+        .swap_capacity(16 * MIB)
         .pin_limit(MIB) // at most half the budget pinned at once
         .build()?;
     let nic = rt.arena("nic").create()?;

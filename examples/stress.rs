@@ -261,7 +261,7 @@ fn main() {
 
     let mut b = Runtime::builder()
         .frame_budget(usize::try_from(budget).unwrap_or(usize::MAX))
-        .swap_capacity(swap)
+        .swap_capacity(usize::try_from(swap).unwrap_or(usize::MAX))
         .handler_threads(o.handlers.into());
     if o.dry_run {
         b = b.oom_dry_run(true);

@@ -43,7 +43,7 @@ fn main() -> Result<(), Error> {
         env_logger::Env::default().default_filter_or("pagewarden::config=warn,pagewarden::runtime=warn"),
     )
     .init();
-    let rt = Runtime::builder().frame_budget(8 * MIB).swap_capacity(8 * MIB as u64).oom_dry_run(true).build()?;
+    let rt = Runtime::builder().frame_budget(8 * MIB).swap_capacity(8 * MIB).oom_dry_run(true).build()?;
     // Equal profiles (the same age, so the same impact cost): only where their memory is differs.
     let arena = |name: &str| rt.arena(name).age(Duration::from_secs(3600)).create();
     let (in_swap, mixed, in_ram) = (arena("in-swap")?, arena("mixed")?, arena("in-ram")?);

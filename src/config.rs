@@ -114,6 +114,7 @@ pub(crate) enum SwapLocation {
 /// | `PAGEWARDEN_BUDGET` | [`frame_budget`](RuntimeBuilder::frame_budget) | a size: `268435456`, `256M`, `1.5G` (K, M, G, T are binary) |
 /// | `PAGEWARDEN_SWAP` | [`swap_capacity`](RuntimeBuilder::swap_capacity) | a size; `0` disables swap |
 /// | `PAGEWARDEN_SWAP_DIR` | [`swap_dir`](RuntimeBuilder::swap_dir) | an existing directory |
+/// | `PAGEWARDEN_PREALLOCATE` | [`preallocate`](RuntimeBuilder::preallocate) | a boolean |
 /// | `PAGEWARDEN_SWAP_IO` | [`swap_io`](RuntimeBuilder::swap_io) | `direct`, `buffered` |
 /// | `PAGEWARDEN_ENCRYPT_SWAP` | [`encrypt_swap`](RuntimeBuilder::encrypt_swap) | `1`/`0`, `true`/`false`, `yes`/`no`, `on`/`off` |
 /// | `PAGEWARDEN_EVICTION` | [`eviction`](RuntimeBuilder::eviction) | `auto`, `move`, `write-protect` (or `wp`) |
@@ -143,7 +144,8 @@ pub(crate) enum SwapLocation {
 pub struct RuntimeBuilder {
     budget: Option<usize>,
     swap: Option<SwapLocation>,
-    swap_capacity: Option<u64>,
+    swap_capacity: Option<usize>,
+    preallocate: Option<bool>,
     swap_io: Option<SwapIo>,
     handler_threads: Option<usize>,
     watermarks: Option<(usize, usize)>,
@@ -180,6 +182,10 @@ pub(crate) struct Config {
     pub(crate) budget_frames: usize,
     pub(crate) swap: SwapLocation,
     pub(crate) swap_slots: u32,
+    /// Allocate the whole swap file at start instead of growing it on demand.
+    pub(crate) preallocate: bool,
+    /// The default swap capacity was cut short by the free space of the swap directory.
+    pub(crate) swap_cut_by_disk: bool,
     pub(crate) swap_io: SwapIo,
     pub(crate) handler_threads: usize,
     pub(crate) low: usize,
@@ -198,6 +204,9 @@ pub(crate) struct Config {
     pub(crate) encrypt_swap: bool,
 }
 
+/// The default swap capacity, in multiples of the machine's RAM (before the free-space cap).
+pub(crate) const DEFAULT_SWAP_PER_RAM: u64 = 8;
+
 /// Smallest budget that leaves room for readahead, watermarks and a working fault path.
 pub(crate) const MIN_FRAMES: usize = 8;
 
@@ -215,28 +224,51 @@ impl RuntimeBuilder {
         self
     }
 
-    /// Swap to a named file at `path` of `capacity` bytes. The file is created with mode 0600 and
-    /// removed when the runtime ends. It must not exist yet: an existing file (or a symlink) at
-    /// `path` is refused with [`Error::SwapFile`](crate::Error::SwapFile), never overwritten, so
-    /// swapped data can never land in a file others may read.
-    pub fn swap_file(mut self, path: impl Into<PathBuf>, capacity: u64) -> Self {
+    /// Swap to a named file at `path` of up to `capacity` bytes (see
+    /// [`swap_capacity`](Self::swap_capacity)). The file is created with mode 0600 and removed when
+    /// the runtime ends. It must not exist yet: an existing file (or a symlink) at `path` is
+    /// refused with [`Error::SwapFile`](crate::Error::SwapFile), never overwritten, so swapped
+    /// data can never land in a file others may read.
+    pub fn swap_file(mut self, path: impl Into<PathBuf>, capacity: usize) -> Self {
         self.swap = Some(SwapLocation::Named(path.into()));
         self.swap_capacity = Some(capacity);
         self
     }
 
     /// Put the (unlinked, 0600) temporary swap file in `dir` instead of the system temp directory.
+    /// `dir` must be an existing directory: otherwise [`build`](Self::build) fails with
+    /// [`Error::SwapFile`](crate::Error::SwapFile) naming it.
     pub fn swap_dir(mut self, dir: impl Into<PathBuf>) -> Self {
         self.swap = Some(SwapLocation::TempIn(dir.into()));
         self
     }
 
-    /// Swap capacity in bytes (rounded down to pages); 0 disables swap, so only clean pages can be
-    /// reclaimed. The file is preallocated, so a full disk is reported by `build`, not mid-run.
+    /// The most swap, in bytes (rounded down to pages); 0 disables swap, so only clean pages can
+    /// be reclaimed.
     ///
-    /// Default: four times the budget, at most half the free space of the swap directory.
-    pub fn swap_capacity(mut self, bytes: u64) -> Self {
+    /// The swap file starts empty and grows as pages are first written to it, 64 MiB at a time
+    /// (sparse until then), so a large capacity costs no disk until it is used. If the disk fills
+    /// up before the file reaches its capacity, swap is full from then on: dirty pages stay in
+    /// memory, [`Event::SwapLow`](crate::Event::SwapLow) is published, and memory that runs out
+    /// goes to the OOM killer as with any full swap — no page is lost.
+    /// [`Stats::swap_usable_slots`](crate::Stats::swap_usable_slots) then shows what the disk
+    /// held. Use [`preallocate(true)`](Self::preallocate) to have `build` claim all of it at once
+    /// and fail if it does not fit.
+    ///
+    /// Default: as much as fits — eight times the machine's RAM, at most half the free space of
+    /// the swap directory when the runtime starts. When the free space cuts it short, this is
+    /// logged (at `warn`) and [`Stats::swap_cut_by_disk`](crate::Stats::swap_cut_by_disk) is set.
+    pub fn swap_capacity(mut self, bytes: usize) -> Self {
         self.swap_capacity = Some(bytes);
+        self
+    }
+
+    /// Allocate the whole swap file when the runtime starts (`fallocate`) instead of growing it
+    /// on demand (default off). A capacity that does not fit on the disk then fails
+    /// [`build`](Self::build) with [`Error::SwapFile`](crate::Error::SwapFile), and a full disk
+    /// can never cut swap short later.
+    pub fn preallocate(mut self, on: bool) -> Self {
+        self.preallocate = Some(on);
         self
     }
 
@@ -428,6 +460,7 @@ impl RuntimeBuilder {
         if budget_frames > u32::MAX as usize {
             return Err(invalid("frame_budget", format!("{budget_frames} frames is more than 2^32")));
         }
+        let explicit_location = self.swap.is_some();
         let swap = self.swap.unwrap_or_else(|| {
             let mut dir = std::env::temp_dir();
             if sys::file::fs_info(&dir).map(|(_, ram)| ram).unwrap_or(false)
@@ -444,11 +477,64 @@ impl RuntimeBuilder {
                 p.parent().filter(|p| !p.as_os_str().is_empty()).map_or_else(|| PathBuf::from("."), |p| p.to_path_buf())
             }
         };
-        let swap_bytes = match self.swap_capacity {
-            Some(c) => c,
-            None => {
-                let free = sys::file::fs_info(&dir).map(|(f, _)| f).unwrap_or(0);
-                (4 * budget_frames as u64 * page as u64).min(free / 2)
+        let preallocate = self.preallocate.unwrap_or(false);
+        let mut swap_cut_by_disk = false;
+        let swap_bytes = if self.swap_capacity == Some(0) {
+            0
+        } else {
+            if explicit_location && !dir.is_dir() {
+                // Where the user asked for swap, there must be a directory to put it in.
+                let errno = if dir.exists() { libc::ENOTDIR } else { libc::ENOENT };
+                let path = match &swap {
+                    SwapLocation::TempIn(d) => d.clone(),
+                    SwapLocation::Named(p) => p.clone(),
+                };
+                return Err(Error::SwapFile { path, source: std::io::Error::from_raw_os_error(errno) });
+            }
+            let free = sys::file::fs_info(&dir).map(|(f, _)| f);
+            match self.swap_capacity {
+                Some(c) => {
+                    let c = c as u64;
+                    if let Ok(free) = free {
+                        if c > free && preallocate {
+                            // Refused before fallocate, which on some file systems would fill the
+                            // disk before it fails.
+                            let path = match &swap {
+                                SwapLocation::TempIn(d) => d.clone(),
+                                SwapLocation::Named(p) => p.clone(),
+                            };
+                            return Err(Error::SwapFile {
+                                path,
+                                source: std::io::Error::from_raw_os_error(libc::ENOSPC),
+                            });
+                        }
+                        if c > free {
+                            log::warn!(
+                                "pagewarden: swap capacity {c} bytes is more than the {free} bytes free in {} now; \
+                                 swap is full when the disk is",
+                                dir.display()
+                            );
+                        }
+                    }
+                    c
+                }
+                None => {
+                    let free = free.unwrap_or_else(|e| {
+                        log::warn!("pagewarden: no swap: the swap directory {} is unusable: {e}", dir.display());
+                        0
+                    });
+                    let wanted = mem.total.saturating_mul(DEFAULT_SWAP_PER_RAM).min(u64::from(u32::MAX) * page as u64);
+                    if free / 2 < wanted {
+                        swap_cut_by_disk = true;
+                        log::warn!(
+                            "pagewarden: swap capacity cut to {} bytes, half the free space in {} (the default \
+                             is {DEFAULT_SWAP_PER_RAM} x RAM, {wanted} bytes); free space there or set swap_dir",
+                            free / 2 / page as u64 * page as u64,
+                            dir.display()
+                        );
+                    }
+                    wanted.min(free / 2)
+                }
             }
         };
         let slots = swap_bytes / page as u64;
@@ -514,6 +600,8 @@ impl RuntimeBuilder {
             budget_frames,
             swap,
             swap_slots,
+            preallocate,
+            swap_cut_by_disk,
             swap_io: self.swap_io.unwrap_or_default(),
             handler_threads,
             low,
@@ -539,6 +627,7 @@ pub(crate) const ENV_VARS: &[(&str, &str, &str)] = &[
     ("PAGEWARDEN_BUDGET", "frame_budget", "a size: bytes, or with a K, M, G or T suffix (e.g. 256M)"),
     ("PAGEWARDEN_SWAP", "swap_capacity", "a size (e.g. 4G); 0 disables swap"),
     ("PAGEWARDEN_SWAP_DIR", "swap_dir", "an existing directory"),
+    ("PAGEWARDEN_PREALLOCATE", "preallocate", "a boolean (1/0, true/false, yes/no, on/off)"),
     ("PAGEWARDEN_SWAP_IO", "swap_io", "direct or buffered"),
     ("PAGEWARDEN_ENCRYPT_SWAP", "encrypt_swap", "a boolean (1/0, true/false, yes/no, on/off)"),
     ("PAGEWARDEN_EVICTION", "eviction", "auto, move or write-protect (wp)"),
@@ -672,8 +761,12 @@ impl RuntimeBuilder {
                     self.budget.replace(self.budget.unwrap_or(b)).is_some()
                 }
                 "swap_capacity" => {
-                    let c = size()?;
+                    let c = usize::try_from(size()?).map_err(|_| bad("too large".into()))?;
                     self.swap_capacity.replace(self.swap_capacity.unwrap_or(c)).is_some()
+                }
+                "preallocate" => {
+                    let on = parse_bool(v).map_err(bad)?;
+                    self.preallocate.replace(self.preallocate.unwrap_or(on)).is_some()
                 }
                 "swap_dir" => {
                     let dir = PathBuf::from(v);
@@ -828,6 +921,7 @@ mod tests {
                 ("PAGEWARDEN_PRESSURE_KILL", "90%,2s"),
                 ("PAGEWARDEN_EVICTION", "wp"),
                 ("PAGEWARDEN_OOM_DRY_RUN", "yes"),
+                ("PAGEWARDEN_PREALLOCATE", "on"),
             ],
         )
         .unwrap();
@@ -839,6 +933,7 @@ mod tests {
         assert_eq!(cfg.pressure_kill, Some(StallThreshold { share: 0.9, window: Duration::from_secs(2) }));
         assert_eq!(cfg.eviction, EvictionPath::WriteProtect);
         assert!(cfg.oom_dry_run);
+        assert!(cfg.preallocate);
         // Set in code, the environment does not apply.
         let b = RuntimeBuilder::default().frame_budget(4 << 20).oom_dry_run(false).eviction(EvictionPath::Auto);
         let cfg = with_env(
@@ -866,6 +961,7 @@ mod tests {
             ("PAGEWARDEN_BUDGET", "banana"),
             ("PAGEWARDEN_SWAP", "-1"),
             ("PAGEWARDEN_SWAP_DIR", "/no/such/dir"),
+            ("PAGEWARDEN_PREALLOCATE", "sometimes"),
             ("PAGEWARDEN_SWAP_IO", "sideways"),
             ("PAGEWARDEN_ENCRYPT_SWAP", "maybe"),
             ("PAGEWARDEN_EVICTION", "teleport"),

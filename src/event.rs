@@ -24,7 +24,9 @@ pub enum Event {
         /// The runtime's pressure figures.
         pressure: Pressure,
     },
-    /// Free swap fell below a tenth of capacity (published again after it recovers to a fifth).
+    /// Free swap fell below a tenth of capacity (published again after it recovers to a fifth),
+    /// or the disk holding the swap file filled up before the file reached its capacity (then
+    /// [`Stats::swap_usable_slots`](crate::Stats::swap_usable_slots) shows how far it got).
     SwapLow {
         /// Free slots.
         free_slots: u64,

@@ -165,10 +165,15 @@
 //!   batch of evicted frames dropped with one TLB flush; older kernels get one `madvise` per run
 //!   of pages).
 //!
-//! **`Error::SwapFile`** at `build`: the swap file is preallocated, so a full disk shows here;
-//! choose a smaller [`swap_capacity`](RuntimeBuilder::swap_capacity) or another
-//! [`swap_dir`](RuntimeBuilder::swap_dir) (or `PAGEWARDEN_SWAP` / `PAGEWARDEN_SWAP_DIR`). On a file
-//! system that refuses `O_DIRECT` the runtime falls back to buffered I/O and logs a warning.
+//! **`Error::SwapFile`** at `build`: the swap directory does not exist or cannot hold files, or
+//! (with [`preallocate(true)`](RuntimeBuilder::preallocate)) the capacity does not fit on the
+//! disk; choose a smaller [`swap_capacity`](RuntimeBuilder::swap_capacity) or another
+//! [`swap_dir`](RuntimeBuilder::swap_dir) (or `PAGEWARDEN_SWAP` / `PAGEWARDEN_SWAP_DIR`). Without
+//! preallocation the swap file grows on demand, so a disk that fills up mid-run shows instead as
+//! [`Event::SwapLow`] and [`Stats::swap_usable_slots`] below [`Stats::swap_slots`]: swap is full,
+//! dirty pages stay in memory, and memory that runs out goes to the OOM killer — no page is lost.
+//! On a file system that refuses `O_DIRECT` the runtime falls back to buffered I/O and logs a
+//! warning.
 //!
 //! **`Error::InvalidEnv`**: a `PAGEWARDEN_*` variable does not parse or is out of range; the
 //! message names it. **A process killed by SIGBUS**: raw access (through [`Region::as_ptr`]) to a

@@ -568,11 +568,18 @@ impl Core {
             }
         }
         let mut i = files;
+        // A write the swap file could not grow for (the disk is full), and one that failed.
+        let (mut disk_full, mut broken) = (false, false);
         while i < takes {
             let j = i + run_len(&jobs[i..takes], |a, b| b.slot == a.slot + 1);
             let res = self.swap_write(jobs[i].slot, j - i, |k| self.written_from(&jobs[i + k]));
-            if let Err(e) = &res {
-                log::error!("pagewarden: swap write failed: {e}; swap is treated as full from now on");
+            match &res {
+                Err(e) if crate::sys::file::is_disk_full(e) => disk_full = true,
+                Err(e) => {
+                    broken = true;
+                    log::error!("pagewarden: swap write failed: {e}; swap is treated as full from now on");
+                }
+                Ok(()) => {}
             }
             // The pages cannot change while they are written (moved out, or write-protected), so
             // their checksum now is the checksum of what is in the slots.
@@ -602,7 +609,6 @@ impl Core {
         for (k, _) in drops.drain(..) {
             freed += self.dropped(&mut st, k);
         }
-        let mut failed = None;
         let mut file_failed = false;
         for job in jobs.drain(..) {
             if let Some(Err(errno)) = job.taken {
@@ -678,7 +684,6 @@ impl Core {
                     st.file_stuck.insert(rid);
                     file_failed = true;
                 } else {
-                    failed = Some(());
                     st.slots.free(slot);
                 }
                 // A shared page stays write-protected: its next write must break the sharing.
@@ -721,12 +726,41 @@ impl Core {
                 error: "writing back to a mapped file failed; its dirty pages stay in memory".into(),
             });
         }
-        if failed.is_some() && !st.swap_broken {
+        if disk_full {
+            self.swap_disk_full(&mut st);
+        }
+        if broken && !st.swap_broken {
             st.swap_broken = true;
             self.publish(Event::SwapFailed { error: "swap write failed; dirty pages stay in memory".into() });
         }
         self.notify_progress();
         (st, freed)
+    }
+
+    /// The swap file could not grow: the disk is full. The slots it holds stay in use; those past
+    /// it are never handed out again, so swap is as full as the disk made it (the pages whose
+    /// writes failed are back in memory, dirty).
+    fn swap_disk_full(&self, st: &mut State) {
+        let Some(swap) = self.swap.as_ref() else { return };
+        let held = crate::core::n32(crate::core::idx(swap.allocated() / self.page() as u64));
+        if held < st.slots.limit() {
+            log::warn!(
+                "pagewarden: the disk holding the swap file is full: swap stops at {} of {} slots ({} of {} bytes)",
+                held,
+                st.slots.capacity(),
+                swap.allocated(),
+                swap.capacity()
+            );
+            st.slots.set_limit(held);
+            // Swap is full as far as the disk goes: say so now, however many slots the file
+            // still has free.
+            if st.swap_low_armed {
+                st.swap_low_armed = false;
+                let (free, cap) = (u64::from(st.slots.available()), u64::from(st.slots.capacity()));
+                self.publish(Event::SwapLow { free_slots: free, capacity: cap });
+            }
+        }
+        self.check_swap_low(st);
     }
 
     /// Takes a run of neighbouring dirty pages (with neighbouring pool holes on the MOVE path)

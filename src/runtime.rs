@@ -470,7 +470,10 @@ impl Core {
             pinned_frames: st.pinned as u64,
             pin_limit_frames: self.cfg.pin_limit as u64,
             swap_slots: swap,
+            swap_usable_slots: u64::from(st.slots.limit()),
             swap_used: u64::from(st.slots.used()),
+            swap_file_bytes: self.swap.as_ref().map_or(0, |s| s.occupied()),
+            swap_cut_by_disk: self.cfg.swap_cut_by_disk || st.slots.limit() < st.slots.capacity(),
             swap_direct: self.swap.as_ref().is_some_and(|s| s.is_direct()),
             swap_read_ios: self.swap.as_ref().map_or(0, |s| s.read_ios.load(Ordering::Relaxed)),
             swap_write_ios: self.swap.as_ref().map_or(0, |s| s.write_ios.load(Ordering::Relaxed)),
@@ -788,7 +791,8 @@ impl Runtime {
                 SwapLocation::TempIn(d) => (Location::TempIn(d), d.clone()),
                 SwapLocation::Named(p) => (Location::Named(p), p.clone()),
             };
-            let f = SwapFile::create(loc, cap, direct).map_err(|e| Error::SwapFile { path, source: e.io() })?;
+            let f = SwapFile::create(loc, cap, direct, cfg.preallocate)
+                .map_err(|e| Error::SwapFile { path, source: e.io() })?;
             if cfg.swap_faults.as_ref().is_some_and(|f| f.short_io) {
                 f.max_pages_per_call.store(1, Ordering::Relaxed);
             }

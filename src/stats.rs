@@ -215,10 +215,20 @@ pub struct Stats {
     pub pinned_frames: u64,
     /// The pin limit, in frames.
     pub pin_limit_frames: u64,
-    /// Swap capacity in slots (pages).
+    /// Swap capacity in slots (pages): what the swap file may grow to.
     pub swap_slots: u64,
+    /// Slots that can hold pages: `swap_slots`, or fewer once growing the swap file found the
+    /// disk full (the slots the file held then).
+    pub swap_usable_slots: u64,
     /// Swap slots in use.
     pub swap_used: u64,
+    /// Bytes of disk the swap file occupies now. It grows as slots are first used (64 MiB at a
+    /// time), unless it was preallocated.
+    pub swap_file_bytes: u64,
+    /// Swap is smaller than the default or the configured capacity because of the disk: the
+    /// default capacity was cut to half the free space, or the disk filled up while the swap
+    /// file grew (then `swap_usable_slots < swap_slots`). The log says which, at `warn`.
+    pub swap_cut_by_disk: bool,
     /// Whether swap I/O bypasses the page cache.
     pub swap_direct: bool,
     /// Swap read calls (one per run of consecutive slots read together).
@@ -300,11 +310,17 @@ impl fmt::Display for Stats {
             let io = if self.swap_direct { "O_DIRECT" } else { "buffered" };
             writeln!(
                 f,
-                "swap {} / {} used ({} / {} slots)\nswap I/O {io}: {} reads, {} writes ({:.1} pages each)",
+                "swap {} / {} used ({} / {} slots), file {} on disk{}\nswap I/O {io}: {} reads, {} writes ({:.1} pages each)",
                 mib(self.swap_used, ps),
                 mib(self.swap_slots, ps),
                 self.swap_used,
                 self.swap_slots,
+                mib(self.swap_file_bytes / ps as u64, ps),
+                if self.swap_cut_by_disk {
+                    format!("; cut short by the disk: {} slots usable", self.swap_usable_slots)
+                } else {
+                    String::new()
+                },
                 self.swap_read_ios,
                 self.swap_write_ios,
                 self.totals.writebacks as f64 / self.swap_write_ios.max(1) as f64,

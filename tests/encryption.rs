@@ -15,7 +15,7 @@ fn encrypted_swap_round_trips_and_hides_plaintext() {
         let dir = std::env::temp_dir().join(format!("pw-enc-{}-{path:?}", std::process::id()));
         std::fs::create_dir_all(&dir).unwrap();
         let file = dir.join("swap");
-        let Some(rt) = runtime_with(16, 256, path, |b| b.swap_file(&file, 256 * PAGE as u64).encrypt_swap(true)) else {
+        let Some(rt) = runtime_with(16, 256, path, |b| b.swap_file(&file, 256 * PAGE).encrypt_swap(true)) else {
             continue;
         };
         let a = rt.arena("secret").create().unwrap();

@@ -1,5 +1,6 @@
-//! The swap file: creation (unlinked, mode 0600), preallocation, and positioned page I/O between
-//! the file and [`Mapping`]s, with `O_DIRECT` so swapped pages do not linger in the page cache.
+//! The swap file: creation (unlinked, mode 0600), growth on demand (or preallocation), and
+//! positioned page I/O between the file and [`Mapping`]s, with `O_DIRECT` so swapped pages do not
+//! linger in the page cache.
 
 use super::mem::Mapping;
 use super::{SysError, SysResult, page_size};
@@ -20,6 +21,24 @@ pub(crate) struct SwapFile {
     pub(crate) max_pages_per_call: std::sync::atomic::AtomicUsize,
     /// Set when the file has a name we created and must remove.
     remove: Option<PathBuf>,
+    /// The most bytes the file may grow to.
+    capacity: u64,
+    /// Bytes allocated so far, from offset 0: every write ends below this. Changed only with
+    /// `grow` held.
+    len: std::sync::atomic::AtomicU64,
+    /// Serialises growth.
+    grow: std::sync::Mutex<()>,
+    /// The file system has no `fallocate`: the file grows sparse, with `ftruncate`.
+    sparse: std::sync::atomic::AtomicBool,
+}
+
+/// Bytes the swap file grows by at a time (less near its capacity).
+pub(crate) const GROW_CHUNK: u64 = 64 << 20;
+
+/// Whether a swap write failed because the swap file could not grow: the disk (or the quota) is
+/// full. Nothing was written; slots past [`SwapFile::allocated`] cannot be used.
+pub(crate) fn is_disk_full(e: &SysError) -> bool {
+    e.op == "fallocate(swap file)" && matches!(e.errno, libc::ENOSPC | libc::EDQUOT)
 }
 
 /// Bytes moved by a read or write call that returned `rc`; `None` when it was interrupted
@@ -56,10 +75,11 @@ pub(crate) enum Location<'a> {
 }
 
 impl SwapFile {
-    /// Creates the file with mode 0600 and preallocates `capacity` bytes. With `direct`, opens
-    /// with `O_DIRECT`; if the file system refuses it, falls back to buffered I/O and says so in
-    /// [`SwapFile::is_direct`].
-    pub(crate) fn create(loc: Location<'_>, capacity: u64, direct: bool) -> SysResult<SwapFile> {
+    /// Creates the file with mode 0600, empty, to grow on demand up to `capacity` bytes; with
+    /// `preallocate`, allocates all of it now (failing with ENOSPC if it does not fit). With
+    /// `direct`, opens with `O_DIRECT`; if the file system refuses it, falls back to buffered I/O
+    /// and says so in [`SwapFile::is_direct`].
+    pub(crate) fn create(loc: Location<'_>, capacity: u64, direct: bool, preallocate: bool) -> SysResult<SwapFile> {
         let mut last = SysError::new("open(swap)", libc::EINVAL);
         for try_direct in [direct, false] {
             if !try_direct && direct && last.errno != libc::EINVAL {
@@ -85,8 +105,14 @@ impl SwapFile {
                         write_ios: Default::default(),
                         max_pages_per_call: std::sync::atomic::AtomicUsize::new(1024),
                         remove,
+                        capacity,
+                        len: std::sync::atomic::AtomicU64::new(0),
+                        grow: std::sync::Mutex::new(()),
+                        sparse: std::sync::atomic::AtomicBool::new(false),
                     };
-                    f.preallocate(capacity)?;
+                    if preallocate {
+                        f.ensure_len(capacity, false)?;
+                    }
                     return Ok(f);
                 }
                 Err(e) => last = e,
@@ -122,22 +148,78 @@ impl SwapFile {
         Err(SysError::new("open(swap file)", libc::EEXIST))
     }
 
-    fn preallocate(&self, capacity: u64) -> SysResult<()> {
-        let len = libc::off_t::try_from(capacity).map_err(|_| SysError::new("fallocate", libc::EFBIG))?;
-        // SAFETY: fallocate on our own descriptor; no memory is passed.
-        let rc = unsafe { libc::fallocate(self.fd.as_raw_fd(), 0, 0, len) };
-        if rc == 0 {
+    /// Makes sure the first `end` bytes of the file are allocated, growing it by
+    /// [`GROW_CHUNK`] at a time (with `chunked`; less near the capacity, or exactly to `end` when a
+    /// whole chunk does not fit). Fails with ENOSPC (or EDQUOT) when the disk is full, with the
+    /// file as it was. Allocates no memory: it runs in the in-thread fault path's evictions.
+    pub(crate) fn ensure_len(&self, end: u64, chunked: bool) -> SysResult<()> {
+        use std::sync::atomic::Ordering;
+        if end <= self.len.load(Ordering::Acquire) {
             return Ok(());
         }
-        let e = SysError::last("fallocate(swap file)");
-        if e.errno != libc::EOPNOTSUPP {
-            return Err(e);
+        if end > self.capacity {
+            return Err(SysError::new("fallocate(swap file): past its capacity", libc::ENOSPC));
+        }
+        let _g = self.grow.lock().unwrap_or_else(|p| p.into_inner());
+        let have = self.len.load(Ordering::Acquire);
+        if end <= have {
+            return Ok(());
+        }
+        let want = if chunked { end.max(have.saturating_add(GROW_CHUNK)).min(self.capacity) } else { end };
+        let new = match self.extend(have, want) {
+            Ok(n) => n,
+            // A whole chunk does not fit: perhaps what this write needs does.
+            Err(e) if want > end && matches!(e.errno, libc::ENOSPC | libc::EDQUOT) => self.extend(have, end)?,
+            Err(e) => return Err(e),
+        };
+        self.len.store(new, Ordering::Release);
+        Ok(())
+    }
+
+    /// Allocates bytes `from..to` of the file (and extends its size to `to`).
+    fn extend(&self, from: u64, to: u64) -> SysResult<u64> {
+        let off = libc::off_t::try_from(from).map_err(|_| SysError::new("fallocate(swap file)", libc::EFBIG))?;
+        let end = libc::off_t::try_from(to).map_err(|_| SysError::new("fallocate(swap file)", libc::EFBIG))?;
+        if !self.sparse.load(std::sync::atomic::Ordering::Relaxed) {
+            // SAFETY: fallocate on our own descriptor; no memory is passed.
+            let rc = unsafe { libc::fallocate(self.fd.as_raw_fd(), 0, off, end - off) };
+            if rc == 0 {
+                return Ok(to);
+            }
+            let e = SysError::last("fallocate(swap file)");
+            if e.errno != libc::EOPNOTSUPP {
+                return Err(e);
+            }
+            // No fallocate here: grow the file sparse (a full disk then shows as a failed write).
+            self.sparse.store(true, std::sync::atomic::Ordering::Relaxed);
         }
         // SAFETY: ftruncate on our own descriptor.
-        if unsafe { libc::ftruncate(self.fd.as_raw_fd(), len) } != 0 {
+        if unsafe { libc::ftruncate(self.fd.as_raw_fd(), end) } != 0 {
             return Err(SysError::last("ftruncate(swap file)"));
         }
-        Ok(())
+        Ok(to)
+    }
+
+    /// Bytes allocated so far (the file's length, which only grows).
+    pub(crate) fn allocated(&self) -> u64 {
+        self.len.load(std::sync::atomic::Ordering::Acquire)
+    }
+
+    /// The most bytes the file may grow to.
+    pub(crate) fn capacity(&self) -> u64 {
+        self.capacity
+    }
+
+    /// Bytes of disk the file occupies now (its allocated blocks).
+    pub(crate) fn occupied(&self) -> u64 {
+        let mut st = std::mem::MaybeUninit::<libc::stat>::uninit();
+        // SAFETY: fstat writes one `struct stat` into the buffer we pass.
+        if unsafe { libc::fstat(self.fd.as_raw_fd(), st.as_mut_ptr()) } < 0 {
+            return 0;
+        }
+        // SAFETY: fstat succeeded, so it initialised the struct.
+        let st = unsafe { st.assume_init() };
+        u64::try_from(st.st_blocks).unwrap_or(0).saturating_mul(512)
     }
 
     /// Whether I/O bypasses the page cache.
@@ -183,6 +265,10 @@ impl SwapFile {
         for k in 0..n {
             let (m, off) = page(k);
             m.at(off, ps)?;
+        }
+        if write {
+            // The file grows to hold every slot written.
+            self.ensure_len(at + (ps * n) as u64, true)?;
         }
         // The iovecs live on the stack, a chunk at a time: this runs in the in-thread fault
         // path, which allocates nothing.
@@ -386,7 +472,7 @@ mod tests {
         let ps = page_size();
         let dir = std::env::temp_dir();
         for direct in [true, false] {
-            let f = SwapFile::create(Location::TempIn(&dir), 16 * ps as u64, direct).unwrap();
+            let f = SwapFile::create(Location::TempIn(&dir), 16 * ps as u64, direct, false).unwrap();
             let a = Mapping::anonymous(4 * ps).unwrap();
             a.fill(0, ps, 1).unwrap();
             a.fill(2 * ps, ps, 3).unwrap();
@@ -402,6 +488,35 @@ mod tests {
         assert!(free > 0);
     }
 
+    /// The file starts empty and grows by chunks as pages are written past its end, never past
+    /// its capacity; preallocated, it has its capacity from the start.
+    #[test]
+    fn grows_in_chunks_up_to_its_capacity() {
+        let page = page_size();
+        let ps = page as u64;
+        let dir = std::env::temp_dir();
+        let cap = 2 * GROW_CHUNK + 16 * ps;
+        let f = SwapFile::create(Location::TempIn(&dir), cap, true, false).unwrap();
+        assert_eq!(f.allocated(), 0);
+        let a = Mapping::anonymous(page).unwrap();
+        a.fill(0, page, 7).unwrap();
+        f.write_pages(0, &[(&a, 0)]).unwrap();
+        assert_eq!(f.allocated(), GROW_CHUNK);
+        f.write_pages(GROW_CHUNK + 5 * ps, &[(&a, 0)]).unwrap();
+        assert_eq!(f.allocated(), 2 * GROW_CHUNK);
+        f.write_pages(cap - ps, &[(&a, 0)]).unwrap();
+        assert_eq!(f.allocated(), cap, "the last chunk stops at the capacity");
+        assert!(f.write_pages(cap, &[(&a, 0)]).is_err(), "past the capacity");
+        let b = Mapping::anonymous(page).unwrap();
+        f.read_run(GROW_CHUNK + 5 * ps, &b, 0, 1).unwrap();
+        let mut x = [0u8; 1];
+        b.read(17, &mut x).unwrap();
+        assert_eq!(x, [7]);
+        let p = SwapFile::create(Location::TempIn(&dir), 16 * ps, true, true).unwrap();
+        assert_eq!(p.allocated(), 16 * ps);
+        assert!(p.occupied() >= 16 * ps);
+    }
+
     /// More pages than one call's iovecs, and calls limited to a few pages: every page lands in
     /// its place.
     #[test]
@@ -409,8 +524,8 @@ mod tests {
         let ps = page_size();
         let n = IOV_CHUNK + 45;
         for limit in [1024, 7] {
-            let f =
-                SwapFile::create(Location::TempIn(&std::env::temp_dir()), (n + 1) as u64 * ps as u64, true).unwrap();
+            let f = SwapFile::create(Location::TempIn(&std::env::temp_dir()), (n + 1) as u64 * ps as u64, true, false)
+                .unwrap();
             f.max_pages_per_call.store(limit, std::sync::atomic::Ordering::Relaxed);
             let a = Mapping::anonymous(n * ps).unwrap();
             for k in 0..n {

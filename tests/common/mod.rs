@@ -19,7 +19,7 @@ pub(crate) fn runtime_with(
 ) -> Option<Runtime> {
     let b = Runtime::builder()
         .frame_budget(budget_frames * PAGE)
-        .swap_capacity((swap_pages * PAGE) as u64)
+        .swap_capacity(swap_pages * PAGE)
         .watermarks(2, 4)
         .eviction(path);
     match f(b).build() {
