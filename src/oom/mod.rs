@@ -292,8 +292,7 @@ impl Core {
 
     /// Kills `aid` on request ([`Arena::kill`](crate::Arena::kill)) and returns once the kill is
     /// complete: every write to its `Shared` file maps is in the file, and the event published.
-    pub(crate) fn kill_and_settle<'a>(&'a self, st: Guard<'a>, aid: u32) -> Option<OomReport> {
-        let mut st = st;
+    pub(crate) fn kill_and_settle<'a>(&'a self, mut st: Guard<'a>, aid: u32) -> Option<OomReport> {
         let report = self.kill_manual(&mut st, aid)?;
         self.settle(st, &report);
         Some(report)
@@ -404,8 +403,10 @@ impl Core {
     }
 }
 
-/// The regions of a report's victims.
+/// The regions of a report's victims that were really killed (a dry run's victims live on, and
+/// their evictions never stop: nothing waits for them).
 fn victim_regions(st: &State, report: &OomReport) -> Vec<u32> {
     let ids = report.victims.iter().filter_map(|v| u32::try_from(v.id).ok());
-    ids.filter_map(|id| st.arenas.get(&id)).flat_map(|a| a.regions.iter().copied()).collect()
+    let killed = ids.filter_map(|id| st.arenas.get(&id)).filter(|a| a.shared.killed.load(Ordering::Acquire));
+    killed.flat_map(|a| a.regions.iter().copied()).collect()
 }
