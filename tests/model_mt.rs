@@ -1,7 +1,8 @@
 //! The multi-threaded differential model test: several threads share one runtime, each playing
 //! its own arenas, regions, forks and file maps (`Shared` and `Private`) against its own byte
 //! model, with a budget of a few dozen frames so that eviction never stops. Parent arenas are
-//! killed and regions released while children page out and read back, `Shared` maps are
+//! killed and regions released while children page out and read back (and killed while they
+//! write the only copies of the pages they share with a child out to swap, the child reading), `Shared` maps are
 //! released, flushed and killed while other threads' faults and a reclaimer thread evict their
 //! dirty pages. Everything is checked byte for byte: every read against the model, every `Shared`
 //! file on disk (read through its own descriptor) after each flush, release and kill.
@@ -19,7 +20,7 @@ use common::*;
 use pagewarden::{Arena, Error, Event, EvictionPath, FaultMode, KillTrigger, MapMode, Region, Runtime};
 use std::fs::File;
 use std::os::unix::fs::FileExt;
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU8, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, mpsc};
 use std::time::{Duration, Instant};
 
@@ -173,9 +174,23 @@ struct Worker {
     counts: [u64; 16],
     /// Fork children handed to this thread by the previous one (whose parents that thread may
     /// kill or release at any moment, while this one pages the child out and reads it back).
-    inbox: mpsc::Receiver<(Guest, Arc<AtomicBool>)>,
+    inbox: mpsc::Receiver<(Guest, Arc<AtomicU8>)>,
     /// To the next thread.
-    next: mpsc::Sender<(Guest, Arc<AtomicBool>)>,
+    next: mpsc::Sender<(Guest, Arc<AtomicU8>)>,
+}
+
+/// The hand-off of a fork child: sent, then arrived (the receiver is about to read it), then go
+/// (the sender has started evicting the parent, which it kills meanwhile).
+const SENT: u8 = 0;
+const ARRIVED: u8 = 1;
+const GO: u8 = 2;
+
+/// Spins until `flag` reaches `want` or 20 ms have passed.
+fn await_flag(flag: &AtomicU8, want: u8) {
+    let t0 = Instant::now();
+    while flag.load(Ordering::Acquire) < want && t0.elapsed() < Duration::from_millis(20) {
+        std::thread::yield_now();
+    }
 }
 
 impl Worker {
@@ -249,11 +264,17 @@ impl Worker {
 
     fn step(&mut self, step: u64) {
         let ctx = format!("base seed {} thread {} (seed {}) op {step}", self.base, self.t, self.base + self.t as u64);
-        while let Ok((mut g, arrived)) = self.inbox.try_recv() {
+        while let Ok((mut g, flag)) = self.inbox.try_recv() {
             // A child from the previous thread, whose parent that thread kills or releases once
-            // `arrived` is set: evict it and read it all back, again and again, meanwhile.
+            // it arrived, or evicts while it kills it once we said we are here: read it at
+            // once (its pages are shared with a parent that may be writing their only copies
+            // out and dying right now), then evict it and read it all back, again and again.
             g.name = format!("{} (handed to t{})", g.name, self.t);
-            arrived.store(true, Ordering::Release);
+            flag.store(ARRIVED, Ordering::Release);
+            await_flag(&flag, GO);
+            for s in &g.regions {
+                check_range(s, 0, s.model.len(), &format!("{ctx}: {} on arrival, first read", g.name));
+            }
             for round in 0..6 {
                 for s in &g.regions {
                     s.region
@@ -407,31 +428,58 @@ impl Worker {
                 }
                 let child =
                     Guest { arena: f.arena().clone(), name, kind: Kind::Anon, regions, killed: false, family: true };
-                // Half the children go to the next thread, which evicts and reads them back
-                // while this one (half the time, once the child arrived or after 20 ms) kills
-                // the parent or releases its regions.
+                // Half the children go to the next thread, which reads them, evicts them and
+                // reads them back while this one (three times in four, once the child arrived or
+                // after 20 ms) kills the parent or releases its regions -- half of those times
+                // while evicting the parent, whose pages are the shares' only copies, so that the
+                // child reads pages whose only copy is on its way to swap from a dying parent.
                 if self.rng.below(2) == 0 {
-                    let arrived = Arc::new(AtomicBool::new(false));
-                    match self.next.send((child, arrived.clone())) {
+                    let flag = Arc::new(AtomicU8::new(SENT));
+                    match self.next.send((child, flag.clone())) {
                         Err(mpsc::SendError((child, _))) => self.guests.push(child),
-                        Ok(()) if self.rng.below(2) == 0 => {
-                            let t0 = Instant::now();
-                            while !arrived.load(Ordering::Acquire) && t0.elapsed() < Duration::from_millis(20) {
-                                std::thread::yield_now();
-                            }
-                            for _ in 0..self.rng.below(50) {
-                                std::hint::spin_loop();
-                            }
+                        Ok(()) if self.rng.below(4) != 0 => {
+                            await_flag(&flag, ARRIVED);
                             let g = &mut self.guests[gi];
-                            if self.rng.below(2) == 0 {
-                                g.arena.kill().expect("the first kill reports");
-                                g.killed = true;
-                            } else {
-                                g.regions.clear();
+                            match self.rng.below(4) {
+                                0 | 1 => {
+                                    // The parent writes the shares' only copies out while it is
+                                    // killed and the child reads them.
+                                    let spin = self.rng.below(2000);
+                                    std::thread::scope(|sc| {
+                                        let arena = &g.arena;
+                                        sc.spawn(move || {
+                                            for _ in 0..spin {
+                                                std::hint::spin_loop();
+                                            }
+                                            arena.kill().expect("the first kill reports");
+                                        });
+                                        flag.store(GO, Ordering::Release);
+                                        for s in &g.regions {
+                                            // Fails with Killed once the kill landed.
+                                            let _ = s.region.page_out(0, s.region.len());
+                                        }
+                                    });
+                                    g.killed = true;
+                                }
+                                2 => {
+                                    flag.store(GO, Ordering::Release);
+                                    for _ in 0..self.rng.below(50) {
+                                        std::hint::spin_loop();
+                                    }
+                                    g.arena.kill().expect("the first kill reports");
+                                    g.killed = true;
+                                }
+                                _ => {
+                                    flag.store(GO, Ordering::Release);
+                                    for _ in 0..self.rng.below(50) {
+                                        std::hint::spin_loop();
+                                    }
+                                    g.regions.clear();
+                                }
                             }
                             return;
                         }
-                        Ok(()) => {}
+                        Ok(()) => flag.store(GO, Ordering::Release),
                     }
                 } else {
                     self.guests.push(child);
@@ -630,7 +678,7 @@ fn run(base: u64, path: EvictionPath, mode: FaultMode, secs: f64) {
     let failure: Arc<Mutex<Option<String>>> = Arc::new(Mutex::new(None));
     let mut handles = Vec::new();
     let (senders, mut inboxes): (Vec<_>, Vec<_>) =
-        (0..THREADS).map(|_| mpsc::channel::<(Guest, Arc<AtomicBool>)>()).unzip();
+        (0..THREADS).map(|_| mpsc::channel::<(Guest, Arc<AtomicU8>)>()).unzip();
     for t in 0..THREADS {
         let (rt, stop) = (rt.clone(), stop.clone());
         let inbox = inboxes.remove(0);
