@@ -1,9 +1,9 @@
 //! Arenas (named owners of memory) and regions (their reserved ranges).
 
-use crate::core::page::{PageState, PageTable};
-use crate::core::readahead::Stream;
 use crate::error::{Error, Result};
 use crate::filemap::{FileMap, MapMode};
+use crate::mm::page::{PageState, PageTable};
+use crate::mm::readahead::Stream;
 use crate::oom::Profile;
 use crate::oom::policy::{Impact, OomHints};
 use crate::oom::pressure::Psi;
@@ -473,7 +473,7 @@ impl Arena {
             // A failed runtime's work in flight never settles.
             core.check()?;
             let busy = parents.iter().any(|(p, ..)| st.regions.0.get(p).is_some_and(|r| r.inflight > 0))
-                || st.held.keys().any(|&k| parents.iter().any(|(p, ..)| crate::core::lru::unkey(k).0 == *p));
+                || st.held.keys().any(|&k| parents.iter().any(|(p, ..)| crate::mm::lru::unkey(k).0 == *p));
             if !busy {
                 break;
             }
@@ -687,7 +687,7 @@ impl Region {
             let first = (offset / ps) as u64;
             let bad = first.max(in_file);
             let file_len = fm.file.len().map_err(|e| Error::FileIo { op: "fstat", source: e.io() })?;
-            return Err(Error::BeyondEndOfFile { offset: crate::core::idx(bad) * ps, file_len });
+            return Err(Error::BeyondEndOfFile { offset: crate::mm::idx(bad) * ps, file_len });
         }
         Ok(())
     }
@@ -821,7 +821,7 @@ impl Region {
             .entries()
             .into_iter()
             .find(|&(p, e)| p >= first && p <= last && e.state() == PageState::Poisoned)
-            .map(|(p, _)| crate::core::idx(p) * ps)
+            .map(|(p, _)| crate::mm::idx(p) * ps)
     }
 
     /// Copies `buf.len()` bytes starting at `offset` into `buf`.
@@ -920,7 +920,7 @@ impl Region {
                 // Not resident: fault it in through a safe read, then try again. (`black_box` keeps
                 // the copy into the unused buffer from being optimised away.)
                 let mut b = [0u8; 1];
-                if let Err(e) = self.read(crate::core::idx(p) * self.map_page(), std::hint::black_box(&mut b)) {
+                if let Err(e) = self.read(crate::mm::idx(p) * self.map_page(), std::hint::black_box(&mut b)) {
                     res = Err(e);
                     break;
                 }
@@ -945,7 +945,7 @@ impl Region {
         let range = self.page_range(offset, len)?;
         let core = &self.arena.inner.rt.core;
         if let Some(p) = core.first_unpinned(self.id, range.clone()) {
-            return Err(Error::NotPinned { offset: crate::core::idx(p) * self.map_page() });
+            return Err(Error::NotPinned { offset: crate::mm::idx(p) * self.map_page() });
         }
         core.unpin_pages(self.id, range);
         Ok(())

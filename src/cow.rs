@@ -19,10 +19,10 @@
 //! two frames; the second is clean and is the first thing reclaim takes, with no I/O.
 
 use crate::config::EvictionPath;
-use crate::core::idx;
-use crate::core::lru::key;
-use crate::core::page::{Entry, PageState};
-use crate::core::shares::Share;
+use crate::mm::idx;
+use crate::mm::lru::key;
+use crate::mm::page::{Entry, PageState};
+use crate::mm::shares::Share;
 use crate::runtime::{Core, Liveness, State};
 use crate::sys::uffd::Filled;
 

@@ -13,9 +13,9 @@
 //!   and the REMOVE deadlock (KERNEL_NOTES trap 3) cannot arise; EAGAIN is still retried in `sys`.
 
 use crate::config::EvictionPath;
-use crate::core::lru::key;
-use crate::core::page::{Entry, PageState};
-use crate::core::{idx, n32};
+use crate::mm::lru::key;
+use crate::mm::page::{Entry, PageState};
+use crate::mm::{idx, n32};
 use crate::oom::OomOutcome;
 use crate::oom::report::KillTrigger;
 use crate::runtime::{Core, Guard, Liveness, State};

@@ -10,10 +10,10 @@
 //!                         Private: swapped out like an anonymous page
 //! ```
 
-use crate::core::idx;
-use crate::core::lru::key;
-use crate::core::page::PageState;
 use crate::error::{Error, Result};
+use crate::mm::idx;
+use crate::mm::lru::key;
+use crate::mm::page::PageState;
 use crate::runtime::{Core, Liveness, State};
 use crate::sys::file::DataFile;
 use crate::sys::mem::Mapping;

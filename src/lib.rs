@@ -188,12 +188,12 @@
 
 mod arena;
 mod config;
-mod core;
 mod cow;
 mod error;
 mod event;
 mod fault;
 mod filemap;
+mod mm;
 mod oom;
 mod pin;
 mod reclaim;

@@ -1,9 +1,9 @@
 //! Commit accounting, pinned pages, and the pages a safe write holds resident while it copies.
 
 use crate::config::Overcommit;
-use crate::core::lru::key;
-use crate::core::page::PageState;
 use crate::error::{Error, Result};
+use crate::mm::lru::key;
+use crate::mm::page::PageState;
 use crate::runtime::{Core, Liveness, State};
 
 /// What [`Core::hold_page`] found.
@@ -53,14 +53,14 @@ impl Core {
         let mut st = self.lock();
         let r = st.regions.0.get(&rid).ok_or(Error::InvalidArgument { what: "region", detail: "released".into() })?;
         if let Some(p) = range.clone().find(|&p| r.pages.get(p).pinned()) {
-            return Err(Error::AlreadyPinned { offset: crate::core::idx(p) * ps });
+            return Err(Error::AlreadyPinned { offset: crate::mm::idx(p) * ps });
         }
         let n = range.end - range.start;
         let limit = self.cfg.pin_limit as u64;
         if st.pinned as u64 + n > limit {
             return Err(Error::PinLimit { requested: n, pinned: st.pinned as u64, limit });
         }
-        st.pinned += crate::core::idx(n);
+        st.pinned += crate::mm::idx(n);
         Ok(())
     }
 
@@ -110,7 +110,7 @@ impl Core {
     /// Gives back pin quota reserved by [`Core::pin_reserve`] for pages that were never pinned.
     pub(crate) fn release_pin_quota(&self, pages: u64) {
         let mut st = self.lock();
-        st.pinned -= crate::core::idx(pages).min(st.pinned);
+        st.pinned -= crate::mm::idx(pages).min(st.pinned);
     }
 
     /// The first page of `range` that is not pinned.
@@ -130,7 +130,7 @@ impl Core {
             return Some(Error::Killed { arena: arena() });
         }
         if e.state() == PageState::Poisoned {
-            return Some(Error::Corrupted { offset: crate::core::idx(page) * self.page() });
+            return Some(Error::Corrupted { offset: crate::mm::idx(page) * self.page() });
         }
         // An emergency copy may be read (it is the real data), never written; OOM poison never
         // touched.

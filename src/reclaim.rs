@@ -36,10 +36,10 @@
 //! (one flush per 256 ranges).
 
 use crate::config::EvictionPath;
-use crate::core::lru::{PageKey, key, unkey};
-use crate::core::page::{Entry, PageState};
-use crate::core::{idx, n32};
 use crate::event::Event;
+use crate::mm::lru::{PageKey, key, unkey};
+use crate::mm::page::{Entry, PageState};
+use crate::mm::{idx, n32};
 use crate::runtime::{Core, Guard, Liveness, State};
 use crate::sys::mem::Mapping;
 use crate::sys::uffd::Filled;
@@ -742,7 +742,7 @@ impl Core {
     /// writes failed are back in memory, dirty).
     fn swap_disk_full(&self, st: &mut State) {
         let Some(swap) = self.swap.as_ref() else { return };
-        let held = crate::core::n32(crate::core::idx(swap.allocated() / self.page() as u64));
+        let held = crate::mm::n32(crate::mm::idx(swap.allocated() / self.page() as u64));
         if held < st.slots.limit() {
             log::warn!(
                 "pagewarden: the disk holding the swap file is full: swap stops at {} of {} slots ({} of {} bytes)",

@@ -13,13 +13,13 @@
 //! that holds it must not fault on a page only the handler can serve.
 
 use crate::config::{Config, EvictionPath, SwapLocation};
-use crate::core::frames::Frames;
-use crate::core::lru::{Lru, PageKey, PageStore, unkey};
-use crate::core::page::{Entry, IdMap, PageTable};
-use crate::core::readahead::Stream;
-use crate::core::slots::Slots;
 use crate::error::{Error, Result};
 use crate::event::Event;
+use crate::mm::frames::Frames;
+use crate::mm::lru::{Lru, PageKey, PageStore, unkey};
+use crate::mm::page::{Entry, IdMap, PageTable};
+use crate::mm::readahead::Stream;
+use crate::mm::slots::Slots;
 use crate::oom::policy::VictimPolicy;
 use crate::oom::pressure::Psi;
 use crate::stats::{ArenaStats, Counters, Histogram, Stats};
@@ -124,7 +124,7 @@ impl ArenaShared {
 pub(crate) struct ArenaState {
     pub(crate) shared: Arc<ArenaShared>,
     /// Region ids (a set: releasing one of many regions must not cost a scan).
-    pub(crate) regions: crate::core::page::IdSet<u32>,
+    pub(crate) regions: crate::mm::page::IdSet<u32>,
     pub(crate) counters: Counters,
     pub(crate) hist: Histogram,
     pub(crate) profile: crate::oom::Profile,
@@ -205,13 +205,13 @@ pub(crate) struct State {
     /// Checksum of each swap slot's contents (0: none recorded).
     pub(crate) sums: Vec<u32>,
     /// Copy-on-write shares.
-    pub(crate) shares: crate::core::shares::Shares,
+    pub(crate) shares: crate::mm::shares::Shares,
     /// Fork families with more than one region: family id → region ids.
     pub(crate) families: IdMap<u32, Vec<u32>>,
     /// `Shared` file maps: their dirty pages are written back to the file, not to swap.
-    pub(crate) file_shared: crate::core::page::IdSet<u32>,
+    pub(crate) file_shared: crate::mm::page::IdSet<u32>,
     /// `Shared` file maps whose file refused a write: their dirty pages stay in memory.
-    pub(crate) file_stuck: crate::core::page::IdSet<u32>,
+    pub(crate) file_stuck: crate::mm::page::IdSet<u32>,
     /// When the last reclaim summary was logged, and the counters then.
     pub(crate) reclaim_log: Option<(Instant, [u64; 5])>,
 }
@@ -495,7 +495,7 @@ impl Core {
     }
 
     pub(crate) fn check_invariants(&self) -> std::result::Result<(), String> {
-        use crate::core::page::PageState as S;
+        use crate::mm::page::PageState as S;
         let st = self.lock();
         let queued: std::collections::HashSet<PageKey> = st.lru.queued_keys().collect();
         let (mut resident, mut in_lru, mut slots, mut pinned, mut clean) = (0u64, 0usize, 0u64, 0u64, 0usize);
@@ -505,7 +505,7 @@ impl Core {
             let (mut res, mut sw, mut pin, mut sl) = (0u64, 0u64, 0u64, 0u64);
             let (mut sh, mut sh_res) = (0u64, 0u64);
             for (p, e) in r.pages.entries() {
-                let k = crate::core::lru::key(rid, p);
+                let k = crate::mm::lru::key(rid, p);
                 if let Some(id) = e.share() {
                     let held = matches!(e.state(), S::Resident | S::Evicting);
                     let c = refs.entry(id).or_default();
@@ -600,7 +600,7 @@ impl Core {
         if in_lru != st.lru.resident() {
             return Err(format!("{in_lru} unpinned resident pages, the replacement lists count {}", st.lru.resident()));
         }
-        let in_use = crate::core::idx(resident) + st.paging_in + st.reaping;
+        let in_use = crate::mm::idx(resident) + st.paging_in + st.reaping;
         if in_use != st.frames.in_use() {
             return Err(format!("frames: pages account for {in_use}, the budget counts {}", st.frames.in_use()));
         }
@@ -614,7 +614,7 @@ impl Core {
         if clean != st.clean {
             return Err(format!("clean pages: {clean} counted, {} recorded", st.clean));
         }
-        if crate::core::idx(pinned) != st.pinned {
+        if crate::mm::idx(pinned) != st.pinned {
             return Err(format!("pins: pages hold {pinned}, the runtime counts {}", st.pinned));
         }
         Ok(())
@@ -837,7 +837,7 @@ impl Runtime {
             reaping: 0,
             clean: 0,
             held: IdMap::default(),
-            sums: vec![0; crate::core::idx(u64::from(cfg.swap_slots))],
+            sums: vec![0; crate::mm::idx(u64::from(cfg.swap_slots))],
             shares: Default::default(),
             families: IdMap::default(),
             file_shared: Default::default(),

@@ -20,7 +20,7 @@ impl Default for Histogram {
 impl Histogram {
     fn index(v: u64) -> usize {
         if v < 8 {
-            return crate::core::idx(v);
+            return crate::mm::idx(v);
         }
         let msb = 63 - v.leading_zeros() as usize;
         let sub = ((v >> (msb - 3)) & 7) as usize;

@@ -71,7 +71,7 @@ impl Crypto {
         Ok(Crypto {
             cipher,
             counter: AtomicU64::new(1),
-            meta: std::sync::Mutex::new(vec![(0, [0; 16]); crate::core::idx(u64::from(slots))]),
+            meta: std::sync::Mutex::new(vec![(0, [0; 16]); crate::mm::idx(u64::from(slots))]),
         })
     }
 
@@ -91,14 +91,14 @@ impl Crypto {
             .encrypt_in_place_detached(&Self::nonce(slot, counter), &[], page)
             .map_err(|_| SysError::new("encrypt(swap)", libc::EIO))?;
         let mut meta = self.meta.lock().unwrap_or_else(|p| p.into_inner());
-        meta[crate::core::idx(u64::from(slot))] = (counter, tag.into());
+        meta[crate::mm::idx(u64::from(slot))] = (counter, tag.into());
         Ok(())
     }
 
     /// Decrypts `page` read from `slot`; fails if it was not written by this runtime as it is.
     fn open(&self, slot: u32, page: &mut [u8]) -> Result<(), SysError> {
         use chacha20poly1305::AeadInPlace;
-        let (counter, tag) = self.meta.lock().unwrap_or_else(|p| p.into_inner())[crate::core::idx(u64::from(slot))];
+        let (counter, tag) = self.meta.lock().unwrap_or_else(|p| p.into_inner())[crate::mm::idx(u64::from(slot))];
         self.cipher
             .decrypt_in_place_detached(&Self::nonce(slot, counter), &[], page, &tag.into())
             .map_err(|_| SysError::new("decrypt(swap): authentication failed", libc::EBADMSG))
@@ -143,7 +143,7 @@ impl Core {
                 std::thread::sleep(d);
             }
             assert!(!inj.plan.panic_on_read, "injected panic in a swap read");
-            let slots = first..first + crate::core::n32(n);
+            let slots = first..first + crate::mm::n32(n);
             if inj.plan.fail_read_slots.iter().any(|s| slots.contains(s)) {
                 return Err(SysError::new("preadv(swap) [injected]", libc::EIO));
             }
@@ -153,13 +153,13 @@ impl Core {
             let mut buf = vec![0u8; ps];
             for k in 0..n {
                 m.read(off + k * ps, &mut buf)?;
-                c.open(first + crate::core::n32(k), &mut buf)?;
+                c.open(first + crate::mm::n32(k), &mut buf)?;
                 m.write(off + k * ps, &buf)?;
             }
         }
         if let Some(inj) = &self.faults {
             for k in 0..n {
-                if inj.plan.flip_bit_slots.contains(&(first + crate::core::n32(k))) {
+                if inj.plan.flip_bit_slots.contains(&(first + crate::mm::n32(k))) {
                     let at = off + k * ps + 100;
                     let mut b = [0u8; 1];
                     if m.read(at, &mut b).is_ok() {
@@ -199,7 +199,7 @@ impl Core {
         for k in 0..n {
             let (m, off) = src(k);
             m.read(off, &mut buf)?;
-            c.seal(first + crate::core::n32(k), &mut buf)?;
+            c.seal(first + crate::mm::n32(k), &mut buf)?;
             staging.write(k * ps, &buf)?;
         }
         swap.write_pages_with(u64::from(first) * ps as u64, n, |k| (&staging, k * ps))

@@ -16,8 +16,8 @@ pub(crate) mod policy;
 pub(crate) mod pressure;
 pub(crate) mod report;
 
-use crate::core::page::PageState;
 use crate::event::Event;
+use crate::mm::page::PageState;
 use crate::runtime::{ArenaState, Core, Guard, Liveness, RegionState, State};
 use policy::{Candidate, Deficit, Impact, OomContext, OomHints};
 use report::{CandidateRow, KillTrigger, OomReport, Victim};

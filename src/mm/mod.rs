@@ -1,5 +1,5 @@
-//! The paging core: page table, frame budget, swap slots, replacement and readahead. Pure data
-//! structures with no system calls; the runtime drives them under its state lock.
+//! Memory management tables: page table, frame budget, swap slots, replacement and readahead. Pure
+//! data structures with no system calls; the engine drives them under its state lock.
 
 pub(crate) mod frames;
 pub(crate) mod lru;
