@@ -10,6 +10,7 @@ use crate::oom::pressure::Psi;
 use crate::oom::report::OomReport;
 use crate::runtime::{Accessor, ArenaShared, ArenaState, Liveness, RegionState, RtHandle};
 use crate::stats::{ArenaStats, Counters, Histogram};
+use crate::sync::lock;
 use crate::sys::file::DataFile;
 use crate::sys::mem::Mapping;
 use crate::sys::uffd;
@@ -583,13 +584,13 @@ struct AccessGuard<'a> {
 impl<'a> AccessGuard<'a> {
     fn enter(arena: &'a Arena) -> AccessGuard<'a> {
         let tid = crate::sys::gettid();
-        arena.inner.shared.accessors.lock().unwrap_or_else(|p| p.into_inner()).push(Accessor { tid, failed: false });
+        lock(&arena.inner.shared.accessors).push(Accessor { tid, failed: false });
         AccessGuard { arena, tid }
     }
 
     /// Whether one of this access's faults could not be served.
     fn failed(&self) -> bool {
-        let a = self.arena.inner.shared.accessors.lock().unwrap_or_else(|p| p.into_inner());
+        let a = lock(&self.arena.inner.shared.accessors);
         a.iter().any(|x| x.tid == self.tid && x.failed)
     }
 }
@@ -598,7 +599,7 @@ impl Drop for AccessGuard<'_> {
     fn drop(&mut self) {
         let shared = &self.arena.inner.shared;
         {
-            let mut a = shared.accessors.lock().unwrap_or_else(|p| p.into_inner());
+            let mut a = lock(&shared.accessors);
             if let Some(i) = a.iter().position(|x| x.tid == self.tid) {
                 a.swap_remove(i);
             }

@@ -19,6 +19,7 @@ use crate::mm::{idx, n32};
 use crate::oom::OomOutcome;
 use crate::oom::report::KillTrigger;
 use crate::runtime::{Core, Guard, Liveness, State};
+use crate::sync::lock;
 use crate::sys::mem::Mapping;
 use crate::sys::poll::poll2;
 use crate::sys::uffd::{Filled, UffdEvent};
@@ -105,14 +106,14 @@ const IN_THREAD_SCRATCH: usize = 16;
 pub(crate) fn register_in_thread(core: &std::sync::Arc<Core>) -> crate::Result<()> {
     crate::sys::signal::install_sigbus(resolve_sigbus)?;
     {
-        let mut pool = core.scratch.lock().unwrap_or_else(|p| p.into_inner());
+        let mut pool = lock(&core.scratch);
         pool.reserve(IN_THREAD_SCRATCH);
         let ready = std::thread::available_parallelism().map_or(2, |n| n.get()).min(IN_THREAD_SCRATCH);
         for _ in 0..ready {
             pool.push(Scratch::new(core)?);
         }
     }
-    let mut v = IN_THREAD.lock().unwrap_or_else(|p| p.into_inner());
+    let mut v = lock(&IN_THREAD);
     let entry = Registered { core: Some(core.clone()), readers: 0 };
     match v.iter_mut().find(|e| e.core.is_none() && e.readers == 0) {
         Some(free) => *free = entry,
@@ -124,7 +125,7 @@ pub(crate) fn register_in_thread(core: &std::sync::Arc<Core>) -> crate::Result<(
 /// Forgets an in-thread runtime, once no SIGBUS handler is using it.
 pub(crate) fn unregister_in_thread(core: &Core) {
     let found = {
-        let mut v = IN_THREAD.lock().unwrap_or_else(|p| p.into_inner());
+        let mut v = lock(&IN_THREAD);
         v.iter_mut().enumerate().find_map(|(i, e)| {
             e.core.as_ref().filter(|c| std::ptr::eq(&***c, core))?;
             Some((i, e.core.take()))
@@ -133,7 +134,7 @@ pub(crate) fn unregister_in_thread(core: &Core) {
     let Some((i, gone)) = found else { return };
     // Handlers that found the runtime before it left the list are done with it quickly: it owns
     // no region any more (the last handle is going), so they find the address is not its own.
-    while IN_THREAD.lock().unwrap_or_else(|p| p.into_inner())[i].readers > 0 {
+    while lock(&IN_THREAD)[i].readers > 0 {
         std::thread::yield_now();
     }
     drop(gone);
@@ -143,7 +144,7 @@ pub(crate) fn unregister_in_thread(core: &Core) {
 /// end of the list, `Some(None)` when the entry is free or the runtime does not own `addr`.
 fn resolve_at(i: usize, addr: usize, write: bool) -> Option<Option<bool>> {
     let c = {
-        let mut v = IN_THREAD.lock().unwrap_or_else(|p| p.into_inner());
+        let mut v = lock(&IN_THREAD);
         let e = v.get_mut(i)?;
         let Some(c) = &e.core else { return Some(None) };
         e.readers += 1;
@@ -157,7 +158,7 @@ fn resolve_at(i: usize, addr: usize, write: bool) -> Option<Option<bool>> {
     // Never the last reference: `unregister_in_thread` keeps the registry's until the count of
     // readers, decremented only after this drop, is zero.
     drop(c);
-    IN_THREAD.lock().unwrap_or_else(|p| p.into_inner())[i].readers -= 1;
+    lock(&IN_THREAD)[i].readers -= 1;
     Some(served)
 }
 
@@ -251,7 +252,7 @@ impl Core {
         // The thread is stalled from here until its fault is resolved.
         let arena = self.stall_enter_one(&mut st, addr, sid, t0);
         // The staging buffers: taken from the pool (made up front, see `register_in_thread`).
-        let pooled = self.scratch.lock().unwrap_or_else(|p| p.into_inner()).pop();
+        let pooled = lock(&self.scratch).pop();
         let mut scratch = match pooled {
             Some(s) => s,
             // More threads faulting at once than buffers made: one more (allocates).
@@ -308,7 +309,7 @@ impl Core {
             }
         }
         self.stall_leave(arena, sid);
-        let mut pool = self.scratch.lock().unwrap_or_else(|p| p.into_inner());
+        let mut pool = lock(&self.scratch);
         // Kept only while the pool has room (it never grows here); an extra one is unmapped.
         if pool.len() < pool.capacity() {
             pool.push(scratch);
@@ -527,7 +528,7 @@ impl Core {
         // While safe accessors are inside, no page of the arena is poisoned: they must never touch
         // one. A raw thread then gets the zero page too (owned by nobody: the next accessor to
         // return drops it).
-        let busy = !shared.accessors.lock().unwrap_or_else(|p| p.into_inner()).is_empty();
+        let busy = !lock(&shared.accessors).is_empty();
         let owner = if accessor { tid } else { 0 };
         let map = st.region(rid).map.clone();
         let off = idx(page) * ps;
@@ -564,7 +565,7 @@ impl Core {
         let off = idx(page) * ps;
         let mut e = st.region(rid).pages.get(page);
         let accessor = shared.fail_accessor(tid, self.has_tid);
-        let busy = !shared.accessors.lock().unwrap_or_else(|p| p.into_inner()).is_empty();
+        let busy = !lock(&shared.accessors).is_empty();
         if !accessor && !busy && self.in_thread {
             DELIVER.set(true);
             return;

@@ -200,6 +200,7 @@ mod reclaim;
 mod runtime;
 mod stats;
 mod swap;
+mod sync;
 mod sys;
 
 pub use arena::{Arena, ArenaBuilder, Fork, Region};

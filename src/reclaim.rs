@@ -41,6 +41,7 @@ use crate::mm::lru::{PageKey, key, unkey};
 use crate::mm::page::{Entry, PageState};
 use crate::mm::{idx, n32};
 use crate::runtime::{Core, Guard, Liveness, State};
+use crate::sync::lock;
 use crate::sys::mem::Mapping;
 use crate::sys::uffd::Filled;
 use std::sync::Arc;
@@ -303,10 +304,10 @@ impl Core {
 
     /// Evicts pages; returns the guard and the number of frames freed. May drop the lock for I/O.
     pub(crate) fn evict<'a>(&'a self, st: Guard<'a>, victims: Victims) -> (Guard<'a>, usize) {
-        let mut bufs = self.evict_bufs.lock().unwrap_or_else(|p| p.into_inner()).pop().unwrap_or_default();
+        let mut bufs = lock(&self.evict_bufs).pop().unwrap_or_default();
         let res = self.evict_with(st, victims, &mut bufs);
         bufs.clear();
-        let mut pool = self.evict_bufs.lock().unwrap_or_else(|p| p.into_inner());
+        let mut pool = lock(&self.evict_bufs);
         // Kept while the pool has room (it never grows here).
         if pool.len() < pool.capacity() {
             pool.push(bufs);

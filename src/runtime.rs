@@ -23,6 +23,7 @@ use crate::mm::slots::Slots;
 use crate::oom::policy::VictimPolicy;
 use crate::oom::pressure::Psi;
 use crate::stats::{ArenaStats, Counters, Histogram, Stats};
+use crate::sync::lock;
 use crate::sys::file::{Location, SwapFile};
 use crate::sys::mem::Mapping;
 use crate::sys::poll::Waker;
@@ -103,12 +104,12 @@ impl ArenaShared {
     /// Whether `tid` is inside a safe accessor (every thread counts when the kernel does not
     /// report thread ids).
     pub(crate) fn is_accessor(&self, tid: u32, has_tid: bool) -> bool {
-        !has_tid || self.accessors.lock().unwrap_or_else(|p| p.into_inner()).iter().any(|a| a.tid == tid)
+        !has_tid || lock(&self.accessors).iter().any(|a| a.tid == tid)
     }
 
     /// Records that `tid`'s access failed; returns whether `tid` is an accessor.
     pub(crate) fn fail_accessor(&self, tid: u32, has_tid: bool) -> bool {
-        let mut a = self.accessors.lock().unwrap_or_else(|p| p.into_inner());
+        let mut a = lock(&self.accessors);
         let mut found = false;
         for x in a.iter_mut().filter(|x| x.tid == tid || !has_tid) {
             x.failed = true;
@@ -320,7 +321,7 @@ impl Core {
     /// Locks the state. A panic in another thread while it held the lock leaves the state as that
     /// thread left it; we keep serving rather than leave app threads parked forever.
     pub(crate) fn lock(&self) -> Guard<'_> {
-        self.state.lock().unwrap_or_else(|p| p.into_inner())
+        lock(&self.state)
     }
 
     pub(crate) fn page(&self) -> usize {
@@ -335,7 +336,7 @@ impl Core {
     /// page of zeros in place of its data.
     pub(crate) fn fail(&self, why: String) {
         log::error!("pagewarden: runtime failed: {why}");
-        let mut f = self.failure.lock().unwrap_or_else(|p| p.into_inner());
+        let mut f = lock(&self.failure);
         if f.is_empty() {
             *f = why;
         }
@@ -363,9 +364,7 @@ impl Core {
     /// `Err(RuntimeFailed)` once the runtime has failed.
     pub(crate) fn check(&self) -> Result<()> {
         if self.is_failed() {
-            return Err(Error::RuntimeFailed {
-                detail: self.failure.lock().unwrap_or_else(|p| p.into_inner()).clone(),
-            });
+            return Err(Error::RuntimeFailed { detail: lock(&self.failure).clone() });
         }
         Ok(())
     }
@@ -670,7 +669,7 @@ impl Drop for RtHandle {
             self.core.reclaim_cv.notify_all();
             self.core.progress.notify_all();
         }
-        let threads = std::mem::take(&mut *self.threads.lock().unwrap_or_else(|p| p.into_inner()));
+        let threads = std::mem::take(&mut *lock(&self.threads));
         for t in threads {
             let _ = t.join();
         }

@@ -15,11 +15,101 @@ use super::{SysError, SysResult};
 use linux_raw_sys::general as k;
 use std::os::fd::{AsRawFd, FromRawFd, OwnedFd, RawFd};
 
-// Ioctl numbers `linux-raw-sys` does not carry (see KERNEL_NOTES).
-const UFFDIO_MOVE: libc::c_ulong = 0xC028_AA05;
-const UFFDIO_POISON: libc::c_ulong = 0xC020_AA08;
 /// `_IO(0xAA, 0x00)` on /dev/userfaultfd.
 const USERFAULTFD_IOC_NEW: libc::c_ulong = 0xAA00;
+
+/// `_IOC(dir, 0xAA, nr, sizeof(A))`: the request number of a userfaultfd ioctl whose argument is
+/// an `A` (the size is part of the number).
+const fn uffd_ioc<A>(dir: Dir, nr: u8) -> libc::c_ulong {
+    ((dir as libc::c_ulong) << 30)
+        | ((std::mem::size_of::<A>() as libc::c_ulong) << 16)
+        | (0xAA << 8)
+        | nr as libc::c_ulong
+}
+
+/// An ioctl's direction bits, as the kernel's `_IOR` / `_IOWR` put them.
+#[derive(Clone, Copy)]
+enum Dir {
+    /// `_IOR`: the kernel only reads the argument.
+    Read = 2,
+    /// `_IOWR`: the kernel reads it and writes results back.
+    ReadWrite = 3,
+}
+
+/// A userfaultfd ioctl: its request number tied to the one kernel struct it takes.
+///
+/// # Safety
+/// `REQ` must be the ioctl whose argument is exactly `Arg` (the kernel's struct layout), and the
+/// kernel must read and write nothing but that struct and the addresses named inside it.
+unsafe trait Ioctl {
+    type Arg;
+    const REQ: libc::c_ulong;
+    const NAME: &'static str;
+}
+
+macro_rules! ioctls {
+    ($($(#[$doc:meta])* $name:ident($arg:ty) = $dir:ident $nr:literal;)*) => {$(
+        $(#[$doc])*
+        struct $name;
+        // SAFETY: the request number is built from the kernel's direction, `nr` and the size of `$arg`, the
+        // struct `linux/userfaultfd.h` declares for it (checked against linux-raw-sys below);
+        // the kernel reads and writes that struct and the ranges named in it only.
+        unsafe impl Ioctl for $name {
+            type Arg = $arg;
+            const REQ: libc::c_ulong = uffd_ioc::<$arg>(Dir::$dir, $nr);
+            const NAME: &'static str = concat!("ioctl(UFFDIO_", stringify!($name), ")");
+        }
+    )*};
+}
+
+ioctls! {
+    /// UFFDIO_API: the handshake.
+    Api(k::uffdio_api) = ReadWrite 0x3F;
+    /// UFFDIO_REGISTER.
+    Register(k::uffdio_register) = ReadWrite 0x00;
+    /// UFFDIO_UNREGISTER.
+    Unregister(k::uffdio_range) = Read 0x01;
+    /// UFFDIO_WAKE.
+    Wake(k::uffdio_range) = Read 0x02;
+    /// UFFDIO_COPY.
+    Copy(k::uffdio_copy) = ReadWrite 0x03;
+    /// UFFDIO_ZEROPAGE.
+    Zeropage(k::uffdio_zeropage) = ReadWrite 0x04;
+    /// UFFDIO_MOVE (not in linux-raw-sys: see KERNEL_NOTES).
+    Move(k::uffdio_move) = ReadWrite 0x05;
+    /// UFFDIO_WRITEPROTECT.
+    Writeprotect(k::uffdio_writeprotect) = ReadWrite 0x06;
+    /// UFFDIO_POISON (not in linux-raw-sys: see KERNEL_NOTES).
+    Poison(k::uffdio_poison) = ReadWrite 0x08;
+}
+
+// The numbers built above are the kernel's: those linux-raw-sys carries, and the two measured
+// on our kernel (KERNEL_NOTES).
+const _: () = {
+    use linux_raw_sys::ioctl as n;
+    assert!(Api::REQ == n::UFFDIO_API as libc::c_ulong);
+    assert!(Register::REQ == n::UFFDIO_REGISTER as libc::c_ulong);
+    assert!(Unregister::REQ == n::UFFDIO_UNREGISTER as libc::c_ulong);
+    assert!(Wake::REQ == n::UFFDIO_WAKE as libc::c_ulong);
+    assert!(Copy::REQ == n::UFFDIO_COPY as libc::c_ulong);
+    assert!(Zeropage::REQ == n::UFFDIO_ZEROPAGE as libc::c_ulong);
+    assert!(Writeprotect::REQ == n::UFFDIO_WRITEPROTECT as libc::c_ulong);
+    assert!(Move::REQ == 0xC028_AA05);
+    assert!(Poison::REQ == 0xC020_AA08);
+};
+
+/// Issues ioctl `I` on `fd` with `arg`.
+///
+/// # Safety
+/// Every address inside `arg` must come from [`Mapping::at`] on a mapping that outlives the call:
+/// memory the runtime owns and Rust never references, so that the kernel's writes there (COPY,
+/// MOVE, ZEROPAGE, POISON) alias nothing.
+unsafe fn ioctl<I: Ioctl>(fd: RawFd, arg: &mut I::Arg) -> SysResult<()> {
+    // SAFETY: `I::REQ` takes exactly an `I::Arg` (the `Ioctl` contract), passed by a pointer
+    // valid for the call; the addresses inside it are the caller's to vouch for (see above).
+    let rc = unsafe { libc::ioctl(fd, I::REQ as _, std::ptr::from_mut(arg)) };
+    if rc != 0 { Err(SysError::new(I::NAME, errno())) } else { Ok(()) }
+}
 
 const MOVE_MODE_DONTWAKE: u64 = 1;
 const WRITEPROTECT_MODE_WP: u64 = 1;
@@ -160,11 +250,8 @@ impl Uffd {
 
     fn handshake(fd: &OwnedFd, features: u64) -> SysResult<k::uffdio_api> {
         let mut api = k::uffdio_api { api: u64::from(k::UFFD_API), features, ioctls: 0 };
-        // SAFETY: UFFDIO_API reads and writes exactly one uffdio_api, which we pass by pointer.
-        let rc = unsafe { libc::ioctl(fd.as_raw_fd(), linux_raw_sys::ioctl::UFFDIO_API as _, &mut api) };
-        if rc != 0 {
-            return Err(SysError::last("ioctl(UFFDIO_API)"));
-        }
+        // SAFETY: uffdio_api holds no address.
+        unsafe { ioctl::<Api>(fd.as_raw_fd(), &mut api) }?;
         Ok(api)
     }
 
@@ -201,31 +288,31 @@ impl Uffd {
         self.fd.as_raw_fd()
     }
 
-    fn ioctl<T>(&self, req: libc::c_ulong, arg: &mut T, op: &'static str) -> SysResult<()> {
-        // SAFETY: every caller passes the request number that matches `T`'s kernel struct layout;
-        // the kernel reads and writes only that struct. The addresses inside it come from
-        // `Mapping::at`, so they name memory the runtime owns and Rust never references.
-        let rc = unsafe { libc::ioctl(self.fd.as_raw_fd(), req as _, arg as *mut T) };
-        if rc != 0 { Err(SysError::new(op, errno())) } else { Ok(()) }
+    /// Issues ioctl `I` on this descriptor. Every argument built in this module names its
+    /// ranges with [`Mapping::at`] (through `range` or directly), which is what makes this safe.
+    fn ioctl<I: Ioctl>(&self, arg: &mut I::Arg) -> SysResult<()> {
+        // SAFETY: callers in this module fill every address of `arg` from `Mapping::at` on a
+        // mapping they borrow for the call (see `ioctl`'s contract).
+        unsafe { ioctl::<I>(self.fd.as_raw_fd(), arg) }
     }
 
     /// Registers a range of `m` for `mode` faults; returns the ioctl mask the range supports.
     pub(crate) fn register(&self, m: &Mapping, off: usize, len: usize, mode: u64) -> SysResult<u64> {
         let mut r = k::uffdio_register { range: range(m, off, len)?, mode, ioctls: 0 };
-        self.ioctl(linux_raw_sys::ioctl::UFFDIO_REGISTER.into(), &mut r, "ioctl(UFFDIO_REGISTER)")?;
+        self.ioctl::<Register>(&mut r)?;
         Ok(r.ioctls)
     }
 
     /// Unregisters a range; threads parked on it are woken by the kernel.
     pub(crate) fn unregister(&self, m: &Mapping, off: usize, len: usize) -> SysResult<()> {
         let mut r = range(m, off, len)?;
-        self.ioctl(linux_raw_sys::ioctl::UFFDIO_UNREGISTER.into(), &mut r, "ioctl(UFFDIO_UNREGISTER)")
+        self.ioctl::<Unregister>(&mut r)
     }
 
     /// Wakes threads parked on faults in the range; they retry their access.
     pub(crate) fn wake(&self, m: &Mapping, off: usize, len: usize) -> SysResult<()> {
         let mut r = range(m, off, len)?;
-        self.ioctl(linux_raw_sys::ioctl::UFFDIO_WAKE.into(), &mut r, "ioctl(UFFDIO_WAKE)")
+        self.ioctl::<Wake>(&mut r)
     }
 
     /// Shared retry loop of COPY and MOVE: `step(done)` issues the ioctl for the bytes after
@@ -297,7 +384,7 @@ impl Uffd {
                 mode,
                 copy: 0,
             };
-            let r = self.ioctl(linux_raw_sys::ioctl::UFFDIO_COPY.into(), &mut c, "ioctl(UFFDIO_COPY)");
+            let r = self.ioctl::<Copy>(&mut c);
             Ok((r.err().map_or(0, |e| e.errno), c.copy))
         })
     }
@@ -356,7 +443,7 @@ impl Uffd {
                 mode,
                 move_: 0,
             };
-            let r = self.ioctl(UFFDIO_MOVE, &mut mv, "ioctl(UFFDIO_MOVE)");
+            let r = self.ioctl::<Move>(&mut mv);
             if mv.move_ > 0 {
                 done += usize::try_from(mv.move_).unwrap_or(0);
             }
@@ -388,7 +475,7 @@ impl Uffd {
         let mut w = k::uffdio_writeprotect { range: range(m, off, len)?, mode };
         let mut retries = 0;
         loop {
-            match self.ioctl(linux_raw_sys::ioctl::UFFDIO_WRITEPROTECT.into(), &mut w, "ioctl(UFFDIO_WRITEPROTECT)") {
+            match self.ioctl::<Writeprotect>(&mut w) {
                 Err(e) if e.errno == libc::EAGAIN && retries < EAGAIN_RETRIES => {
                     retries += 1;
                     std::thread::yield_now();
@@ -403,7 +490,7 @@ impl Uffd {
     pub(crate) fn poison(&self, m: &Mapping, off: usize, len: usize, wake: bool) -> SysResult<()> {
         let mode = if wake { 0 } else { POISON_MODE_DONTWAKE };
         let mut p = k::uffdio_poison { range: range(m, off, len)?, mode, updated: 0 };
-        match self.ioctl(UFFDIO_POISON, &mut p, "ioctl(UFFDIO_POISON)") {
+        match self.ioctl::<Poison>(&mut p) {
             Err(e) if e.errno == libc::EEXIST => {
                 if wake {
                     self.wake(m, off, len)?;
@@ -422,7 +509,7 @@ impl Uffd {
     pub(crate) fn zeropage(&self, m: &Mapping, off: usize, len: usize, wake: bool) -> SysResult<Filled> {
         let mode = if wake { 0 } else { u64::from(k::UFFDIO_ZEROPAGE_MODE_DONTWAKE) };
         let mut z = k::uffdio_zeropage { range: range(m, off, len)?, mode, zeropage: 0 };
-        match self.ioctl(linux_raw_sys::ioctl::UFFDIO_ZEROPAGE.into(), &mut z, "ioctl(UFFDIO_ZEROPAGE)") {
+        match self.ioctl::<Zeropage>(&mut z) {
             Ok(()) => Ok(Filled::All),
             Err(e) if e.errno == libc::EEXIST => {
                 if wake {
