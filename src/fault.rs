@@ -331,7 +331,7 @@ impl Core {
 
     /// Thread `tid` starts waiting on a fault at `addr`; returns the arena, if the address is ours.
     fn stall_enter_one(&self, st: &mut State, addr: usize, tid: u32, now: Instant) -> Option<u32> {
-        st.psi.enter(tid, now);
+        st.stalls.psi().enter(tid, now);
         let (rid, _) = st.locate(addr, self.page())?;
         let aid = st.region(rid).arena;
         st.arenas.get_mut(&aid)?.psi.enter(tid, now);
@@ -341,7 +341,7 @@ impl Core {
     fn stall_leave(&self, arena: Option<u32>, tid: u32) {
         let now = Instant::now();
         let mut st = self.lock();
-        st.psi.leave(tid, now);
+        st.stalls.psi().leave(tid, now);
         if let Some(a) = arena.and_then(|a| st.arenas.get_mut(&a)) {
             a.psi.leave(tid, now);
         }
@@ -814,7 +814,7 @@ impl Core {
         }
         let n = run.len();
         st.frames.give(got - n);
-        st.paging_in += n;
+        st.inflight.start_page_in(n);
         sources.clear();
         sources.extend(run.iter().map(|&(p, e)| match (st.data_slot(e), &file) {
             (Some(s), _) => Source::Slot(s),
@@ -896,7 +896,7 @@ impl Core {
         }
 
         let mut st = self.lock();
-        st.paging_in -= n;
+        st.inflight.end_page_in(n);
         let live = {
             let r = st.region_mut(rid);
             r.inflight -= n as u64;

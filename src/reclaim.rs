@@ -247,7 +247,7 @@ impl Core {
             if freed > 0 || st.frames.free() > 0 {
                 continue;
             }
-            if st.evicting > 0 || st.dropping > 0 || st.paging_in > 0 || st.reaping > 0 {
+            if st.inflight.any() || st.reaping > 0 {
                 st = self.wait_progress(st, Duration::from_millis(20));
                 continue;
             }
@@ -450,7 +450,7 @@ impl Core {
                 r.pages.set(page, e);
                 r.inflight += 1;
                 let map = r.map.clone();
-                st.dropping += 1;
+                st.inflight.start_drop();
                 drops.push((k, map));
                 continue;
             }
@@ -480,8 +480,7 @@ impl Core {
             r.inflight += 1;
             r.writing_back += u64::from(file.is_some());
             let map = r.map.clone();
-            st.evicting += 1;
-            st.evicting_to_files += usize::from(file.is_some());
+            st.inflight.start_evict(file.is_some());
             let shared = e.share().is_some();
             jobs.push(Job { rid, page, slot, hole: None, map, shared, taken: None, ok: false, sum: 0, file });
         }
@@ -616,8 +615,7 @@ impl Core {
                 freed += self.not_taken(&mut st, job, errno);
                 continue;
             }
-            st.evicting -= 1;
-            st.evicting_to_files -= usize::from(job.file.is_some());
+            st.inflight.end_evict(job.file.is_some());
             st.region_mut(job.rid).writing_back -= u64::from(job.file.is_some());
             let Job { rid, page, slot, hole, map, ok, sum, file, .. } = job;
             let off = idx(page) * ps;
@@ -641,7 +639,7 @@ impl Core {
                     }
                 }
                 freed += 1;
-                st.evictions += 1;
+                st.stalls.evicted();
                 if let Some(id) = e.share() {
                     self.evicted_shared(&mut st, rid, page, e, id, ok.then_some((slot, sum)));
                 } else if file.is_some() {
@@ -865,8 +863,7 @@ impl Core {
     fn not_taken(&self, st: &mut Guard<'_>, job: Job, errno: i32) -> usize {
         let ps = self.page();
         let Job { rid, page, slot, hole, map, file, .. } = job;
-        st.evicting -= 1;
-        st.evicting_to_files -= usize::from(file.is_some());
+        st.inflight.end_evict(file.is_some());
         st.region_mut(rid).writing_back -= u64::from(file.is_some());
         if let Some(h) = hole {
             st.frames.return_hole(h);
@@ -916,7 +913,7 @@ impl Core {
     /// or missing again. Returns the frames freed.
     fn dropped(&self, st: &mut Guard<'_>, k: PageKey) -> usize {
         let (rid, page) = unkey(k);
-        st.dropping -= 1;
+        st.inflight.end_drop();
         let live = st.region(rid).live;
         let r = st.region_mut(rid);
         r.inflight -= 1;
@@ -948,7 +945,7 @@ impl Core {
     }
 
     fn count_clean_drop(&self, st: &mut Guard<'_>, rid: u32) {
-        st.evictions += 1;
+        st.stalls.evicted();
         let c = st.counters(rid);
         c.evictions += 1;
         c.clean_drops += 1;

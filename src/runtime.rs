@@ -16,12 +16,13 @@ use crate::config::{Config, EvictionPath, SwapLocation};
 use crate::error::{Error, Result};
 use crate::event::Event;
 use crate::mm::frames::Frames;
+use crate::mm::inflight::InFlight;
 use crate::mm::lru::{Lru, PageKey, PageStore, unkey};
 use crate::mm::page::{Entry, IdMap, PageTable};
 use crate::mm::readahead::Stream;
 use crate::mm::slots::Slots;
 use crate::oom::policy::VictimPolicy;
-use crate::oom::pressure::Psi;
+use crate::oom::pressure::{Psi, StallWatch};
 use crate::stats::{ArenaStats, Counters, Histogram, Stats};
 use crate::sync::lock;
 use crate::sys::file::{Location, SwapFile};
@@ -158,14 +159,8 @@ pub(crate) struct State {
     pub(crate) arenas: IdMap<u32, ArenaState>,
     pub(crate) next_region: u32,
     pub(crate) next_arena: u32,
-    /// Pages in eviction I/O.
-    pub(crate) evicting: usize,
-    /// Of those, pages being written back to a mapped file (they hold no swap slot).
-    pub(crate) evicting_to_files: usize,
-    /// Clean pages whose frames are being discarded (not counted in `evicting`).
-    pub(crate) dropping: usize,
-    /// Pages in page-in I/O.
-    pub(crate) paging_in: usize,
+    /// Page I/O in flight.
+    pub(crate) inflight: InFlight,
     /// Emergency pages given to safe accessors: (region, page, the accessor's thread id).
     pub(crate) reserve: Vec<(u32, u64, u32)>,
     /// Counters of arenas that are gone.
@@ -182,16 +177,10 @@ pub(crate) struct State {
     pub(crate) committed: u64,
     /// Pages poisoned because a raw access found no memory; cleared when memory is free again.
     pub(crate) oom_poisoned: Vec<(u32, u64)>,
-    /// Runtime-wide stall accounting.
-    pub(crate) psi: Psi,
-    /// Samples of (time, total stalled ns, evictions) for the pressure windows.
-    pub(crate) stall_samples: std::collections::VecDeque<(Instant, u64, u64)>,
-    pub(crate) last_pressure_kill: Option<Instant>,
-    pub(crate) last_pressure_warn: Option<Instant>,
+    /// Runtime-wide stall accounting and the pressure trigger's record.
+    pub(crate) stalls: StallWatch,
     /// `SwapLow` may be published (re-armed when swap recovers).
     pub(crate) swap_low_armed: bool,
-    /// Evictions so far (for the pressure trigger).
-    pub(crate) evictions: u64,
     /// Events held back until the file write-backs in flight on these regions have landed: a
     /// kill is reported only once every write to its `Shared` maps is in the file.
     pub(crate) held_events: Vec<(Event, Vec<u32>)>,
@@ -486,7 +475,7 @@ impl Core {
             metadata_bytes: metadata,
             tracked_pages: tracked,
             kills: st.kills,
-            pressure: st.psi.snapshot(now),
+            pressure: st.stalls.psi().snapshot(now),
             totals,
             latency: hist.summary(),
             arenas,
@@ -599,11 +588,11 @@ impl Core {
         if in_lru != st.lru.resident() {
             return Err(format!("{in_lru} unpinned resident pages, the replacement lists count {}", st.lru.resident()));
         }
-        let in_use = crate::mm::idx(resident) + st.paging_in + st.reaping;
+        let in_use = crate::mm::idx(resident) + st.inflight.paging_in() + st.reaping;
         if in_use != st.frames.in_use() {
             return Err(format!("frames: pages account for {in_use}, the budget counts {}", st.frames.in_use()));
         }
-        let in_flight = (st.evicting - st.evicting_to_files) as u64;
+        let in_flight = st.inflight.to_swap() as u64;
         if slots + in_flight != u64::from(st.slots.used()) {
             return Err(format!(
                 "slots: pages hold {slots} (+{in_flight} in flight), the allocator counts {}",
@@ -812,10 +801,7 @@ impl Runtime {
             arenas: IdMap::default(),
             next_region: 1,
             next_arena: 1,
-            evicting: 0,
-            dropping: 0,
-            evicting_to_files: 0,
-            paging_in: 0,
+            inflight: InFlight::default(),
             reserve: Vec::new(),
             retired: Counters::default(),
             retired_hist: Histogram::default(),
@@ -825,12 +811,8 @@ impl Runtime {
             pinned: 0,
             committed: 0,
             oom_poisoned: Vec::new(),
-            psi: Psi::new(Instant::now()),
-            stall_samples: std::collections::VecDeque::new(),
-            last_pressure_kill: None,
-            last_pressure_warn: None,
+            stalls: StallWatch::new(Instant::now()),
             swap_low_armed: true,
-            evictions: 0,
             held_events: Vec::new(),
             reap: std::collections::VecDeque::new(),
             reaping: 0,

@@ -2,6 +2,7 @@
 //! data structures with no system calls; the engine drives them under its state lock.
 
 pub(crate) mod frames;
+pub(crate) mod inflight;
 pub(crate) mod lru;
 pub(crate) mod page;
 pub(crate) mod readahead;

@@ -329,50 +329,22 @@ impl Core {
     pub(crate) fn housekeeping(&self, st: &mut Guard<'_>) {
         let now = Instant::now();
         self.log_reclaim(st, now);
-        st.psi.tick(now);
         for a in st.arenas.values_mut() {
             a.psi.tick(now);
         }
-        let some = st.psi.some_ns(now);
-        let evictions = st.evictions;
-        st.stall_samples.push_back((now, some, evictions));
         let longest = [self.cfg.pressure_kill, self.cfg.pressure_warn].iter().flatten().map(|t| t.window).max();
-        let longest = longest.unwrap_or(Duration::ZERO);
-        // Keep one sample at or before the start of the longest window.
-        while st.stall_samples.len() > 2 && now.saturating_duration_since(st.stall_samples[1].0) >= longest {
-            st.stall_samples.pop_front();
-        }
-        // Share of `window` with a thread stalled, and evictions meanwhile; `None` until enough
-        // of the window has been observed.
-        let over = |st: &State, window: Duration| -> Option<(f64, u64)> {
-            let start = now.checked_sub(window)?;
-            let &(t0, s0, e0) = st.stall_samples.iter().rev().find(|x| x.0 <= start).or(st.stall_samples.front())?;
-            let dt = now.saturating_duration_since(t0);
-            if dt < window / 2 {
-                return None;
-            }
-            // Stall time is booked when a stall ends, so a long stall straddling the window's
-            // start can push the ratio past 1: it is a share, so cap it.
-            Some((((some - s0) as f64 / dt.as_nanos() as f64).min(1.0), evictions - e0))
-        };
+        st.stalls.sample(now, longest.unwrap_or(Duration::ZERO));
         if let Some(th) = self.cfg.pressure_kill {
-            let cooled = st.last_pressure_kill.is_none_or(|t| now.saturating_duration_since(t) >= th.window);
-            if let Some((share, evicted)) = over(st, th.window).filter(|_| cooled) {
-                // Stalls without eviction are not thrashing (e.g. a cold start filling free frames).
-                if share >= th.share && evicted > 0 {
-                    let frames = (st.frames.budget() / 8).max(self.cfg.high) as u64;
-                    let trigger = KillTrigger::Pressure { stalled_share: share, window: th.window };
-                    self.oom(st, trigger, Deficit { frames, slots: 0 }, None);
-                    st.last_pressure_kill = Some(now);
-                    st.stall_samples.clear();
-                }
+            if let Some(share) = st.stalls.kill_due(now, th.share, th.window) {
+                let frames = (st.frames.budget() / 8).max(self.cfg.high) as u64;
+                let trigger = KillTrigger::Pressure { stalled_share: share, window: th.window };
+                self.oom(st, trigger, Deficit { frames, slots: 0 }, None);
+                st.stalls.killed(now);
             }
         }
         if let Some(th) = self.cfg.pressure_warn {
-            let quiet = st.last_pressure_warn.is_none_or(|t| now.saturating_duration_since(t) >= th.window);
-            if let Some((share, _)) = over(st, th.window).filter(|&(share, _)| quiet && share >= th.share) {
-                st.last_pressure_warn = Some(now);
-                let pressure = st.psi.snapshot(now);
+            if let Some(share) = st.stalls.warn_due(now, th.share, th.window) {
+                let pressure = st.stalls.psi().snapshot(now);
                 log::warn!(
                     "pagewarden: memory pressure: threads stalled {:.0}% of the last {:?}",
                     share * 100.0,

@@ -174,3 +174,140 @@ mod tests {
         assert!(s.some.avg10 > s.some.avg60 && s.some.avg60 > s.some.avg300);
     }
 }
+
+/// The runtime-wide stall record behind the pressure trigger and warning: PSI, samples of
+/// (time, total stalled ns, evictions so far), and when the trigger and the warning last fired.
+#[derive(Debug)]
+pub(crate) struct StallWatch {
+    psi: Psi,
+    samples: std::collections::VecDeque<(Instant, u64, u64)>,
+    evictions: u64,
+    last_kill: Option<Instant>,
+    last_warn: Option<Instant>,
+}
+
+impl StallWatch {
+    pub(crate) fn new(now: Instant) -> StallWatch {
+        StallWatch {
+            psi: Psi::new(now),
+            samples: std::collections::VecDeque::new(),
+            evictions: 0,
+            last_kill: None,
+            last_warn: None,
+        }
+    }
+
+    /// The runtime-wide PSI (stalls enter and leave here).
+    pub(crate) fn psi(&mut self) -> &mut Psi {
+        &mut self.psi
+    }
+
+    /// One more page evicted (thrashing is stalls *with* eviction).
+    pub(crate) fn evicted(&mut self) {
+        self.evictions += 1;
+    }
+
+    /// Takes this round's sample, keeping one at or before the start of the `longest` window.
+    pub(crate) fn sample(&mut self, now: Instant, longest: Duration) {
+        self.psi.tick(now);
+        let some = self.psi.some_ns(now);
+        self.samples.push_back((now, some, self.evictions));
+        while self.samples.len() > 2 && now.saturating_duration_since(self.samples[1].0) >= longest {
+            self.samples.pop_front();
+        }
+    }
+
+    /// Share of the last `window` with a thread stalled, and evictions meanwhile; `None` until
+    /// enough of the window has been observed.
+    fn over(&self, now: Instant, window: Duration) -> Option<(f64, u64)> {
+        let &(now_t, some, evictions) = self.samples.back()?;
+        debug_assert!(now_t == now, "sample before asking");
+        let start = now.checked_sub(window)?;
+        let &(t0, s0, e0) = self.samples.iter().rev().find(|x| x.0 <= start).or(self.samples.front())?;
+        let dt = now.saturating_duration_since(t0);
+        if dt < window / 2 {
+            return None;
+        }
+        // Stall time is booked when a stall ends, so a long stall straddling the window's
+        // start can push the ratio past 1: it is a share, so cap it.
+        Some((((some - s0) as f64 / dt.as_nanos() as f64).min(1.0), evictions - e0))
+    }
+
+    /// The stalled share, when threads were stalled at least `share` of the last `window` while
+    /// pages were being evicted (stalls without eviction are not thrashing, e.g. a cold start
+    /// filling free frames) and the trigger has not fired within the window.
+    pub(crate) fn kill_due(&self, now: Instant, share: f64, window: Duration) -> Option<f64> {
+        let cooled = self.last_kill.is_none_or(|t| now.saturating_duration_since(t) >= window);
+        let (s, evicted) = self.over(now, window).filter(|_| cooled)?;
+        (s >= share && evicted > 0).then_some(s)
+    }
+
+    /// The trigger fired: the samples start again.
+    pub(crate) fn killed(&mut self, now: Instant) {
+        self.last_kill = Some(now);
+        self.samples.clear();
+    }
+
+    /// The stalled share, when threads were stalled at least `share` of the last `window` and
+    /// the warning has not been given within the window (it counts as given now).
+    pub(crate) fn warn_due(&mut self, now: Instant, share: f64, window: Duration) -> Option<f64> {
+        let quiet = self.last_warn.is_none_or(|t| now.saturating_duration_since(t) >= window);
+        let (s, _) = self.over(now, window).filter(|&(s, _)| quiet && s >= share)?;
+        self.last_warn = Some(now);
+        Some(s)
+    }
+}
+
+#[cfg(test)]
+mod watch_tests {
+    use super::*;
+
+    /// Stalls of `stall` in every `step` from `t0` for `n` steps, each step evicting `evict` pages.
+    fn run(w: &mut StallWatch, t0: Instant, n: u32, step: Duration, stall: Duration, evict: u64) -> Instant {
+        let mut now = t0;
+        for _ in 0..n {
+            w.psi().enter(1, now);
+            w.psi().leave(1, now + stall);
+            for _ in 0..evict {
+                w.evicted();
+            }
+            now += step;
+            w.sample(now, Duration::from_secs(1));
+        }
+        now
+    }
+
+    #[test]
+    fn the_trigger_needs_stalls_with_eviction_and_cools_down() {
+        let t0 = Instant::now();
+        let (share, window) = (0.5, Duration::from_secs(1));
+        let mut w = StallWatch::new(t0);
+        w.sample(t0, window);
+        assert_eq!(w.kill_due(t0, share, window), None, "nothing observed yet");
+        // Stalled 80% of the time but evicting nothing: a cold start, not thrashing.
+        let now = run(&mut w, t0, 20, Duration::from_millis(100), Duration::from_millis(80), 0);
+        assert_eq!(w.kill_due(now, share, window), None);
+        // Now with eviction.
+        let now = run(&mut w, now, 20, Duration::from_millis(100), Duration::from_millis(80), 3);
+        let s = w.kill_due(now, share, window).expect("thrashing");
+        assert!((0.7..=0.9).contains(&s), "{s}");
+        w.killed(now);
+        assert_eq!(w.kill_due(now, share, window), None, "cooling down");
+        // Calm: 10% stalled.
+        let now = run(&mut w, now, 20, Duration::from_millis(100), Duration::from_millis(10), 3);
+        assert_eq!(w.kill_due(now, share, window), None);
+    }
+
+    #[test]
+    fn the_warning_is_given_once_per_window() {
+        let t0 = Instant::now();
+        let window = Duration::from_secs(1);
+        let mut w = StallWatch::new(t0);
+        let now = run(&mut w, t0, 20, Duration::from_millis(100), Duration::from_millis(60), 0);
+        assert!(w.warn_due(now, 0.5, window).is_some());
+        let now = run(&mut w, now, 5, Duration::from_millis(100), Duration::from_millis(60), 0);
+        assert_eq!(w.warn_due(now, 0.5, window), None, "quiet for a window");
+        let now = run(&mut w, now, 6, Duration::from_millis(100), Duration::from_millis(60), 0);
+        assert!(w.warn_due(now, 0.5, window).is_some());
+    }
+}
