@@ -596,7 +596,7 @@ impl Core {
             src = (m, off);
         } else if let Some(s) = st.data_slot(e) {
             let ok = self.swap_read(s, &scratch.bounce, 0, 1).is_ok()
-                && crate::swap::page_sum(&scratch.bounce, 0, ps) == st.sums[idx(u64::from(s))];
+                && crate::swap::page_sum(&scratch.bounce, 0, ps) == st.slots.sum(s);
             if !ok {
                 self.lose_page(st, rid, page);
                 self.resolve_dead(st, rid, page, tid);
@@ -824,7 +824,7 @@ impl Core {
         // What each slot must read back as (the slots are this run's while it is in flight, and a
         // share keeps its slot while a reference is paging in).
         expect.clear();
-        expect.extend(run.iter().map(|&(_, e)| st.data_slot(e).map_or(0, |s| st.sums[idx(u64::from(s))])));
+        expect.extend(run.iter().map(|&(_, e)| st.data_slot(e).map_or(0, |s| st.slots.sum(s))));
         let all_zero = sources.iter().all(|s| matches!(s, Source::Zero));
         // A single page written at once can take a free pool frame by MOVE: no allocation, no copy.
         let pool_frame =

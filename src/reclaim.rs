@@ -661,7 +661,7 @@ impl Core {
                     e.set_state(PageState::Swapped);
                     e.set_dirty(false);
                     st.attach_slot(rid, &mut e, slot);
-                    st.sums[idx(u64::from(slot))] = sum;
+                    st.slots.record(slot, sum);
                     st.lru.stamp(&mut e);
                     let r = st.region_mut(rid);
                     r.resident -= 1;
@@ -728,8 +728,7 @@ impl Core {
         if disk_full {
             self.swap_disk_full(&mut st);
         }
-        if broken && !st.swap_broken {
-            st.swap_broken = true;
+        if broken && st.slots.mark_broken() {
             self.publish(Event::SwapFailed { error: "swap write failed; dirty pages stay in memory".into() });
         }
         self.notify_progress();
@@ -753,9 +752,7 @@ impl Core {
             st.slots.set_limit(held);
             // Swap is full as far as the disk goes: say so now, however many slots the file
             // still has free.
-            if st.swap_low_armed {
-                st.swap_low_armed = false;
-                let (free, cap) = (u64::from(st.slots.available()), u64::from(st.slots.capacity()));
+            if let Some((free, cap)) = st.slots.low(true) {
                 self.publish(Event::SwapLow { free_slots: free, capacity: cap });
             }
         }
@@ -980,7 +977,7 @@ impl Core {
             let sh = st.shares.get_mut(id);
             if sh.slot.is_none() {
                 sh.slot = Some(slot);
-                st.sums[idx(u64::from(slot))] = sum;
+                st.slots.record(slot, sum);
             } else {
                 st.slots.free(slot);
             }

@@ -167,8 +167,6 @@ pub(crate) struct State {
     pub(crate) retired: Counters,
     pub(crate) retired_hist: Histogram,
     pub(crate) kills: u64,
-    /// A swap write failed: treat swap as full.
-    pub(crate) swap_broken: bool,
     /// The victim policy.
     pub(crate) policy: Arc<dyn VictimPolicy>,
     /// Frames pinned.
@@ -179,8 +177,6 @@ pub(crate) struct State {
     pub(crate) oom_poisoned: Vec<(u32, u64)>,
     /// Runtime-wide stall accounting and the pressure trigger's record.
     pub(crate) stalls: StallWatch,
-    /// `SwapLow` may be published (re-armed when swap recovers).
-    pub(crate) swap_low_armed: bool,
     /// Events held back until the file write-backs in flight on these regions have landed: a
     /// kill is reported only once every write to its `Shared` maps is in the file.
     pub(crate) held_events: Vec<(Event, Vec<u32>)>,
@@ -192,8 +188,6 @@ pub(crate) struct State {
     pub(crate) clean: usize,
     /// Pages a safe write holds resident while it copies into them (key → holders).
     pub(crate) held: IdMap<PageKey, u32>,
-    /// Checksum of each swap slot's contents (0: none recorded).
-    pub(crate) sums: Vec<u32>,
     /// Copy-on-write shares.
     pub(crate) shares: crate::mm::shares::Shares,
     /// Fork families with more than one region: family id → region ids.
@@ -234,7 +228,7 @@ impl State {
 
     /// Whether dirty pages can be written out now.
     pub(crate) fn swap_writable(&self) -> bool {
-        !self.swap_broken && self.slots.available() > 0
+        self.slots.writable()
     }
 
     /// Frees the swap slot an entry holds, if any.
@@ -806,19 +800,16 @@ impl Runtime {
             retired: Counters::default(),
             retired_hist: Histogram::default(),
             kills: 0,
-            swap_broken: false,
             policy: cfg.policy.clone(),
             pinned: 0,
             committed: 0,
             oom_poisoned: Vec::new(),
             stalls: StallWatch::new(Instant::now()),
-            swap_low_armed: true,
             held_events: Vec::new(),
             reap: std::collections::VecDeque::new(),
             reaping: 0,
             clean: 0,
             held: IdMap::default(),
-            sums: vec![0; crate::mm::idx(u64::from(cfg.swap_slots))],
             shares: Default::default(),
             families: IdMap::default(),
             file_shared: Default::default(),

@@ -8,8 +8,13 @@
 //!
 //! The file grows as the tail is first written. When growing it fails because the disk is full,
 //! the `limit` drops to what the file holds: slots past it are never handed out again.
+//!
+//! The table also owns what is known of each slot's contents (the checksum of the page written
+//! there: recorded when the write lands, forgotten when the slot is freed, so that a slot's
+//! ownership and its checksum change together) and of swap as a whole (broken after a failed
+//! write; whether `SwapLow` may be published).
 
-/// The slot allocator.
+/// The slot allocator, the slots' checksums and swap's health.
 #[derive(Debug)]
 pub(crate) struct Slots {
     capacity: u32,
@@ -19,6 +24,12 @@ pub(crate) struct Slots {
     /// Slots handed out and not freed.
     used: u32,
     free: Vec<u32>,
+    /// Checksum of each slot's page (0: none recorded).
+    sums: Vec<u32>,
+    /// A swap write failed: nothing more is written (swap counts as full).
+    broken: bool,
+    /// `SwapLow` may be published (re-armed when swap recovers).
+    low_armed: bool,
 }
 
 impl Slots {
@@ -26,7 +37,55 @@ impl Slots {
     /// runtime's checksums; untouched until slots are freed), so that freeing a slot never
     /// allocates: pages are released from swap in the in-thread fault path's signal handler.
     pub(crate) fn new(capacity: u32) -> Slots {
-        Slots { capacity, limit: capacity, next: 0, used: 0, free: Vec::with_capacity(capacity as usize) }
+        Slots {
+            capacity,
+            limit: capacity,
+            next: 0,
+            used: 0,
+            free: Vec::with_capacity(capacity as usize),
+            sums: vec![0; capacity as usize],
+            broken: false,
+            low_armed: true,
+        }
+    }
+
+    /// Records the checksum of the page just written to slot `s` (handed out, not freed).
+    pub(crate) fn record(&mut self, s: u32, sum: u32) {
+        self.sums[s as usize] = sum;
+    }
+
+    /// The checksum recorded for slot `s` (0: none).
+    pub(crate) fn sum(&self, s: u32) -> u32 {
+        self.sums[s as usize]
+    }
+
+    /// Whether a dirty page can be written to swap now.
+    pub(crate) fn writable(&self) -> bool {
+        !self.broken && self.available() > 0
+    }
+
+    /// A swap write failed: swap counts as full from now on. Returns whether it was not already
+    /// (the failure is to be reported once).
+    pub(crate) fn mark_broken(&mut self) -> bool {
+        !std::mem::replace(&mut self.broken, true)
+    }
+
+    /// Whether `SwapLow` is to be published now: free slots fell under a tenth of the capacity
+    /// (or, with `now`, whatever is free: the disk filled up) while armed. It re-arms once a
+    /// fifth is free again. Returns (free, capacity) when it fires.
+    pub(crate) fn low(&mut self, now: bool) -> Option<(u64, u64)> {
+        let (free, cap) = (u64::from(self.available()), u64::from(self.capacity));
+        if cap == 0 {
+            return None;
+        }
+        if self.low_armed && (now || free * 10 < cap) {
+            self.low_armed = false;
+            return Some((free, cap));
+        }
+        if !self.low_armed && !now && free * 5 >= cap {
+            self.low_armed = true;
+        }
+        None
     }
 
     pub(crate) fn capacity(&self) -> u32 {
@@ -78,6 +137,7 @@ impl Slots {
             "double free of slot {s}"
         );
         self.used -= 1;
+        self.sums[s as usize] = 0;
         // A slot past the limit is not handed out again (the file cannot grow to hold it).
         if s < self.limit {
             self.free.push(s);
@@ -150,5 +210,57 @@ mod tests {
         assert_eq!(s.available(), 4);
         assert_eq!(s.alloc_run(4), Some(0));
         assert!(s.alloc().is_none());
+    }
+
+    #[test]
+    fn a_freed_slot_forgets_its_checksum() {
+        let mut s = Slots::new(4);
+        let a = s.alloc().unwrap();
+        s.record(a, 7);
+        assert_eq!(s.sum(a), 7);
+        s.free(a);
+        assert_eq!(s.sum(a), 0, "a freed slot vouches for nothing");
+        let b = s.alloc().unwrap();
+        assert_eq!((b, s.sum(b)), (a, 0));
+    }
+
+    #[test]
+    fn broken_swap_is_reported_once_and_takes_nothing() {
+        let mut s = Slots::new(4);
+        assert!(s.writable());
+        assert!(s.mark_broken());
+        assert!(!s.mark_broken());
+        assert!(!s.writable());
+    }
+
+    #[test]
+    fn swap_low_fires_under_a_tenth_and_rearms_at_a_fifth() {
+        let mut s = Slots::new(20);
+        let taken: Vec<u32> = (0..18).map(|_| s.alloc().unwrap()).collect();
+        assert_eq!(s.low(false), None, "2 of 20 free: a tenth, not under it");
+        let last = s.alloc().unwrap();
+        assert_eq!(s.low(false), Some((1, 20)));
+        assert_eq!(s.low(false), None, "once");
+        s.free(last);
+        s.free(taken[0]);
+        assert_eq!(s.low(false), None, "3 free: not re-armed");
+        let again: Vec<u32> = (0..2).map(|_| s.alloc().unwrap()).collect();
+        assert_eq!(s.low(false), None, "still disarmed: no second warning");
+        for &t in again.iter().chain(&taken[1..3]) {
+            s.free(t);
+        }
+        assert_eq!(s.low(false), None, "5 free: a fifth, re-armed");
+        let again: Vec<u32> = (0..4).map(|_| s.alloc().unwrap()).collect();
+        assert_eq!(s.low(false), Some((1, 20)), "armed again: fires again");
+        s.free(again[0]);
+        s.free(again[1]);
+        assert_eq!(s.low(true), None, "disarmed: a full disk adds nothing");
+        for &t in &again[2..] {
+            s.free(t);
+        }
+        s.free(taken[3]);
+        assert_eq!(s.low(false), None, "re-armed");
+        assert_eq!(s.low(true), Some((6, 20)), "a full disk says so at once");
+        assert_eq!(Slots::new(0).low(true), None, "no swap, no warning");
     }
 }

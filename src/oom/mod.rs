@@ -361,16 +361,9 @@ impl Core {
 
     /// Publishes `SwapLow` when free swap falls under a tenth (again after it recovers to a fifth).
     pub(crate) fn check_swap_low(&self, st: &mut State) {
-        let (free, cap) = (u64::from(st.slots.available()), u64::from(st.slots.capacity()));
-        if cap == 0 {
-            return;
-        }
-        if st.swap_low_armed && free * 10 < cap {
-            st.swap_low_armed = false;
+        if let Some((free, cap)) = st.slots.low(false) {
             log::warn!("pagewarden: swap low: {free} of {cap} slots free");
             self.publish(Event::SwapLow { free_slots: free, capacity: cap });
-        } else if !st.swap_low_armed && free * 5 >= cap {
-            st.swap_low_armed = true;
         }
     }
 }
