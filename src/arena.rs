@@ -366,34 +366,35 @@ impl Arena {
             let _ = core.uffd.unregister(&map, 0, rounded);
             return Err(self.killed_err());
         }
-        let id = st.next_region;
-        st.next_region = st.next_region.checked_add(1).ok_or_else(|| Error::InvalidArgument {
-            what: "region",
-            detail: "more than 2^32 regions were created in this runtime".into(),
-        })?;
-        st.regions.0.insert(
-            id,
-            RegionState {
-                arena: self.inner.shared.id,
-                map: map.clone(),
-                pages: PageTable::default(),
-                npages: pages,
-                resident: 0,
-                swapped: 0,
-                pinned: 0,
-                slots: 0,
-                inflight: 0,
-                writing_back: 0,
-                stream: Stream::default(),
-                live: Liveness::Live,
-                poisoned: poisoned.clone(),
-                family: id,
-                shared: 0,
-                shared_resident: 0,
-                file: file.clone(),
-            },
-        );
-        st.by_addr.insert(map.addr(), id);
+        let Some(id) = st.regions.next_id() else {
+            st.committed -= rounded as u64;
+            drop(st);
+            let _ = core.uffd.unregister(&map, 0, rounded);
+            return Err(Error::InvalidArgument {
+                what: "region",
+                detail: "more than 2^32 regions were created in this runtime".into(),
+            });
+        };
+        let inserted = st.regions.insert(RegionState {
+            arena: self.inner.shared.id,
+            map: map.clone(),
+            pages: PageTable::default(),
+            npages: pages,
+            resident: 0,
+            swapped: 0,
+            pinned: 0,
+            slots: 0,
+            inflight: 0,
+            writing_back: 0,
+            stream: Stream::default(),
+            live: Liveness::Live,
+            poisoned: poisoned.clone(),
+            family: id,
+            shared: 0,
+            shared_resident: 0,
+            file: file.clone(),
+        });
+        debug_assert_eq!(inserted, id);
         if file.as_ref().is_some_and(|f| f.mode == MapMode::Shared) {
             st.file_shared.insert(id);
         }
@@ -473,7 +474,7 @@ impl Arena {
             }
             // A failed runtime's work in flight never settles.
             core.check()?;
-            let busy = parents.iter().any(|(p, ..)| st.regions.0.get(p).is_some_and(|r| r.inflight > 0))
+            let busy = parents.iter().any(|(p, ..)| st.regions.get(p).is_some_and(|r| r.inflight > 0))
                 || st.held.keys().any(|&k| parents.iter().any(|(p, ..)| crate::mm::lru::unkey(k).0 == *p));
             if !busy {
                 break;
@@ -481,7 +482,7 @@ impl Arena {
             st = core.wait_progress(st, Duration::from_millis(2));
         }
         for (prid, r) in &regions {
-            if st.regions.0.get(prid).is_some_and(|x| x.live == Liveness::Live) {
+            if st.regions.get(prid).is_some_and(|x| x.live == Liveness::Live) {
                 core.share_region(&mut st, *prid, r.id)?;
             }
         }
@@ -816,7 +817,7 @@ impl Region {
     fn first_poisoned(&self, offset: usize, len: usize) -> Option<usize> {
         let ps = self.map_page();
         let st = self.arena.inner.rt.core.lock();
-        let r = st.regions.0.get(&self.id)?;
+        let r = st.regions.get(&self.id)?;
         let (first, last) = ((offset / ps) as u64, ((offset + len - 1) / ps) as u64);
         r.pages
             .entries()

@@ -52,9 +52,9 @@ impl State {
         id: u32,
         want: impl Fn(&crate::runtime::RegionState, Entry) -> bool,
     ) -> Option<u32> {
-        let fam = self.regions.0.get(&rid)?.family;
+        let fam = self.regions.get(&rid)?.family;
         self.families.get(&fam)?.iter().copied().filter(|&r| r != rid).find(|r| {
-            self.regions.0.get(r).is_some_and(|x| {
+            self.regions.get(r).is_some_and(|x| {
                 let e = x.pages.get(page);
                 e.share() == Some(id) && want(x, e)
             })
@@ -67,7 +67,7 @@ impl Core {
     /// the entry). `resident`: the reference held a frame. A share left with one reference
     /// becomes that page's own data; with none, it is freed with its slot.
     pub(crate) fn unref_share(&self, st: &mut State, rid: u32, page: u64, id: u32, resident: bool) {
-        if let Some(r) = st.regions.0.get_mut(&rid) {
+        if let Some(r) = st.regions.get_mut(&rid) {
             r.shared -= 1;
             r.shared_resident -= u64::from(resident);
         }
@@ -91,12 +91,12 @@ impl Core {
     pub(crate) fn normalize_share(&self, st: &mut State, page: u64, id: u32) {
         let sh = *st.shares.get(id);
         let Some(rid) = st.families.get(&sh.family).and_then(|rel| {
-            rel.iter().copied().find(|r| st.regions.0.get(r).is_some_and(|x| x.pages.get(page).share() == Some(id)))
+            rel.iter().copied().find(|r| st.regions.get(r).is_some_and(|x| x.pages.get(page).share() == Some(id)))
         }) else {
             return;
         };
         let ps = self.page();
-        let r = st.regions.0.get_mut(&rid).expect("found above");
+        let r = st.regions.get_mut(&rid).expect("found above");
         let mut e = r.pages.get(page);
         match e.state() {
             PageState::Resident => {
@@ -146,7 +146,7 @@ impl Core {
         }
         let rel = st.families.get(&sh.family).cloned().unwrap_or_default();
         for rid in rel {
-            let e = st.regions.0.get(&rid).map(|r| r.pages.get(page));
+            let e = st.regions.get(&rid).map(|r| r.pages.get(page));
             if e.is_some_and(|e| e.share() == Some(id) && e.state() == PageState::Shared) {
                 self.lose_page(st, rid, page);
             }
@@ -192,7 +192,7 @@ impl Core {
                 return false;
             }
         }
-        let rq = st.regions.0.get_mut(&q).expect("found above");
+        let rq = st.regions.get_mut(&q).expect("found above");
         let mut e = rq.pages.get(page).with_state(PageState::Resident);
         e.set_waiters(false);
         rq.resident += 1;
@@ -257,7 +257,7 @@ impl Core {
         let mut in_flight = None;
         let state = &mut *st;
         let (shares, regions) = (&mut state.shares, &mut state.regions);
-        let r = regions.0.get_mut(&parent).expect("the parent region exists");
+        let r = regions.get_mut(&parent).expect("the parent region exists");
         r.pages.retain(|p, e| {
             let id = match (e.state(), e.share()) {
                 (PageState::Poisoned, _) => {

@@ -427,7 +427,7 @@ impl Core {
     /// handler thread waits for memory.
     pub(crate) fn write_fault<'a>(&'a self, mut st: Guard<'a>, rid: u32, page: u64, tid: u32) -> Guard<'a> {
         loop {
-            let e = st.regions.0.get(&rid).filter(|r| r.live == Liveness::Live).map(|r| r.pages.get(page));
+            let e = st.regions.get(&rid).filter(|r| r.live == Liveness::Live).map(|r| r.pages.get(page));
             // A failed runtime waits for nothing: the thread retries, and its next fault (or the
             // safe write's next look) finds the runtime failed.
             let e = e.filter(|_| !self.is_failed());
@@ -436,7 +436,7 @@ impl Core {
                 // Changed meanwhile, or the region died: the thread retries (and a dead page's
                 // next fault is resolved as dead).
                 _ => {
-                    if st.regions.0.contains_key(&rid) {
+                    if st.regions.contains_key(&rid) {
                         self.wake(&st, rid, page, 1);
                     }
                     return st;
@@ -470,7 +470,7 @@ impl Core {
                 continue;
             }
             // Nothing can be written either: the OOM killer.
-            let Some(arena) = st.regions.0.get(&rid).map(|r| r.arena) else { return st };
+            let Some(arena) = st.regions.get(&rid).map(|r| r.arena) else { return st };
             let name = st.arenas.get(&arena).map(|a| a.shared.name.clone()).unwrap_or_default();
             let deficit = self.exhaustion_deficit(&st);
             if self.oom(&mut st, KillTrigger::Exhaustion { faulting_arena: name }, deficit, Some(arena)).0
@@ -690,28 +690,28 @@ impl Core {
             }
             // The runtime failed meanwhile (acquire gives up then): answered as a dead page.
             if self.is_failed() {
-                if st.regions.0.contains_key(&rid) {
+                if st.regions.contains_key(&rid) {
                     self.resolve_dead(&mut st, rid, page, tid);
                 }
                 return;
             }
             // Out of frames, nothing reclaimable: the OOM killer chooses a victim.
-            let Some(arena) = st.regions.0.get(&rid).map(|r| r.arena) else { return };
+            let Some(arena) = st.regions.get(&rid).map(|r| r.arena) else { return };
             let name = st.arenas.get(&arena).map(|a| a.shared.name.clone()).unwrap_or_default();
             let deficit = self.exhaustion_deficit(&st);
             let trigger = KillTrigger::Exhaustion { faulting_arena: name };
             match self.oom(&mut st, trigger, deficit, Some(arena)).0 {
                 // Frames were freed (or this very arena died): look again.
-                OomOutcome::Killed if st.regions.0.get(&rid).is_some_and(|r| r.live == Liveness::Live) => continue,
+                OomOutcome::Killed if st.regions.get(&rid).is_some_and(|r| r.live == Liveness::Live) => continue,
                 OomOutcome::Killed => {
-                    if st.regions.0.contains_key(&rid) {
+                    if st.regions.contains_key(&rid) {
                         self.resolve_dead(&mut st, rid, page, tid);
                     }
                     return;
                 }
                 // The policy panicked: the runtime has failed.
                 OomOutcome::Unresolved if self.is_failed() => {
-                    if st.regions.0.contains_key(&rid) {
+                    if st.regions.contains_key(&rid) {
                         self.resolve_dead(&mut st, rid, page, tid);
                     }
                     return;
@@ -723,7 +723,7 @@ impl Core {
             }
         };
         // The lock may have been dropped while reclaiming: look again.
-        let still = st.regions.0.get(&rid).map(|r| (r.live, r.pages.get(page).state()));
+        let still = st.regions.get(&rid).map(|r| (r.live, r.pages.get(page).state()));
         match still {
             Some((Liveness::Live, PageState::Unpopulated | PageState::Swapped | PageState::Shared)) => {}
             Some((Liveness::Killed, _)) => {

@@ -77,7 +77,7 @@ impl Core {
     pub(crate) fn flush_region(&self, rid: u32, range: std::ops::Range<u64>) -> Result<()> {
         let ps = self.page();
         let mut st = self.lock();
-        let Some(r) = st.regions.0.get(&rid) else { return Ok(()) };
+        let Some(r) = st.regions.get(&rid) else { return Ok(()) };
         let Some(fm) = r.file.clone().filter(|f| f.mode == MapMode::Shared) else { return Ok(()) };
         if r.live != Liveness::Live {
             return Ok(());
@@ -128,14 +128,14 @@ impl Core {
             }
             if k >= written {
                 // Not written: dirty again, unless the region went meanwhile.
-                let live = st.regions.0.get(&rid).is_some_and(|r| r.live == Liveness::Live);
+                let live = st.regions.get(&rid).is_some_and(|r| r.live == Liveness::Live);
                 let e = st.region(rid).pages.get(p);
                 if live && e.is_resident() && !e.dirty() {
                     self.make_dirty(&mut st, rid, p, e);
                 }
             }
         }
-        if st.regions.0.contains_key(&rid) {
+        if st.regions.contains_key(&rid) {
             st.counters(rid).file_writebacks += written as u64;
         }
         while !self.is_failed() && st.writing_back(rid) > 0 && pending.iter().any(|&p| evicting(&st, p)) {
@@ -150,7 +150,7 @@ impl Core {
     /// or killed), with the lock held: the pages are still mapped. Failures are logged.
     pub(crate) fn write_back_dropped(&self, st: &mut State, rid: u32, pages: &[u64]) {
         let ps = self.page();
-        let Some(r) = st.regions.0.get(&rid) else { return };
+        let Some(r) = st.regions.get(&rid) else { return };
         let Some(fm) = r.file.clone() else { return };
         let map = r.map.clone();
         for &p in pages {

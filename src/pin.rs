@@ -51,7 +51,7 @@ impl Core {
     pub(crate) fn pin_reserve(&self, rid: u32, range: std::ops::Range<u64>) -> Result<()> {
         let ps = self.page();
         let mut st = self.lock();
-        let r = st.regions.0.get(&rid).ok_or(Error::InvalidArgument { what: "region", detail: "released".into() })?;
+        let r = st.regions.get(&rid).ok_or(Error::InvalidArgument { what: "region", detail: "released".into() })?;
         if let Some(p) = range.clone().find(|&p| r.pages.get(p).pinned()) {
             return Err(Error::AlreadyPinned { offset: crate::mm::idx(p) * ps });
         }
@@ -68,7 +68,7 @@ impl Core {
     pub(crate) fn pin_page(&self, rid: u32, page: u64) -> Result<bool> {
         let mut st = self.lock();
         let st = &mut *st;
-        let Some(r) = st.regions.0.get_mut(&rid) else { return Ok(false) };
+        let Some(r) = st.regions.get_mut(&rid) else { return Ok(false) };
         if r.live != Liveness::Live {
             let arena = st.arenas.get(&r.arena).map(|a| a.shared.name.clone()).unwrap_or_default();
             return Err(Error::Killed { arena });
@@ -91,7 +91,7 @@ impl Core {
     pub(crate) fn unpin_pages(&self, rid: u32, range: std::ops::Range<u64>) {
         let mut st = self.lock();
         let st = &mut *st;
-        let Some(r) = st.regions.0.get_mut(&rid) else { return };
+        let Some(r) = st.regions.get_mut(&rid) else { return };
         for p in range {
             let mut e = r.pages.get(p);
             if e.pinned() {
@@ -116,14 +116,14 @@ impl Core {
     /// The first page of `range` that is not pinned.
     pub(crate) fn first_unpinned(&self, rid: u32, range: std::ops::Range<u64>) -> Option<u64> {
         let st = self.lock();
-        let r = st.regions.0.get(&rid)?;
+        let r = st.regions.get(&rid)?;
         range.into_iter().find(|&p| !r.pages.get(p).pinned())
     }
 
     /// Why a safe accessor must not touch a page, if it must not: its data is lost (poisoned), or
     /// it is unavailable because memory is exhausted (an emergency copy or OOM poison is mapped).
     fn untouchable(&self, st: &State, rid: u32, page: u64, write: bool) -> Option<Error> {
-        let r = st.regions.0.get(&rid)?;
+        let r = st.regions.get(&rid)?;
         let e = r.pages.get(page);
         let arena = || st.arenas.get(&r.arena).map(|a| a.shared.name.clone()).unwrap_or_default();
         if r.live == Liveness::Killed {
@@ -152,7 +152,7 @@ impl Core {
         if let Some(e) = self.untouchable(&st, rid, page, true) {
             return Hold::Failed(e);
         }
-        let Some(r) = st.regions.0.get(&rid) else { return Hold::Missing };
+        let Some(r) = st.regions.get(&rid) else { return Hold::Missing };
         let e = r.pages.get(page);
         if !e.is_resident() {
             return Hold::Missing;
@@ -161,7 +161,7 @@ impl Core {
         if e.share().is_some() {
             // Copy-on-write: private first (which may need a frame, and so wait for one).
             st = self.write_fault(st, rid, page, crate::sys::gettid());
-            let e = st.regions.0.get(&rid).map(|r| r.pages.get(page)).unwrap_or_default();
+            let e = st.regions.get(&rid).map(|r| r.pages.get(page)).unwrap_or_default();
             if !(e.is_resident() && e.dirty()) {
                 return Hold::Missing;
             }

@@ -361,7 +361,7 @@ impl Core {
                     let evictable = |k, e| !taken.contains(&k) && evictable(k, e);
                     let Some(k) = st.lru.victim_within(&mut st.regions, evictable, steps) else { break };
                     let (r, p) = unkey(k);
-                    let e = st.regions.0[&r].pages.get(p);
+                    let e = st.regions[&r].pages.get(p);
                     let to_swap = st.shares.must_write(e) && !st.file_shared.contains(&r);
                     dirty += usize::from(to_swap);
                     chosen.push(k);
@@ -373,7 +373,7 @@ impl Core {
             }
             Victims::Pages(rid, range) => {
                 let mut dirty = 0usize;
-                let Some(r) = st.regions.0.get(&rid) else {
+                let Some(r) = st.regions.get(&rid) else {
                     return (st, 0);
                 };
                 if r.live != Liveness::Live {
@@ -409,7 +409,7 @@ impl Core {
             .iter()
             .filter(|&&k| {
                 let (rid, page) = unkey(k);
-                st.shares.must_write(st.regions.0[&rid].pages.get(page)) && !st.writes_back(rid)
+                st.shares.must_write(st.regions[&rid].pages.get(page)) && !st.writes_back(rid)
             })
             .count();
         let run = st.slots.alloc_run(n32(n_dirty));
@@ -1022,7 +1022,7 @@ impl Core {
         let writes_back = st.writes_back(rid);
         let mut wb: Vec<u64> = Vec::new();
         let state = &mut **st;
-        let r = state.regions.0.get_mut(&rid).expect("dropping pages of a live region");
+        let r = state.regions.get_mut(&rid).expect("dropping pages of a live region");
         let map = r.map.clone();
         r.pages.retain(|p, e| {
             match e.state() {
@@ -1125,12 +1125,12 @@ impl Core {
     /// in-flight I/O to end), range unregistered, mapping unmapped.
     pub(crate) fn release_region(&self, rid: u32) {
         let mut st = self.lock();
-        let Some(r) = st.regions.0.get_mut(&rid) else {
+        let Some(r) = st.regions.get_mut(&rid) else {
             return;
         };
         r.live = Liveness::Released;
-        let (addr, arena, map) = (r.map.addr(), r.arena, r.map.clone());
-        st.by_addr.remove(&addr);
+        let (arena, map) = (r.arena, r.map.clone());
+        st.regions.unmap(rid);
         if let Some(a) = st.arenas.get_mut(&arena) {
             a.regions.remove(&rid);
         }
@@ -1156,7 +1156,7 @@ impl Core {
         // The range stays registered until then: an eviction still has to take its page out
         // (write-protect or move it) before writing it back, and on an unregistered range that
         // fails (ENOENT), which would drop a dirty page of a `Shared` map unwritten.
-        while !self.is_failed() && st.regions.0.get(&rid).is_some_and(|r| r.inflight > 0) {
+        while !self.is_failed() && st.regions.get(&rid).is_some_and(|r| r.inflight > 0) {
             st = self.wait_progress(st, Duration::from_millis(5));
         }
         if let Err(e) = self.uffd.unregister(&map, 0, map.len()) {
@@ -1168,10 +1168,10 @@ impl Core {
 
     /// Removes a released region's state once nothing is in flight on it.
     pub(crate) fn forget_if_done(&self, st: &mut Guard<'_>, rid: u32) {
-        if st.regions.0.get(&rid).is_some_and(|r| r.live == Liveness::Released && r.inflight == 0) {
+        if st.regions.get(&rid).is_some_and(|r| r.live == Liveness::Released && r.inflight == 0) {
             st.file_shared.remove(&rid);
             st.file_stuck.remove(&rid);
-            if let Some(r) = st.regions.0.remove(&rid) {
+            if let Some(r) = st.regions.remove(&rid) {
                 if let Some(rel) = st.families.get_mut(&r.family) {
                     rel.retain(|&x| x != rid);
                     if rel.is_empty() {
@@ -1195,7 +1195,7 @@ impl Core {
         let mut n = 0;
         let mut wake = Vec::new();
         for (rid, page, owner) in std::mem::take(&mut st.reserve) {
-            match st.regions.0.get_mut(&rid) {
+            match st.regions.get_mut(&rid) {
                 Some(r) if r.arena == aid && (owner == tid || owner == 0 || !self.has_tid) => {
                     let _ = r.map.discard(idx(page) * ps, ps);
                     n += 1;
@@ -1225,7 +1225,7 @@ impl Core {
         let ps = self.page();
         for (rid, page) in std::mem::take(&mut st.oom_poisoned) {
             let st = &mut **st;
-            let Some(r) = st.regions.0.get_mut(&rid) else { continue };
+            let Some(r) = st.regions.get_mut(&rid) else { continue };
             if let Some(a) = st.arenas.get(&r.arena) {
                 a.shared.oom_poisoned.fetch_sub(1, Ordering::AcqRel);
             }

@@ -133,18 +133,110 @@ pub(crate) struct ArenaState {
     pub(crate) psi: Psi,
 }
 
-/// The regions, by id; implements [`PageStore`] for the replacement policy.
-#[derive(Default)]
-pub(crate) struct Regions(pub(crate) IdMap<u32, RegionState>);
+/// The address space: the regions by id, and the live ones by address. Implements
+/// [`PageStore`] for the replacement policy.
+pub(crate) struct Regions {
+    map: IdMap<u32, RegionState>,
+    /// Live (not released) regions by start address.
+    by_addr: BTreeMap<usize, u32>,
+    next: u32,
+}
+
+impl Default for Regions {
+    fn default() -> Regions {
+        Regions { map: IdMap::default(), by_addr: BTreeMap::new(), next: 1 }
+    }
+}
+
+impl Regions {
+    pub(crate) fn get(&self, rid: &u32) -> Option<&RegionState> {
+        self.map.get(rid)
+    }
+
+    pub(crate) fn get_mut(&mut self, rid: &u32) -> Option<&mut RegionState> {
+        self.map.get_mut(rid)
+    }
+
+    pub(crate) fn contains_key(&self, rid: &u32) -> bool {
+        self.map.contains_key(rid)
+    }
+
+    pub(crate) fn values(&self) -> impl Iterator<Item = &RegionState> {
+        self.map.values()
+    }
+
+    pub(crate) fn iter(&self) -> impl Iterator<Item = (&u32, &RegionState)> {
+        self.map.iter()
+    }
+
+    /// The id the next region will get, if any is left.
+    pub(crate) fn next_id(&self) -> Option<u32> {
+        self.next.checked_add(1).map(|_| self.next)
+    }
+
+    /// Adds a region under [`next_id`](Self::next_id), found by its mapping's address from now on.
+    pub(crate) fn insert(&mut self, r: RegionState) -> u32 {
+        let id = self.next;
+        self.next += 1;
+        self.by_addr.insert(r.map.addr(), id);
+        self.map.insert(id, r);
+        id
+    }
+
+    /// Faults at `rid`'s addresses are no longer its own (it is being released); the region stays
+    /// until [`remove`](Self::remove).
+    pub(crate) fn unmap(&mut self, rid: u32) {
+        if let Some(r) = self.map.get(&rid) {
+            self.by_addr.remove(&r.map.addr());
+        }
+    }
+
+    pub(crate) fn remove(&mut self, rid: &u32) -> Option<RegionState> {
+        let r = self.map.remove(rid)?;
+        if self.by_addr.get(&r.map.addr()) == Some(rid) {
+            self.by_addr.remove(&r.map.addr());
+        }
+        Some(r)
+    }
+
+    /// Checks that exactly the live regions are found by address, each at its own.
+    pub(crate) fn check(&self) -> std::result::Result<(), String> {
+        let live = self.map.values().filter(|r| r.live != Liveness::Released).count();
+        if live != self.by_addr.len() {
+            return Err(format!("{live} regions not released, {} found by address", self.by_addr.len()));
+        }
+        for (&addr, rid) in &self.by_addr {
+            match self.map.get(rid) {
+                Some(r) if r.map.addr() == addr && r.live != Liveness::Released => {}
+                _ => return Err(format!("address {addr:#x} leads to region {rid}, which is not there")),
+            }
+        }
+        Ok(())
+    }
+
+    /// The live region containing `addr` and the page index in it (`page`: the page size).
+    pub(crate) fn locate(&self, addr: usize, page: usize) -> Option<(u32, u64)> {
+        let (_, &rid) = self.by_addr.range(..=addr).next_back()?;
+        let r = self.map.get(&rid)?;
+        r.map.contains(addr).then(|| (rid, ((addr - r.map.addr()) / page) as u64))
+    }
+}
+
+impl std::ops::Index<&u32> for Regions {
+    type Output = RegionState;
+    fn index(&self, rid: &u32) -> &RegionState {
+        &self.map[rid]
+    }
+}
 
 impl PageStore for Regions {
     fn entry(&self, k: PageKey) -> Option<Entry> {
         let (r, p) = unkey(k);
-        self.0.get(&r).map(|r| r.pages.get(p))
+        self.map.get(&r).map(|r| r.pages.get(p))
     }
     fn set_entry(&mut self, k: PageKey, e: Entry) {
         let (r, p) = unkey(k);
-        if let Some(r) = self.0.get_mut(&r) {
+        if let Some(r) = self.map.get_mut(&r) {
             r.pages.set(p, e);
         }
     }
@@ -155,9 +247,7 @@ pub(crate) struct State {
     pub(crate) slots: Slots,
     pub(crate) lru: Lru,
     pub(crate) regions: Regions,
-    pub(crate) by_addr: BTreeMap<usize, u32>,
     pub(crate) arenas: IdMap<u32, ArenaState>,
-    pub(crate) next_region: u32,
     pub(crate) next_arena: u32,
     /// Page I/O in flight.
     pub(crate) inflight: InFlight,
@@ -202,27 +292,25 @@ pub(crate) struct State {
 
 impl State {
     pub(crate) fn region(&self, rid: u32) -> &RegionState {
-        &self.regions.0[&rid]
+        &self.regions[&rid]
     }
 
     /// Pages an eviction is writing back to region `rid`'s file (0 for a region that is gone).
     pub(crate) fn writing_back(&self, rid: u32) -> u64 {
-        self.regions.0.get(&rid).map_or(0, |r| r.writing_back)
+        self.regions.get(&rid).map_or(0, |r| r.writing_back)
     }
 
     pub(crate) fn region_mut(&mut self, rid: u32) -> &mut RegionState {
-        self.regions.0.get_mut(&rid).expect("region id refers to a live region")
+        self.regions.get_mut(&rid).expect("region id refers to a live region")
     }
 
     /// The region containing `addr` and the page index in it.
     pub(crate) fn locate(&self, addr: usize, page: usize) -> Option<(u32, u64)> {
-        let (_, &rid) = self.by_addr.range(..=addr).next_back()?;
-        let r = self.regions.0.get(&rid)?;
-        r.map.contains(addr).then(|| (rid, ((addr - r.map.addr()) / page) as u64))
+        self.regions.locate(addr, page)
     }
 
     pub(crate) fn counters(&mut self, rid: u32) -> &mut Counters {
-        let a = self.regions.0[&rid].arena;
+        let a = self.regions[&rid].arena;
         &mut self.arenas.get_mut(&a).expect("region's arena exists").counters
     }
 
@@ -236,7 +324,7 @@ impl State {
         if let Some(s) = e.slot() {
             self.slots.free(s);
             e.set_slot(None);
-            if let Some(r) = self.regions.0.get_mut(&rid) {
+            if let Some(r) = self.regions.get_mut(&rid) {
                 r.slots -= 1;
             }
         }
@@ -333,7 +421,7 @@ impl Core {
     /// fault is answered as on a failed runtime.
     pub(crate) fn release_parked(&self) {
         let st = self.lock();
-        for r in st.regions.0.values() {
+        for r in st.regions.values() {
             if let Err(e) = self.uffd.wake(&r.map, 0, r.map.len()) {
                 log::error!("pagewarden: waking the threads of a failed runtime failed: {e}");
             }
@@ -423,7 +511,7 @@ impl Core {
         let mut arenas = Vec::new();
         let mut metadata = 0u64;
         let mut tracked = 0u64;
-        for r in st.regions.0.values() {
+        for r in st.regions.values() {
             metadata += r.pages.heap_bytes() as u64;
             tracked += r.resident + r.swapped;
         }
@@ -483,7 +571,8 @@ impl Core {
         let (mut resident, mut in_lru, mut slots, mut pinned, mut clean) = (0u64, 0usize, 0u64, 0u64, 0usize);
         // Share id → (references, references holding a frame), counted from the pages.
         let mut refs: std::collections::HashMap<u32, (u32, u32)> = std::collections::HashMap::new();
-        for (&rid, r) in &st.regions.0 {
+        st.regions.check()?;
+        for (&rid, r) in st.regions.iter() {
             let (mut res, mut sw, mut pin, mut sl) = (0u64, 0u64, 0u64, 0u64);
             let (mut sh, mut sh_res) = (0u64, 0u64);
             for (p, e) in r.pages.entries() {
@@ -791,9 +880,7 @@ impl Runtime {
             slots: Slots::new(cfg.swap_slots),
             lru: Lru::with_capacity(cfg.budget_frames),
             regions: Regions::default(),
-            by_addr: BTreeMap::new(),
             arenas: IdMap::default(),
-            next_region: 1,
             next_arena: 1,
             inflight: InFlight::default(),
             reserve: Vec::new(),
@@ -957,7 +1044,7 @@ impl Runtime {
         // Lock order: state, then `moving` (reclaim holds `moving` without the state lock).
         let _still = c.moving.write().unwrap_or_else(|p| p.into_inner());
         let mut n = 0;
-        for r in st.regions.0.values() {
+        for r in st.regions.values() {
             n += r.map.resident_pages(0, r.map.len())?;
         }
         if let Some(p) = &c.pool {
