@@ -30,10 +30,7 @@ impl Drop for ArenaInner {
     fn drop(&mut self) {
         let core = &self.rt.core;
         let mut st = core.lock();
-        if let Some(a) = st.arenas.remove(&self.shared.id) {
-            st.retired.add(&a.counters);
-            st.retired_hist.merge(&a.hist);
-        }
+        st.arenas.retire(self.shared.id);
     }
 }
 
@@ -168,32 +165,27 @@ impl ArenaBuilder {
         let rt = self.rt;
         let shared = {
             let mut st = rt.core.lock();
-            let id = st.next_arena;
-            st.next_arena = st.next_arena.checked_add(1).ok_or_else(|| Error::InvalidArgument {
+            let name = self.name;
+            let make = |id| ArenaState {
+                shared: Arc::new(ArenaShared {
+                    id,
+                    name,
+                    killed: AtomicBool::new(false),
+                    accessors: Mutex::new(Vec::new()),
+                    failures: AtomicU64::new(0),
+                    reserve_pages: AtomicUsize::new(0),
+                    oom_poisoned: AtomicUsize::new(0),
+                }),
+                regions: Default::default(),
+                counters: Counters::default(),
+                hist: Histogram::default(),
+                profile,
+                psi: Psi::new(Instant::now()),
+            };
+            st.arenas.insert(make).ok_or_else(|| Error::InvalidArgument {
                 what: "arena",
                 detail: "more than 2^32 arenas were created in this runtime".into(),
-            })?;
-            let shared = Arc::new(ArenaShared {
-                id,
-                name: self.name,
-                killed: AtomicBool::new(false),
-                accessors: Mutex::new(Vec::new()),
-                failures: AtomicU64::new(0),
-                reserve_pages: AtomicUsize::new(0),
-                oom_poisoned: AtomicUsize::new(0),
-            });
-            st.arenas.insert(
-                id,
-                ArenaState {
-                    shared: shared.clone(),
-                    regions: Default::default(),
-                    counters: Counters::default(),
-                    hist: Histogram::default(),
-                    profile,
-                    psi: Psi::new(Instant::now()),
-                },
-            );
-            shared
+            })?
         };
         Ok(Arena { inner: Arc::new(ArenaInner { rt, shared }) })
     }

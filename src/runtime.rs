@@ -133,6 +133,105 @@ pub(crate) struct ArenaState {
     pub(crate) psi: Psi,
 }
 
+/// The arena table: each arena's accounting and OOM profile, what arenas that are gone
+/// leave behind (counters, latency, kills), and the victim policy that chooses among them.
+pub(crate) struct Arenas {
+    map: IdMap<u32, ArenaState>,
+    next: u32,
+    /// Counters and latency of arenas that are gone.
+    retired: Counters,
+    retired_hist: Histogram,
+    /// Arenas killed so far.
+    kills: u64,
+    policy: Arc<dyn VictimPolicy>,
+}
+
+impl Arenas {
+    pub(crate) fn new(policy: Arc<dyn VictimPolicy>) -> Arenas {
+        Arenas {
+            map: IdMap::default(),
+            next: 1,
+            retired: Counters::default(),
+            retired_hist: Histogram::default(),
+            kills: 0,
+            policy,
+        }
+    }
+
+    pub(crate) fn get(&self, id: &u32) -> Option<&ArenaState> {
+        self.map.get(id)
+    }
+
+    pub(crate) fn get_mut(&mut self, id: &u32) -> Option<&mut ArenaState> {
+        self.map.get_mut(id)
+    }
+
+    pub(crate) fn keys(&self) -> impl Iterator<Item = &u32> {
+        self.map.keys()
+    }
+
+    pub(crate) fn values(&self) -> impl Iterator<Item = &ArenaState> {
+        self.map.values()
+    }
+
+    pub(crate) fn values_mut(&mut self) -> impl Iterator<Item = &mut ArenaState> {
+        self.map.values_mut()
+    }
+
+    /// Adds the arena `make(id)` returns under a new id; `None` when ids ran out.
+    pub(crate) fn insert(&mut self, make: impl FnOnce(u32) -> ArenaState) -> Option<Arc<ArenaShared>> {
+        let id = self.next;
+        self.next = self.next.checked_add(1)?;
+        let a = make(id);
+        debug_assert_eq!(a.shared.id, id);
+        let shared = a.shared.clone();
+        self.map.insert(id, a);
+        Some(shared)
+    }
+
+    /// The arena is gone: its counters and latency join the retired totals.
+    pub(crate) fn retire(&mut self, id: u32) {
+        if let Some(a) = self.map.remove(&id) {
+            self.retired.add(&a.counters);
+            self.retired_hist.merge(&a.hist);
+        }
+    }
+
+    /// Counters and latency of arenas that are gone.
+    pub(crate) fn retired(&self) -> (&Counters, &Histogram) {
+        (&self.retired, &self.retired_hist)
+    }
+
+    /// `n` more arenas were killed.
+    pub(crate) fn count_kills(&mut self, n: u64) {
+        self.kills += n;
+    }
+
+    pub(crate) fn kills(&self) -> u64 {
+        self.kills
+    }
+
+    pub(crate) fn policy(&self) -> &dyn VictimPolicy {
+        &*self.policy
+    }
+
+    /// The policy, to call without the state lock's borrow.
+    pub(crate) fn policy_handle(&self) -> Arc<dyn VictimPolicy> {
+        self.policy.clone()
+    }
+
+    pub(crate) fn set_policy(&mut self, p: Arc<dyn VictimPolicy>) {
+        self.policy = p;
+    }
+}
+
+impl std::ops::Index<&u32> for Arenas {
+    type Output = ArenaState;
+    fn index(&self, id: &u32) -> &ArenaState {
+        &self.map[id]
+    }
+}
+
 /// The address space: the regions by id, and the live ones by address. Implements
 /// [`PageStore`] for the replacement policy.
 pub(crate) struct Regions {
@@ -247,18 +346,11 @@ pub(crate) struct State {
     pub(crate) slots: Slots,
     pub(crate) lru: Lru,
     pub(crate) regions: Regions,
-    pub(crate) arenas: IdMap<u32, ArenaState>,
-    pub(crate) next_arena: u32,
+    pub(crate) arenas: Arenas,
     /// Page I/O in flight.
     pub(crate) inflight: InFlight,
     /// Emergency pages given to safe accessors: (region, page, the accessor's thread id).
     pub(crate) reserve: Vec<(u32, u64, u32)>,
-    /// Counters of arenas that are gone.
-    pub(crate) retired: Counters,
-    pub(crate) retired_hist: Histogram,
-    pub(crate) kills: u64,
-    /// The victim policy.
-    pub(crate) policy: Arc<dyn VictimPolicy>,
     /// Frames pinned.
     pub(crate) pinned: usize,
     /// Commit charge: bytes of live reservations.
@@ -506,8 +598,9 @@ impl Core {
     pub(crate) fn stats(&self) -> Stats {
         let mut st = self.lock();
         let now = Instant::now();
-        let mut totals = st.retired;
-        let mut hist = st.retired_hist.clone();
+        let (retired, retired_hist) = st.arenas.retired();
+        let mut totals = *retired;
+        let mut hist = retired_hist.clone();
         let mut arenas = Vec::new();
         let mut metadata = 0u64;
         let mut tracked = 0u64;
@@ -553,10 +646,10 @@ impl Core {
             fault_mode: self.cfg.fault_mode,
             eviction: self.path,
             uffd_source: self.uffd.source(),
-            policy: crate::oom::policy_name(&*st.policy),
+            policy: crate::oom::policy_name(st.arenas.policy()),
             metadata_bytes: metadata,
             tracked_pages: tracked,
-            kills: st.kills,
+            kills: st.arenas.kills(),
             pressure: st.stalls.psi().snapshot(now),
             totals,
             latency: hist.summary(),
@@ -880,14 +973,9 @@ impl Runtime {
             slots: Slots::new(cfg.swap_slots),
             lru: Lru::with_capacity(cfg.budget_frames),
             regions: Regions::default(),
-            arenas: IdMap::default(),
-            next_arena: 1,
+            arenas: Arenas::new(cfg.policy.clone()),
             inflight: InFlight::default(),
             reserve: Vec::new(),
-            retired: Counters::default(),
-            retired_hist: Histogram::default(),
-            kills: 0,
-            policy: cfg.policy.clone(),
             pinned: 0,
             committed: 0,
             oom_poisoned: Vec::new(),
@@ -992,7 +1080,7 @@ impl Runtime {
 
     /// Replaces the victim policy.
     pub fn set_victim_policy(&self, policy: impl VictimPolicy + 'static) {
-        self.h.core.lock().policy = Arc::new(policy);
+        self.h.core.lock().arenas.set_policy(Arc::new(policy));
     }
 
     /// A receiver of the runtime's [`Event`]s (kills, swap failures). All receivers share one

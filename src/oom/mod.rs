@@ -111,11 +111,11 @@ impl Core {
         if !log::log_enabled!(log::Level::Debug) {
             return;
         }
-        let mut c = st.retired;
+        let mut c = *st.arenas.retired().0;
         for a in st.arenas.values() {
             c.add(&a.counters);
         }
-        let cur = [c.clean_drops, c.file_writebacks, c.writebacks, c.direct_reclaims, st.kills];
+        let cur = [c.clean_drops, c.file_writebacks, c.writebacks, c.direct_reclaims, st.arenas.kills()];
         match st.reclaim_log {
             Some((t, _)) if now.saturating_duration_since(t) < Duration::from_secs(1) => {}
             None => st.reclaim_log = Some((now, cur)),
@@ -170,7 +170,7 @@ impl Core {
     fn report(&self, st: &State, trigger: KillTrigger, deficit: Deficit, candidates: Vec<CandidateRow>) -> OomReport {
         OomReport {
             trigger,
-            policy: policy_name(&*st.policy),
+            policy: policy_name(st.arenas.policy()),
             dry_run: self.cfg.oom_dry_run,
             deficit,
             budget_frames: st.frames.budget() as u64,
@@ -204,7 +204,7 @@ impl Core {
         // The policy is user code: a panic in it fails the runtime (see `Core::fail`) rather than
         // unwind through the fault path (a signal handler, in-thread) and strand the faulting
         // thread. Nobody is killed, and the caller releases its thread as from a failed runtime.
-        let policy = st.policy.clone();
+        let policy = st.arenas.policy_handle();
         let chosen = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| policy.select(&cands, &ctx)))
             .unwrap_or_else(|p| {
                 let name = policy_name(&*policy);
@@ -254,7 +254,7 @@ impl Core {
             log::error!("{report}");
             self.publish(Event::OomUnresolved(report.clone()));
         } else {
-            st.kills += report.victims.len() as u64;
+            st.arenas.count_kills(report.victims.len() as u64);
             log::warn!("{report}");
             let rids = victim_regions(st, &report);
             self.publish_after_writebacks(st, Event::Killed(report.clone()), rids);
@@ -282,7 +282,7 @@ impl Core {
         let (frames_freed, slots_freed) = self.reap(st, aid)?;
         report.reaping = t1.elapsed();
         report.victims.push(Victim { id: u64::from(aid), name, frames_freed, slots_freed });
-        st.kills += 1;
+        st.arenas.count_kills(1);
         log::warn!("{report}");
         let rids = victim_regions(st, &report);
         self.publish_after_writebacks(st, Event::Killed(report.clone()), rids);
