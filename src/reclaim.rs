@@ -247,7 +247,7 @@ impl Core {
             if freed > 0 || st.frames.free() > 0 {
                 continue;
             }
-            if st.inflight.any() || st.reaping > 0 {
+            if st.inflight.any() || st.reap.frames() > 0 {
                 st = self.wait_progress(st, Duration::from_millis(20));
                 continue;
             }
@@ -1084,10 +1084,10 @@ impl Core {
         }
         runs.sort_unstable();
         if defer {
+            debug_assert_eq!(runs.iter().map(|&(a, b)| b - a).sum::<u64>(), frames);
             for (a, b) in runs {
-                st.reap.push_back((map.clone(), a, b - a));
+                st.reap.push(&map, a, b);
             }
-            st.reaping += idx(frames);
             self.reclaim_cv.notify_all();
         } else {
             let ranges: Vec<_> = runs.iter().map(|&(a, b)| (&*map, idx(a) * ps, idx(b - a) * ps)).collect();
@@ -1104,18 +1104,14 @@ impl Core {
     pub(crate) fn reap_some<'a>(&'a self, mut st: Guard<'a>) -> Guard<'a> {
         const CHUNK: u64 = 1024;
         let ps = self.page();
-        while let Some((map, first, pages)) = st.reap.pop_front() {
-            let n = pages.min(CHUNK);
-            if n < pages {
-                st.reap.push_front((map.clone(), first + n, pages - n));
-            }
+        while let Some((map, first, n)) = st.reap.take(CHUNK) {
             drop(st);
             if let Err(e) = map.discard(idx(first) * ps, idx(n) * ps) {
                 log::error!("pagewarden: reaping pages failed: {e}");
             }
             st = self.lock();
             st.frames.give(idx(n));
-            st.reaping -= idx(n);
+            st.reap.reaped(n);
             self.notify_progress();
         }
         st

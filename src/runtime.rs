@@ -20,6 +20,7 @@ use crate::mm::inflight::InFlight;
 use crate::mm::lru::{Lru, PageKey, PageStore, unkey};
 use crate::mm::page::{Entry, IdMap, PageTable};
 use crate::mm::readahead::Stream;
+use crate::mm::reap::ReapQueue;
 use crate::mm::slots::Slots;
 use crate::oom::policy::VictimPolicy;
 use crate::oom::pressure::{Psi, StallWatch};
@@ -362,10 +363,8 @@ pub(crate) struct State {
     /// Events held back until the file write-backs in flight on these regions have landed: a
     /// kill is reported only once every write to its `Shared` maps is in the file.
     pub(crate) held_events: Vec<(Event, Vec<u32>)>,
-    /// Killed arenas' page runs waiting for the reaper: (mapping, first page, pages).
-    pub(crate) reap: std::collections::VecDeque<(Arc<Mapping>, u64, u64)>,
-    /// Frames in `reap`, still counted as in use.
-    pub(crate) reaping: usize,
+    /// Killed arenas' page runs waiting for the reaper.
+    pub(crate) reap: ReapQueue,
     /// Resident, clean, unpinned pages: what reclaim can take without swap.
     pub(crate) clean: usize,
     /// Pages a safe write holds resident while it copies into them (key → holders).
@@ -764,7 +763,7 @@ impl Core {
         if in_lru != st.lru.resident() {
             return Err(format!("{in_lru} unpinned resident pages, the replacement lists count {}", st.lru.resident()));
         }
-        let in_use = crate::mm::idx(resident) + st.inflight.paging_in() + st.reaping;
+        let in_use = crate::mm::idx(resident) + st.inflight.paging_in() + st.reap.frames();
         if in_use != st.frames.in_use() {
             return Err(format!("frames: pages account for {in_use}, the budget counts {}", st.frames.in_use()));
         }
@@ -981,8 +980,7 @@ impl Runtime {
             oom_poisoned: Vec::new(),
             stalls: StallWatch::new(Instant::now()),
             held_events: Vec::new(),
-            reap: std::collections::VecDeque::new(),
-            reaping: 0,
+            reap: ReapQueue::default(),
             clean: 0,
             held: IdMap::default(),
             shares: Default::default(),

@@ -6,6 +6,7 @@ pub(crate) mod inflight;
 pub(crate) mod lru;
 pub(crate) mod page;
 pub(crate) mod readahead;
+pub(crate) mod reap;
 pub(crate) mod shares;
 pub(crate) mod slots;
 
