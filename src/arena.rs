@@ -388,7 +388,7 @@ impl Arena {
         });
         debug_assert_eq!(inserted, id);
         if file.as_ref().is_some_and(|f| f.mode == MapMode::Shared) {
-            st.file_shared.insert(id);
+            st.file_maps.add(id);
         }
         if let Some(a) = st.arenas.get_mut(&self.inner.shared.id) {
             a.regions.insert(id);

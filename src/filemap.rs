@@ -66,7 +66,7 @@ impl FileMap {
 impl State {
     /// Whether dirty pages of region `rid` are written back to a file rather than to swap.
     pub(crate) fn writes_back(&self, rid: u32) -> bool {
-        self.file_shared.contains(&rid)
+        self.file_maps.is_shared(rid)
     }
 }
 

@@ -271,7 +271,7 @@ impl Core {
                 return (st, f);
             }
         }
-        if !st.file_shared.is_empty() {
+        if st.file_maps.any() {
             let (g, f) = self.evict(st, Victims::FileDirty(want));
             st = g;
             if f > 0 {
@@ -320,7 +320,7 @@ impl Core {
         let EvictBufs { chosen, jobs, clean_shared, drops } = bufs;
         match victims {
             // With swap unwritable only clean pages can go: when there are none, skip the scan.
-            Victims::Policy(_) if !st.swap_writable() && st.clean == 0 && st.file_shared.is_empty() => {
+            Victims::Policy(_) if !st.swap_writable() && st.clean == 0 && !st.file_maps.any() => {
                 return (st, 0);
             }
             Victims::Clean(max) => {
@@ -333,11 +333,8 @@ impl Core {
             }
             Victims::FileDirty(max) => {
                 let st = &mut *st;
-                let (held, files, stuck) = (&st.held, &st.file_shared, &st.file_stuck);
-                let evictable = |k, e: Entry| {
-                    let r = unkey(k).0;
-                    !held.contains_key(&k) && e.dirty() && files.contains(&r) && !stuck.contains(&r)
-                };
+                let (held, files) = (&st.held, &st.file_maps);
+                let evictable = |k, e: Entry| !held.contains_key(&k) && e.dirty() && files.writable(unkey(k).0);
                 // Strictly before any swap write: referenced or active pages too.
                 st.lru.peek_victims(&mut st.regions, evictable, max, PREFER_WINDOW.max(8 * max), true, chosen);
             }
@@ -346,23 +343,22 @@ impl Core {
                 while chosen.len() < max {
                     let can_dirty = st.swap_writable() && (st.slots.available() as usize) > dirty;
                     let st = &mut *st;
-                    let (held, shares, files, stuck) = (&st.held, &st.shares, &st.file_shared, &st.file_stuck);
+                    let (held, shares, files) = (&st.held, &st.shares, &st.file_maps);
                     let evictable = |k, e: Entry| {
                         let r = unkey(k).0;
                         !held.contains_key(&k)
-                            && (!shares.must_write(e)
-                                || if files.contains(&r) { !stuck.contains(&r) } else { can_dirty })
+                            && (!shares.must_write(e) || if files.is_shared(r) { files.writable(r) } else { can_dirty })
                     };
                     // With nothing writable, only clean pages can go: look for them among the
                     // coldest pages, not the whole resident set (a full scan per fault would make
                     // a thrashing runtime slower still instead of letting exhaustion be declared).
-                    let steps = if can_dirty || !files.is_empty() { usize::MAX } else { 4 * PREFER_WINDOW };
+                    let steps = if can_dirty || files.any() { usize::MAX } else { 4 * PREFER_WINDOW };
                     let taken = &*chosen;
                     let evictable = |k, e| !taken.contains(&k) && evictable(k, e);
                     let Some(k) = st.lru.victim_within(&mut st.regions, evictable, steps) else { break };
                     let (r, p) = unkey(k);
                     let e = st.regions[&r].pages.get(p);
-                    let to_swap = st.shares.must_write(e) && !st.file_shared.contains(&r);
+                    let to_swap = st.shares.must_write(e) && !st.file_maps.is_shared(r);
                     dirty += usize::from(to_swap);
                     chosen.push(k);
                     if to_swap && e.share().is_none() {
@@ -385,8 +381,8 @@ impl Core {
                         continue;
                     }
                     if st.shares.must_write(e) {
-                        if st.file_shared.contains(&rid) {
-                            if st.file_stuck.contains(&rid) {
+                        if st.file_maps.is_shared(rid) {
+                            if !st.file_maps.writable(rid) {
                                 continue;
                             }
                         } else if !(st.swap_writable() && (st.slots.available() as usize) > dirty) {
@@ -680,7 +676,7 @@ impl Core {
                 // Put it back exactly as it was: resident and dirty.
                 if file.is_some() {
                     // A file that refuses writes: its dirty pages stay in memory from now on.
-                    st.file_stuck.insert(rid);
+                    st.file_maps.stick(rid);
                     file_failed = true;
                 } else {
                     st.slots.free(slot);
@@ -1165,8 +1161,7 @@ impl Core {
     /// Removes a released region's state once nothing is in flight on it.
     pub(crate) fn forget_if_done(&self, st: &mut Guard<'_>, rid: u32) {
         if st.regions.get(&rid).is_some_and(|r| r.live == Liveness::Released && r.inflight == 0) {
-            st.file_shared.remove(&rid);
-            st.file_stuck.remove(&rid);
+            st.file_maps.remove(rid);
             if let Some(r) = st.regions.remove(&rid) {
                 if let Some(rel) = st.families.get_mut(&r.family) {
                     rel.retain(|&x| x != rid);

@@ -15,6 +15,7 @@
 use crate::config::{Config, EvictionPath, SwapLocation};
 use crate::error::{Error, Result};
 use crate::event::Event;
+use crate::mm::filemaps::FileMaps;
 use crate::mm::frames::Frames;
 use crate::mm::inflight::InFlight;
 use crate::mm::lru::{Lru, PageKey, PageStore, unkey};
@@ -373,10 +374,8 @@ pub(crate) struct State {
     pub(crate) shares: crate::mm::shares::Shares,
     /// Fork families with more than one region: family id → region ids.
     pub(crate) families: IdMap<u32, Vec<u32>>,
-    /// `Shared` file maps: their dirty pages are written back to the file, not to swap.
-    pub(crate) file_shared: crate::mm::page::IdSet<u32>,
-    /// `Shared` file maps whose file refused a write: their dirty pages stay in memory.
-    pub(crate) file_stuck: crate::mm::page::IdSet<u32>,
+    /// The `Shared` file maps among the regions.
+    pub(crate) file_maps: FileMaps,
     /// When the last reclaim summary was logged, and the counters then.
     pub(crate) reclaim_log: Option<(Instant, [u64; 5])>,
 }
@@ -985,8 +984,7 @@ impl Runtime {
             held: IdMap::default(),
             shares: Default::default(),
             families: IdMap::default(),
-            file_shared: Default::default(),
-            file_stuck: Default::default(),
+            file_maps: FileMaps::default(),
             reclaim_log: None,
         };
         let core = Arc::new(Core {

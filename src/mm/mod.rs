@@ -1,6 +1,7 @@
 //! Memory management tables: page table, frame budget, swap slots, replacement and readahead. Pure
 //! data structures with no system calls; the engine drives them under its state lock.
 
+pub(crate) mod filemaps;
 pub(crate) mod frames;
 pub(crate) mod inflight;
 pub(crate) mod lru;
