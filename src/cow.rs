@@ -53,7 +53,7 @@ impl State {
         want: impl Fn(&crate::runtime::RegionState, Entry) -> bool,
     ) -> Option<u32> {
         let fam = self.regions.get(&rid)?.family;
-        self.families.get(&fam)?.iter().copied().filter(|&r| r != rid).find(|r| {
+        self.shares.family(fam).iter().copied().filter(|&r| r != rid).find(|r| {
             self.regions.get(r).is_some_and(|x| {
                 let e = x.pages.get(page);
                 e.share() == Some(id) && want(x, e)
@@ -90,9 +90,13 @@ impl Core {
     /// own, unless it is in flight (its owner then finishes with the share as it is).
     pub(crate) fn normalize_share(&self, st: &mut State, page: u64, id: u32) {
         let sh = *st.shares.get(id);
-        let Some(rid) = st.families.get(&sh.family).and_then(|rel| {
-            rel.iter().copied().find(|r| st.regions.get(r).is_some_and(|x| x.pages.get(page).share() == Some(id)))
-        }) else {
+        let Some(rid) = st
+            .shares
+            .family(sh.family)
+            .iter()
+            .copied()
+            .find(|r| st.regions.get(r).is_some_and(|x| x.pages.get(page).share() == Some(id)))
+        else {
             return;
         };
         let ps = self.page();
@@ -144,7 +148,7 @@ impl Core {
         if sh.refs == 0 || sh.slot.is_some() || sh.resident > 0 {
             return;
         }
-        let rel = st.families.get(&sh.family).cloned().unwrap_or_default();
+        let rel = st.shares.family(sh.family).to_vec();
         for rid in rel {
             let e = st.regions.get(&rid).map(|r| r.pages.get(page));
             if e.is_some_and(|e| e.share() == Some(id) && e.state() == PageState::Shared) {
@@ -247,7 +251,7 @@ impl Core {
     pub(crate) fn share_region(&self, st: &mut State, parent: u32, child: u32) -> crate::Result<()> {
         let fam = st.region(parent).family;
         st.region_mut(child).family = fam;
-        st.families.entry(fam).or_insert_with(|| vec![parent]).push(child);
+        st.shares.join_family(fam, parent, child);
         let child_poison = st.region(child).poisoned.clone();
         // One pass over the parent's table, changing entries in place; the child's entries are
         // collected in page order and inserted leaf by leaf.

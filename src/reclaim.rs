@@ -1163,12 +1163,7 @@ impl Core {
         if st.regions.get(&rid).is_some_and(|r| r.live == Liveness::Released && r.inflight == 0) {
             st.file_maps.remove(rid);
             if let Some(r) = st.regions.remove(&rid) {
-                if let Some(rel) = st.families.get_mut(&r.family) {
-                    rel.retain(|&x| x != rid);
-                    if rel.is_empty() {
-                        st.families.remove(&r.family);
-                    }
-                }
+                st.shares.leave_family(r.family, rid);
             }
         }
     }

@@ -370,10 +370,8 @@ pub(crate) struct State {
     pub(crate) clean: usize,
     /// Pages a safe write holds resident while it copies into them (key → holders).
     pub(crate) held: IdMap<PageKey, u32>,
-    /// Copy-on-write shares.
+    /// Copy-on-write shares and the fork families referring to them.
     pub(crate) shares: crate::mm::shares::Shares,
-    /// Fork families with more than one region: family id → region ids.
-    pub(crate) families: IdMap<u32, Vec<u32>>,
     /// The `Shared` file maps among the regions.
     pub(crate) file_maps: FileMaps,
     /// When the last reclaim summary was logged, and the counters then.
@@ -983,7 +981,6 @@ impl Runtime {
             clean: 0,
             held: IdMap::default(),
             shares: Default::default(),
-            families: IdMap::default(),
             file_maps: FileMaps::default(),
             reclaim_log: None,
         };

@@ -25,15 +25,37 @@ pub(crate) struct Share {
     pub(crate) family: u32,
 }
 
-/// The shares, by id: a slab with reuse.
+/// The shares, by id (a slab with reuse), and the fork families whose regions refer to them.
 #[derive(Debug, Default)]
 pub(crate) struct Shares {
     v: Vec<Share>,
     free: Vec<u32>,
     live: usize,
+    /// Fork families with more than one region: family id → region ids.
+    families: super::page::IdMap<u32, Vec<u32>>,
 }
 
 impl Shares {
+    /// Region `child` joins `parent`'s family `fam` (created with `parent` on its first fork).
+    pub(crate) fn join_family(&mut self, fam: u32, parent: u32, child: u32) {
+        self.families.entry(fam).or_insert_with(|| vec![parent]).push(child);
+    }
+
+    /// Region `rid` is gone from family `fam` (which goes once empty).
+    pub(crate) fn leave_family(&mut self, fam: u32, rid: u32) {
+        if let Some(rel) = self.families.get_mut(&fam) {
+            rel.retain(|&x| x != rid);
+            if rel.is_empty() {
+                self.families.remove(&fam);
+            }
+        }
+    }
+
+    /// The regions of family `fam` (none for a region never forked).
+    pub(crate) fn family(&self, fam: u32) -> &[u32] {
+        self.families.get(&fam).map_or(&[], Vec::as_slice)
+    }
+
     pub(crate) fn alloc(&mut self, s: Share) -> u32 {
         self.live += 1;
         if let Some(id) = self.free.pop() {
