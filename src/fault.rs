@@ -403,7 +403,7 @@ impl Core {
         }
     }
 
-    fn record(&self, st: &mut Guard<'_>, rid: u32, t0: Instant) {
+    fn record(&self, st: &mut State, rid: u32, t0: Instant) {
         let a = st.region(rid).arena;
         if let Some(a) = st.arenas.get_mut(&a) {
             a.hist.record(u64::try_from(t0.elapsed().as_nanos()).unwrap_or(u64::MAX));
@@ -517,7 +517,7 @@ impl Core {
     /// A thread inside a safe accessor gets a zero page from the reserve (the accessor then
     /// reports `Killed`/`Corrupted` rather than the zeros); any other thread finds the page
     /// poisoned and takes SIGBUS, so raw access never reads made-up data.
-    pub(crate) fn resolve_dead(&self, st: &mut Guard<'_>, rid: u32, page: u64, tid: u32) {
+    pub(crate) fn resolve_dead(&self, st: &mut State, rid: u32, page: u64, tid: u32) {
         let ps = self.page();
         let tid = kernel_tid(tid);
         let arena = st.region(rid).arena;
@@ -556,7 +556,7 @@ impl Core {
     /// * Any other thread gets SIGBUS (UFFDIO_POISON on the page); the poison is lifted once
     ///   memory is free again. While safe accessors are inside the arena, such a thread gets the
     ///   read-only copy instead, so an accessor can never touch a poisoned page.
-    fn fail_fault(&self, st: &mut Guard<'_>, rid: u32, page: u64, tid: u32, scratch: &mut Scratch) {
+    fn fail_fault(&self, st: &mut State, rid: u32, page: u64, tid: u32, scratch: &mut Scratch) {
         let ps = self.page();
         let tid = kernel_tid(tid);
         let arena = st.region(rid).arena;
@@ -635,7 +635,7 @@ impl Core {
     /// Returns whether the page was installed.
     fn install_reserve(
         &self,
-        st: &mut Guard<'_>,
+        st: &mut State,
         rid: u32,
         page: u64,
         owner: u32,
@@ -1027,7 +1027,7 @@ impl Core {
     /// Installs page `page` of `rid` (a `Shared` reference) as a copy of relative `src`'s resident
     /// frame, under the lock: read-only and still a reference for a read, private for a write.
     /// `got` frames were taken for the fault; one is used.
-    fn copy_shared_in(&self, st: &mut Guard<'_>, rid: u32, page: u64, src: u32, write: bool, got: usize) {
+    fn copy_shared_in(&self, st: &mut State, rid: u32, page: u64, src: u32, write: bool, got: usize) {
         let ps = self.page();
         let off = idx(page) * ps;
         st.frames.give(got - 1);
@@ -1072,7 +1072,7 @@ impl Core {
     /// poisoned instead.
     fn abandon_run(
         &self,
-        st: &mut Guard<'_>,
+        st: &mut State,
         rid: u32,
         run: &[(u64, Entry)],
         pool_frame: Option<u32>,

@@ -853,7 +853,7 @@ impl Core {
     /// was not there (the application discarded it itself: `ENOENT`) or whose region died is gone
     /// and its frame freed; any other stays resident and dirty, for another time. Returns the
     /// frames freed.
-    fn not_taken(&self, st: &mut Guard<'_>, job: Job, errno: i32) -> usize {
+    fn not_taken(&self, st: &mut State, job: Job, errno: i32) -> usize {
         let ps = self.page();
         let Job { rid, page, slot, hole, map, file, .. } = job;
         st.inflight.end_evict(file.is_some());
@@ -904,7 +904,7 @@ impl Core {
 
     /// Ends the drop of a clean page whose frame was discarded: swapped (its slot holds the data),
     /// or missing again. Returns the frames freed.
-    fn dropped(&self, st: &mut Guard<'_>, k: PageKey) -> usize {
+    fn dropped(&self, st: &mut State, k: PageKey) -> usize {
         let (rid, page) = unkey(k);
         st.inflight.end_drop();
         let live = st.region(rid).live;
@@ -937,7 +937,7 @@ impl Core {
         1
     }
 
-    fn count_clean_drop(&self, st: &mut Guard<'_>, rid: u32) {
+    fn count_clean_drop(&self, st: &mut State, rid: u32) {
         st.stalls.evicted();
         let c = st.counters(rid);
         c.evictions += 1;
@@ -945,7 +945,7 @@ impl Core {
     }
 
     /// Discards the frames of these pages, neighbours as one range (under the lock).
-    fn discard_runs(&self, st: &Guard<'_>, keys: &mut [PageKey]) {
+    fn discard_runs(&self, st: &State, keys: &mut [PageKey]) {
         let ps = self.page();
         keys.sort_unstable();
         let ranges = runs(keys, |a, b| *b == *a + 1).map(|(&k, n)| {
@@ -960,15 +960,7 @@ impl Core {
     /// Finishes the eviction of a copy-on-write page whose frame held its share's only copy:
     /// `written` is the slot and checksum when the write succeeded (the share keeps the slot).
     /// The frame is already released.
-    fn evicted_shared(
-        &self,
-        st: &mut Guard<'_>,
-        rid: u32,
-        page: u64,
-        mut e: Entry,
-        id: u32,
-        written: Option<(u32, u32)>,
-    ) {
+    fn evicted_shared(&self, st: &mut State, rid: u32, page: u64, mut e: Entry, id: u32, written: Option<(u32, u32)>) {
         if let Some((slot, sum)) = written {
             let sh = st.shares.get_mut(id);
             if sh.slot.is_none() {
@@ -1006,7 +998,7 @@ impl Core {
     /// frames count as in use until their chunk is discarded, so the budget holds throughout).
     /// In-flight pages are finished by their owner, which sees the region dead; emergency copies
     /// for accessors are dropped when the accessor returns. Returns (frames freed, slots freed).
-    pub(crate) fn drop_pages(&self, st: &mut Guard<'_>, rid: u32, defer: bool) -> (u64, u64) {
+    pub(crate) fn drop_pages(&self, st: &mut State, rid: u32, defer: bool) -> (u64, u64) {
         let ps = self.page();
         let (mut frames, mut slots, mut pinned, mut kept_slots) = (0u64, 0u64, 0u64, 0u64);
         // Runs of resident pages, discarded with one madvise each.
@@ -1017,7 +1009,7 @@ impl Core {
         // Dirty pages of a `Shared` file map: written back before their frames go.
         let writes_back = st.writes_back(rid);
         let mut wb: Vec<u64> = Vec::new();
-        let state = &mut **st;
+        let state = &mut *st;
         let r = state.regions.get_mut(&rid).expect("dropping pages of a live region");
         let map = r.map.clone();
         r.pages.retain(|p, e| {
@@ -1159,7 +1151,7 @@ impl Core {
     }
 
     /// Removes a released region's state once nothing is in flight on it.
-    pub(crate) fn forget_if_done(&self, st: &mut Guard<'_>, rid: u32) {
+    pub(crate) fn forget_if_done(&self, st: &mut State, rid: u32) {
         if st.regions.get(&rid).is_some_and(|r| r.live == Liveness::Released && r.inflight == 0) {
             st.file_maps.remove(rid);
             if let Some(r) = st.regions.remove(&rid) {
@@ -1207,10 +1199,10 @@ impl Core {
     }
 
     /// Lifts the poison from pages whose raw access found no memory, now that frames are free.
-    pub(crate) fn clear_oom_poison(&self, st: &mut Guard<'_>) {
+    pub(crate) fn clear_oom_poison(&self, st: &mut State) {
         let ps = self.page();
         for (rid, page) in std::mem::take(&mut st.oom_poisoned) {
-            let st = &mut **st;
+            let st = &mut *st;
             let Some(r) = st.regions.get_mut(&rid) else { continue };
             if let Some(a) = st.arenas.get(&r.arena) {
                 a.shared.oom_poisoned.fetch_sub(1, Ordering::AcqRel);

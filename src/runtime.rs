@@ -11,6 +11,25 @@
 //! One mutex guards all paging state. It is held for decisions and for the short ioctls that must
 //! be atomic with them, never across swap I/O and never while touching managed memory: a thread
 //! that holds it must not fault on a page only the handler can serve.
+//!
+//! # Locks, in the order they are taken
+//!
+//! A thread holding one lock takes only locks further down this list, never one above it:
+//!
+//! 1. the in-thread registry (`IN_THREAD`, fault.rs): held only to find a runtime for a SIGBUS
+//!    and count a reader, or to add and remove one; nothing else is taken while it is held, and
+//!    it is never taken with the state lock held.
+//! 2. the state lock ([`Core::lock`], a [`Guard`]): one per runtime. A function that takes the
+//!    guard by value may unlock on the way (to wait, or for I/O) and hands it back; one that takes
+//!    `&State` or `&mut State` never unlocks. Debug builds abort, with a message, a thread that
+//!    takes it while holding it. The victim policy's `select` runs under it (user code: it must
+//!    not call back into the runtime).
+//! 3. leaves, each held for a few instructions and taking nothing else: an arena's accessors
+//!    (`ArenaShared::accessors`), the staging-buffer pools (`Core::scratch`, `Core::evict_bufs`),
+//!    the failure message (`Core::failure`), the encryption metadata (swap.rs) and the swap file's
+//!    growth lock (sys/file.rs). The last two are taken during swap I/O, with no other lock held.
+//!
+//! Every mutex is taken through [`crate::sync::lock`], which ignores poisoning.
 
 use crate::config::{Config, EvictionPath, SwapLocation};
 use crate::error::{Error, Result};
@@ -426,7 +445,80 @@ impl State {
     }
 }
 
-pub(crate) type Guard<'a> = MutexGuard<'a, State>;
+/// The state lock, held. Functions that take it by value (and hand it back) may unlock and
+/// relock on the way, so what was read before may have changed; functions that take `&State` or
+/// `&mut State` never unlock.
+///
+/// In debug builds the thread is marked as holding it: taking it again on the same thread — a
+/// fault taken while holding it, which the SIGBUS resolver would serve by locking again — aborts
+/// with a message instead of deadlocking without a word.
+pub(crate) struct Guard<'a> {
+    /// Always `Some`, except inside [`wait_on`](Self::wait_on).
+    g: Option<MutexGuard<'a, State>>,
+}
+
+#[cfg(debug_assertions)]
+thread_local! {
+    /// This thread holds the state lock (const-initialised: no allocation, safe in a handler).
+    static HOLDS_STATE: std::cell::Cell<bool> = const { std::cell::Cell::new(false) };
+}
+
+/// Marks this thread as holding the state lock or not (debug builds only).
+fn mark_holding(holds: bool) {
+    #[cfg(debug_assertions)]
+    HOLDS_STATE.with(|h| h.set(holds));
+    #[cfg(not(debug_assertions))]
+    let _ = holds;
+}
+
+impl<'a> Guard<'a> {
+    fn new(m: &'a Mutex<State>) -> Guard<'a> {
+        #[cfg(debug_assertions)]
+        if HOLDS_STATE.with(std::cell::Cell::get) {
+            crate::sys::die(
+                "pagewarden: this thread already holds the runtime's state lock (a fault taken while \
+                 holding it?); aborting instead of deadlocking\n",
+            );
+        }
+        let g = lock(m);
+        mark_holding(true);
+        Guard { g: Some(g) }
+    }
+
+    /// Waits on `cv` for at most `d`, the lock released meanwhile.
+    fn wait_on(mut self, cv: &Condvar, d: Duration) -> Guard<'a> {
+        let g = self.g.take().expect("a guard holds the lock");
+        mark_holding(false);
+        let g = match cv.wait_timeout(g, d) {
+            Ok((g, _)) => g,
+            Err(p) => p.into_inner().0,
+        };
+        mark_holding(true);
+        self.g = Some(g);
+        self
+    }
+}
+
+impl Drop for Guard<'_> {
+    fn drop(&mut self) {
+        if self.g.is_some() {
+            mark_holding(false);
+        }
+    }
+}
+
+impl std::ops::Deref for Guard<'_> {
+    type Target = State;
+    fn deref(&self) -> &State {
+        self.g.as_ref().expect("a guard holds the lock")
+    }
+}
+
+impl std::ops::DerefMut for Guard<'_> {
+    fn deref_mut(&mut self) -> &mut State {
+        self.g.as_mut().expect("a guard holds the lock")
+    }
+}
 
 /// Everything the threads share.
 pub(crate) struct Core {
@@ -480,7 +572,7 @@ impl Core {
     /// Locks the state. A panic in another thread while it held the lock leaves the state as that
     /// thread left it; we keep serving rather than leave app threads parked forever.
     pub(crate) fn lock(&self) -> Guard<'_> {
-        lock(&self.state)
+        Guard::new(&self.state)
     }
 
     pub(crate) fn page(&self) -> usize {
@@ -567,10 +659,7 @@ impl Core {
     }
 
     pub(crate) fn wait<'a>(&'a self, st: Guard<'a>, cv: &Condvar, d: Duration) -> Guard<'a> {
-        match cv.wait_timeout(st, d) {
-            Ok((g, _)) => g,
-            Err(p) => p.into_inner().0,
-        }
+        st.wait_on(cv, d)
     }
 
     /// Waits (at most `d`) for frames to be freed or in-flight work to complete.

@@ -188,7 +188,7 @@ impl Core {
     /// Runs the OOM killer: table, policy, kill (unless dry run), report.
     pub(crate) fn oom(
         &self,
-        st: &mut Guard<'_>,
+        st: &mut State,
         trigger: KillTrigger,
         deficit: Deficit,
         faulting: Option<u32>,
@@ -264,7 +264,7 @@ impl Core {
     }
 
     /// Kills one arena on request, with a report.
-    pub(crate) fn kill_manual(&self, st: &mut Guard<'_>, aid: u32) -> Option<OomReport> {
+    pub(crate) fn kill_manual(&self, st: &mut State, aid: u32) -> Option<OomReport> {
         let t0 = Instant::now();
         let a = st.arenas.get(&aid)?;
         if a.shared.killed.load(Ordering::Acquire) {
@@ -308,7 +308,7 @@ impl Core {
     /// Marks an arena killed and frees its pins and slots at once; its frames go to the reaper,
     /// which frees them in chunks right away. Threads parked on its faults are released by
     /// [`Core::resolve_dead`] as their events come in. `None` if it was already killed.
-    pub(crate) fn reap(&self, st: &mut Guard<'_>, aid: u32) -> Option<(u64, u64)> {
+    pub(crate) fn reap(&self, st: &mut State, aid: u32) -> Option<(u64, u64)> {
         let a = st.arenas.get(&aid)?;
         if a.shared.killed.swap(true, Ordering::AcqRel) {
             return None;
@@ -326,7 +326,7 @@ impl Core {
 
     /// Periodic work of the reclaimer thread: pressure averages, the pressure trigger and warning,
     /// the low-swap warning, and lifting OOM poison once memory is free.
-    pub(crate) fn housekeeping(&self, st: &mut Guard<'_>) {
+    pub(crate) fn housekeeping(&self, st: &mut State) {
         let now = Instant::now();
         self.log_reclaim(st, now);
         for a in st.arenas.values_mut() {
