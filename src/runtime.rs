@@ -398,6 +398,31 @@ pub(crate) struct State {
 }
 
 impl State {
+    /// The state of a new runtime: `budget` frames (with a pool on the MOVE path), `swap_slots`
+    /// slots, no region and no arena.
+    pub(crate) fn new(budget: usize, pool: bool, swap_slots: u32, policy: Arc<dyn VictimPolicy>) -> State {
+        State {
+            frames: Frames::new(budget, pool),
+            slots: Slots::new(swap_slots),
+            lru: Lru::with_capacity(budget),
+            regions: Regions::default(),
+            arenas: Arenas::new(policy),
+            inflight: InFlight::default(),
+            reserve: Vec::new(),
+            pinned: 0,
+            committed: 0,
+            oom_poisoned: Vec::new(),
+            stalls: StallWatch::new(Instant::now()),
+            held_events: Vec::new(),
+            reap: ReapQueue::default(),
+            clean: 0,
+            held: IdMap::default(),
+            shares: Default::default(),
+            file_maps: FileMaps::default(),
+            reclaim_log: None,
+        }
+    }
+
     pub(crate) fn region(&self, rid: u32) -> &RegionState {
         &self.regions[&rid]
     }
@@ -1053,26 +1078,7 @@ impl Runtime {
             None
         };
         let (tx, rx) = crossbeam_channel::bounded(cfg.event_capacity);
-        let state = State {
-            frames: Frames::new(cfg.budget_frames, pool.is_some()),
-            slots: Slots::new(cfg.swap_slots),
-            lru: Lru::with_capacity(cfg.budget_frames),
-            regions: Regions::default(),
-            arenas: Arenas::new(cfg.policy.clone()),
-            inflight: InFlight::default(),
-            reserve: Vec::new(),
-            pinned: 0,
-            committed: 0,
-            oom_poisoned: Vec::new(),
-            stalls: StallWatch::new(Instant::now()),
-            held_events: Vec::new(),
-            reap: ReapQueue::default(),
-            clean: 0,
-            held: IdMap::default(),
-            shares: Default::default(),
-            file_maps: FileMaps::default(),
-            reclaim_log: None,
-        };
+        let state = State::new(cfg.budget_frames, pool.is_some(), cfg.swap_slots, cfg.policy.clone());
         let core = Arc::new(Core {
             uffd: ufd,
             path,
@@ -1221,5 +1227,67 @@ impl Runtime {
             n += p.resident_pages(0, p.len())?;
         }
         Ok(n)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Set in the child process of `taking_the_state_lock_twice_aborts_with_a_message`.
+    const CHILD: &str = "PAGEWARDEN_TEST_LOCK_TWICE_CHILD";
+
+    fn state() -> Mutex<State> {
+        Mutex::new(State::new(8, false, 8, Arc::new(crate::oom::policy::LinuxBadness)))
+    }
+
+    #[test]
+    fn the_state_lock_can_be_taken_again_once_released_and_across_waits() {
+        let m = state();
+        let cv = Condvar::new();
+        let g = Guard::new(&m);
+        let g = g.wait_on(&cv, Duration::from_millis(1));
+        drop(g);
+        let g = Guard::new(&m);
+        assert_eq!(g.frames.budget(), 8);
+    }
+
+    /// In debug builds a thread that takes the state lock while holding it (a fault taken while
+    /// holding it, served in the same thread) aborts with a message rather than deadlocking. Run
+    /// in a child process: the abort ends it.
+    #[test]
+    #[cfg(debug_assertions)]
+    fn taking_the_state_lock_twice_aborts_with_a_message() {
+        if std::env::var_os(CHILD).is_some() {
+            let m = state();
+            let _g = Guard::new(&m);
+            let _again = Guard::new(&m);
+            unreachable!("the second lock returned");
+        }
+        use std::os::unix::process::ExitStatusExt;
+        let exe = std::env::current_exe().unwrap();
+        let mut child = std::process::Command::new(exe)
+            .args(["--exact", "runtime::tests::taking_the_state_lock_twice_aborts_with_a_message", "--nocapture"])
+            .env(CHILD, "1")
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::piped())
+            .spawn()
+            .unwrap();
+        // A child that deadlocks instead is killed after 20 s, and the test fails.
+        let t0 = std::time::Instant::now();
+        let status = loop {
+            if let Some(s) = child.try_wait().unwrap() {
+                break s;
+            }
+            if t0.elapsed() > Duration::from_secs(20) {
+                child.kill().unwrap();
+                panic!("the child deadlocked on the second lock instead of aborting");
+            }
+            std::thread::sleep(Duration::from_millis(10));
+        };
+        let mut stderr = String::new();
+        std::io::Read::read_to_string(&mut child.stderr.take().unwrap(), &mut stderr).unwrap();
+        assert_eq!(status.signal(), Some(libc::SIGABRT), "the child must abort: {status:?}\n{stderr}");
+        assert!(stderr.contains("already holds the runtime's state lock"), "{stderr}");
     }
 }
