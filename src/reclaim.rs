@@ -316,12 +316,49 @@ impl Core {
     }
 
     fn evict_with<'a>(&'a self, mut st: Guard<'a>, victims: Victims, bufs: &mut EvictBufs) -> (Guard<'a>, usize) {
-        let ps = self.page();
         let EvictBufs { chosen, jobs, clean_shared, drops } = bufs;
+        if !self.select_victims(&mut st, victims, chosen) {
+            return (st, 0);
+        }
+        let mut freed = self.plan_evictions(&mut st, chosen, jobs, clean_shared, drops);
+        if jobs.is_empty() && drops.is_empty() {
+            if freed > 0 {
+                self.notify_progress();
+            }
+            return (st, freed);
+        }
+        drop(st);
+        let (disk_full, broken) = self.write_out(jobs, drops);
+        let mut st = self.lock();
+        for (k, _) in drops.drain(..) {
+            freed += self.dropped(&mut st, k);
+        }
+        let (settled, file_failed) = self.finish_evictions(&mut st, jobs);
+        freed += settled;
+        if !st.held_events.is_empty() {
+            self.publish_landed(&mut st);
+        }
+        if file_failed {
+            self.publish(Event::SwapFailed {
+                error: "writing back to a mapped file failed; its dirty pages stay in memory".into(),
+            });
+        }
+        if disk_full {
+            self.swap_disk_full(&mut st);
+        }
+        if broken && st.slots.mark_broken() {
+            self.publish(Event::SwapFailed { error: "swap write failed; dirty pages stay in memory".into() });
+        }
+        self.notify_progress();
+        (st, freed)
+    }
+
+    /// Chooses the victims into `chosen`; false when there is nothing to look at.
+    fn select_victims(&self, st: &mut State, victims: Victims, chosen: &mut Vec<PageKey>) -> bool {
         match victims {
             // With swap unwritable only clean pages can go: when there are none, skip the scan.
             Victims::Policy(_) if !st.swap_writable() && st.clean == 0 && !st.file_maps.any() => {
-                return (st, 0);
+                return false;
             }
             Victims::Clean(max) => {
                 // Clean pages among the coldest few, without disturbing the order of the rest: a
@@ -370,10 +407,10 @@ impl Core {
             Victims::Pages(rid, range) => {
                 let mut dirty = 0usize;
                 let Some(r) = st.regions.get(&rid) else {
-                    return (st, 0);
+                    return false;
                 };
                 if r.live != Liveness::Live {
-                    return (st, 0);
+                    return false;
                 }
                 for p in range {
                     let e = r.pages.get(p);
@@ -395,9 +432,21 @@ impl Core {
                 }
             }
         }
-        if chosen.is_empty() {
-            return (st, 0);
-        }
+        !chosen.is_empty()
+    }
+
+    /// Under the lock: marks the chosen pages in flight. Clean pages need no I/O (those of
+    /// copy-on-write shares are dropped at once, the others go to `drops`); dirty ones become
+    /// `jobs` with a slot (or their file) and, on the MOVE path, a pool hole. Returns the frames
+    /// freed already.
+    fn plan_evictions(
+        &self,
+        st: &mut State,
+        chosen: &mut Vec<PageKey>,
+        jobs: &mut Vec<Job>,
+        clean_shared: &mut Vec<PageKey>,
+        drops: &mut Vec<(PageKey, Arc<Mapping>)>,
+    ) -> usize {
         // In page order: neighbours get neighbouring slots and pool holes, and leave together.
         chosen.sort_unstable();
         let mut freed = 0;
@@ -434,7 +483,7 @@ impl Core {
                     e.set_state(PageState::Shared);
                     r.pages.set(page, e);
                     st.frames.give(1);
-                    self.count_clean_drop(&mut st, rid);
+                    self.count_clean_drop(st, rid);
                     freed += 1;
                     clean_shared.push(k);
                     continue;
@@ -481,49 +530,59 @@ impl Core {
             jobs.push(Job { rid, page, slot, hole: None, map, shared, taken: None, ok: false, sum: 0, file });
         }
         if self.path == EvictionPath::Move {
-            // Pool holes: a run of neighbouring ones for each run of neighbouring pages.
-            let mut i = 0;
-            while i < jobs.len() {
-                let j = i + run_len(&jobs[i..], |a, b| a.rid == b.rid && b.page == a.page + 1);
-                let run = if j - i > 1 { st.frames.take_hole_run(j - i) } else { None };
-                match run {
-                    Some(h) => (i..j).for_each(|k| jobs[k].hole = Some(h + n32(k - i))),
-                    None => (i..j).for_each(|k| {
-                        jobs[k].hole = Some(st.frames.take_hole().expect("a resident page implies a pool hole"));
-                    }),
-                }
-                i = j;
-            }
+            self.assign_holes(st, jobs);
         }
-        // A share's last copy leaves its page under the lock, so that the share's bookkeeping
-        // never sees its frame half gone.
-        let mut k = 0;
-        while k < jobs.len() {
-            if jobs[k].shared {
-                if let Err(errno) = self.take(&jobs[k]) {
-                    let job = jobs.remove(k);
-                    freed += self.not_taken(&mut st, job, errno);
-                    continue;
-                }
-                jobs[k].taken = Some(Ok(()));
-            }
-            k += 1;
-        }
-        self.discard_runs(&st, clean_shared);
+        freed += self.take_shared(st, jobs);
+        self.discard_runs(st, clean_shared);
         if let Some(start) = run {
             // The run's slots no job took.
             for s in start + n32(from_run)..start + n32(n_dirty) {
                 st.slots.free(s);
             }
         }
-        if jobs.is_empty() && drops.is_empty() {
-            if freed > 0 {
-                self.notify_progress();
-            }
-            return (st, freed);
-        }
-        drop(st);
+        freed
+    }
 
+    /// Pool holes for the jobs: a run of neighbouring ones for each run of neighbouring pages.
+    fn assign_holes(&self, st: &mut State, jobs: &mut [Job]) {
+        let mut i = 0;
+        while i < jobs.len() {
+            let j = i + run_len(&jobs[i..], |a, b| a.rid == b.rid && b.page == a.page + 1);
+            let run = if j - i > 1 { st.frames.take_hole_run(j - i) } else { None };
+            match run {
+                Some(h) => (i..j).for_each(|k| jobs[k].hole = Some(h + n32(k - i))),
+                None => (i..j).for_each(|k| {
+                    jobs[k].hole = Some(st.frames.take_hole().expect("a resident page implies a pool hole"));
+                }),
+            }
+            i = j;
+        }
+    }
+
+    /// A share's last copy leaves its page under the lock, so that the share's bookkeeping never
+    /// sees its frame half gone. Returns the frames freed by jobs that could not be taken.
+    fn take_shared(&self, st: &mut State, jobs: &mut Vec<Job>) -> usize {
+        let mut freed = 0;
+        let mut k = 0;
+        while k < jobs.len() {
+            if jobs[k].shared {
+                if let Err(errno) = self.take(&jobs[k]) {
+                    let job = jobs.remove(k);
+                    freed += self.not_taken(st, job, errno);
+                    continue;
+                }
+                jobs[k].taken = Some(Ok(()));
+            }
+            k += 1;
+        }
+        freed
+    }
+
+    /// Without the lock: takes the dirty pages out of their arenas, writes them (to their files
+    /// or to swap) and drops the frames of the clean ones and of those written out. Returns
+    /// whether the disk filled up and whether a swap write failed.
+    fn write_out(&self, jobs: &mut [Job], drops: &mut [(PageKey, Arc<Mapping>)]) -> (bool, bool) {
+        let ps = self.page();
         // Without the lock. A page in flight changes hands only here: a fault on it waits, and
         // the replacement policy, forks and kills leave it to this function.
         // Dirty pages: taken out of their arena (moved into pool holes, or write-protected), a
@@ -601,14 +660,18 @@ impl Core {
             log::error!("pagewarden: dropping frames failed: {err}");
         }
 
-        let mut st = self.lock();
-        for (k, _) in drops.drain(..) {
-            freed += self.dropped(&mut st, k);
-        }
+        (disk_full, broken)
+    }
+
+    /// Under the lock again: each page settles in its new state (or back where it was when its
+    /// write failed). Returns the frames freed and whether a file refused a write.
+    fn finish_evictions(&self, st: &mut State, jobs: &mut Vec<Job>) -> (usize, bool) {
+        let ps = self.page();
+        let mut freed = 0;
         let mut file_failed = false;
         for job in jobs.drain(..) {
             if let Some(Err(errno)) = job.taken {
-                freed += self.not_taken(&mut st, job, errno);
+                freed += self.not_taken(st, job, errno);
                 continue;
             }
             st.inflight.end_evict(job.file.is_some());
@@ -637,7 +700,7 @@ impl Core {
                 freed += 1;
                 st.stalls.evicted();
                 if let Some(id) = e.share() {
-                    self.evicted_shared(&mut st, rid, page, e, id, ok.then_some((slot, sum)));
+                    self.evicted_shared(st, rid, page, e, id, ok.then_some((slot, sum)));
                 } else if file.is_some() {
                     // Back in its file: missing again, read from the file when next touched.
                     let r = st.region_mut(rid);
@@ -707,28 +770,13 @@ impl Core {
                 st.region_mut(rid).pages.set(page, e);
             }
             if waiters {
-                self.wake(&st, rid, page, 1);
+                self.wake(st, rid, page, 1);
             }
             if live == Liveness::Released {
-                self.forget_if_done(&mut st, rid);
+                self.forget_if_done(st, rid);
             }
         }
-        if !st.held_events.is_empty() {
-            self.publish_landed(&mut st);
-        }
-        if file_failed {
-            self.publish(Event::SwapFailed {
-                error: "writing back to a mapped file failed; its dirty pages stay in memory".into(),
-            });
-        }
-        if disk_full {
-            self.swap_disk_full(&mut st);
-        }
-        if broken && st.slots.mark_broken() {
-            self.publish(Event::SwapFailed { error: "swap write failed; dirty pages stay in memory".into() });
-        }
-        self.notify_progress();
-        (st, freed)
+        (freed, file_failed)
     }
 
     /// The swap file could not grow: the disk is full. The slots it holds stay in use; those past
