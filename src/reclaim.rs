@@ -666,7 +666,6 @@ impl Core {
     /// Under the lock again: each page settles in its new state (or back where it was when its
     /// write failed). Returns the frames freed and whether a file refused a write.
     fn finish_evictions(&self, st: &mut State, jobs: &mut Vec<Job>) -> (usize, bool) {
-        let ps = self.page();
         let mut freed = 0;
         let mut file_failed = false;
         for job in jobs.drain(..) {
@@ -676,98 +675,17 @@ impl Core {
             }
             st.inflight.end_evict(job.file.is_some());
             st.region_mut(job.rid).writing_back -= u64::from(job.file.is_some());
-            let Job { rid, page, slot, hole, map, ok, sum, file, .. } = job;
-            let off = idx(page) * ps;
+            let (rid, page) = (job.rid, job.page);
             let live = st.region(rid).live;
             let mut e = st.region(rid).pages.get(page);
             st.region_mut(rid).inflight -= 1;
             let waiters = e.waiters();
             e.set_waiters(false);
-            if ok || live != Liveness::Live {
-                match hole {
-                    // Its page was written out and dropped above: an empty hole again.
-                    Some(h) if ok => {
-                        st.frames.return_hole(h);
-                        st.frames.give(1);
-                    }
-                    None if ok => st.frames.give(1),
-                    Some(h) => st.frames.evicted_into(h),
-                    None => {
-                        let _ = map.discard(off, ps);
-                        st.frames.give(1);
-                    }
-                }
+            if job.ok || live != Liveness::Live {
+                self.settle_written(st, job, e, live);
                 freed += 1;
-                st.stalls.evicted();
-                if let Some(id) = e.share() {
-                    self.evicted_shared(st, rid, page, e, id, ok.then_some((slot, sum)));
-                } else if file.is_some() {
-                    // Back in its file: missing again, read from the file when next touched.
-                    let r = st.region_mut(rid);
-                    r.resident -= 1;
-                    if live == Liveness::Live {
-                        e.set_state(PageState::Unpopulated);
-                        e.set_dirty(false);
-                        st.lru.stamp(&mut e);
-                        st.region_mut(rid).pages.set(page, e);
-                        let c = st.counters(rid);
-                        c.evictions += 1;
-                        c.file_writebacks += 1;
-                    } else {
-                        r.pages.set(page, Entry::default());
-                    }
-                } else if live == Liveness::Live {
-                    e.set_state(PageState::Swapped);
-                    e.set_dirty(false);
-                    st.attach_slot(rid, &mut e, slot);
-                    st.slots.record(slot, sum);
-                    st.lru.stamp(&mut e);
-                    let r = st.region_mut(rid);
-                    r.resident -= 1;
-                    r.swapped += 1;
-                    r.pages.set(page, e);
-                    let c = st.counters(rid);
-                    c.evictions += 1;
-                    c.writebacks += 1;
-                } else {
-                    st.slots.free(slot);
-                    let r = st.region_mut(rid);
-                    r.resident -= 1;
-                    r.pages.set(page, Entry::default());
-                }
             } else {
-                // Put it back exactly as it was: resident and dirty.
-                if file.is_some() {
-                    // A file that refuses writes: its dirty pages stay in memory from now on.
-                    st.file_maps.stick(rid);
-                    file_failed = true;
-                } else {
-                    st.slots.free(slot);
-                }
-                // A shared page stays write-protected: its next write must break the sharing.
-                let shared = e.share().is_some();
-                let back = match hole {
-                    Some(h) => {
-                        let pool = self.pool.as_ref().expect("pool exists on the MOVE path");
-                        let r = self.uffd.move_pages(&map, off, pool, h as usize * ps, ps, !shared);
-                        if r.is_ok() {
-                            st.frames.return_hole(h);
-                        }
-                        r.map(|_| ()).and_then(|()| {
-                            if shared { self.uffd.writeprotect(&map, off, ps, true, true) } else { Ok(()) }
-                        })
-                    }
-                    None if shared => self.uffd.wake(&map, off, ps),
-                    None => self.uffd.writeprotect(&map, off, ps, false, true),
-                };
-                st.clean += usize::from(shared);
-                if let Err(err) = back {
-                    log::error!("pagewarden: restoring page {page} after a failed write failed: {err}");
-                }
-                e.set_state(PageState::Resident);
-                e.set_slot(None);
-                st.lru.admit(key(rid, page), &mut e, false);
-                st.region_mut(rid).pages.set(page, e);
+                file_failed |= self.put_back(st, job, e);
             }
             if waiters {
                 self.wake(st, rid, page, 1);
@@ -777,6 +695,106 @@ impl Core {
             }
         }
         (freed, file_failed)
+    }
+
+    /// A page written out (or whose region died meanwhile) settles: its frame is free, and the
+    /// page is swapped, back in its file, or gone with its region.
+    fn settle_written(&self, st: &mut State, job: Job, mut e: Entry, live: Liveness) {
+        let ps = self.page();
+        let Job { rid, page, slot, hole, map, ok, sum, file, .. } = job;
+        let off = idx(page) * ps;
+        match hole {
+            // Its page was written out and dropped above: an empty hole again.
+            Some(h) if ok => {
+                st.frames.return_hole(h);
+                st.frames.give(1);
+            }
+            None if ok => st.frames.give(1),
+            Some(h) => st.frames.evicted_into(h),
+            None => {
+                let _ = map.discard(off, ps);
+                st.frames.give(1);
+            }
+        }
+        st.stalls.evicted();
+        if let Some(id) = e.share() {
+            self.evicted_shared(st, rid, page, e, id, ok.then_some((slot, sum)));
+        } else if file.is_some() {
+            // Back in its file: missing again, read from the file when next touched.
+            let r = st.region_mut(rid);
+            r.resident -= 1;
+            if live == Liveness::Live {
+                e.set_state(PageState::Unpopulated);
+                e.set_dirty(false);
+                st.lru.stamp(&mut e);
+                st.region_mut(rid).pages.set(page, e);
+                let c = st.counters(rid);
+                c.evictions += 1;
+                c.file_writebacks += 1;
+            } else {
+                r.pages.set(page, Entry::default());
+            }
+        } else if live == Liveness::Live {
+            e.set_state(PageState::Swapped);
+            e.set_dirty(false);
+            st.attach_slot(rid, &mut e, slot);
+            st.slots.record(slot, sum);
+            st.lru.stamp(&mut e);
+            let r = st.region_mut(rid);
+            r.resident -= 1;
+            r.swapped += 1;
+            r.pages.set(page, e);
+            let c = st.counters(rid);
+            c.evictions += 1;
+            c.writebacks += 1;
+        } else {
+            st.slots.free(slot);
+            let r = st.region_mut(rid);
+            r.resident -= 1;
+            r.pages.set(page, Entry::default());
+        }
+    }
+
+    /// A page whose write failed goes back exactly as it was: resident and dirty. Returns whether
+    /// it was a file's (which refuses writes from now on).
+    fn put_back(&self, st: &mut State, job: Job, mut e: Entry) -> bool {
+        let ps = self.page();
+        let Job { rid, page, slot, hole, map, file, .. } = job;
+        let off = idx(page) * ps;
+        let mut file_failed = false;
+        // Put it back exactly as it was: resident and dirty.
+        if file.is_some() {
+            // A file that refuses writes: its dirty pages stay in memory from now on.
+            st.file_maps.stick(rid);
+            file_failed = true;
+        } else {
+            st.slots.free(slot);
+        }
+        // A shared page stays write-protected: its next write must break the sharing.
+        let shared = e.share().is_some();
+        let back =
+            match hole {
+                Some(h) => {
+                    let pool = self.pool.as_ref().expect("pool exists on the MOVE path");
+                    let r = self.uffd.move_pages(&map, off, pool, h as usize * ps, ps, !shared);
+                    if r.is_ok() {
+                        st.frames.return_hole(h);
+                    }
+                    r.map(|_| ())
+                        .and_then(|()| if shared { self.uffd.writeprotect(&map, off, ps, true, true) } else { Ok(()) })
+                }
+                None if shared => self.uffd.wake(&map, off, ps),
+                None => self.uffd.writeprotect(&map, off, ps, false, true),
+            };
+        st.clean += usize::from(shared);
+        if let Err(err) = back {
+            log::error!("pagewarden: restoring page {page} after a failed write failed: {err}");
+        }
+        e.set_state(PageState::Resident);
+        e.set_slot(None);
+        st.lru.admit(key(rid, page), &mut e, false);
+        st.region_mut(rid).pages.set(page, e);
+        file_failed
     }
 
     /// The swap file could not grow: the disk is full. The slots it holds stay in use; those past
