@@ -468,35 +468,7 @@ impl Core {
             if !st.shares.must_write(e) {
                 // Clean: the swap copy is valid (or the page was never written, or a relative
                 // holds the shared data too). No I/O.
-                st.lru.leave(&mut e);
-                st.lru.stamp(&mut e);
-                st.clean -= 1;
-                if let Some(id) = e.share() {
-                    // A share's frame stops counting as a copy at once, so that its relatives'
-                    // `must_write` sees it gone, and the page is `Shared` at once, so that a
-                    // relative dying meanwhile can hand it the last copy: its frame must be gone
-                    // before the lock is, and is discarded under it.
-                    st.shares.get_mut(id).resident -= 1;
-                    let r = st.region_mut(rid);
-                    r.shared_resident -= 1;
-                    r.resident -= 1;
-                    e.set_state(PageState::Shared);
-                    r.pages.set(page, e);
-                    st.frames.give(1);
-                    self.count_clean_drop(st, rid);
-                    freed += 1;
-                    clean_shared.push(k);
-                    continue;
-                }
-                // In flight until its frame is discarded: readers may go on reading it, and a
-                // fault on it waits for the drop to end.
-                e.set_state(PageState::Evicting);
-                let r = st.region_mut(rid);
-                r.pages.set(page, e);
-                r.inflight += 1;
-                let map = r.map.clone();
-                st.inflight.start_drop();
-                drops.push((k, map));
+                freed += self.plan_clean(st, k, e, clean_shared, drops);
                 continue;
             }
             // A dirty page of a `Shared` file map goes back to its file: no slot.
@@ -541,6 +513,49 @@ impl Core {
             }
         }
         freed
+    }
+
+    /// Plans the eviction of clean page `k` (entry `e`): no I/O. A copy-on-write share's frame
+    /// goes at once (into `clean_shared`, discarded before the lock is released: returns 1, the
+    /// frame freed); any other page is in flight until its frame is discarded (into `drops`).
+    fn plan_clean(
+        &self,
+        st: &mut State,
+        k: PageKey,
+        mut e: Entry,
+        clean_shared: &mut Vec<PageKey>,
+        drops: &mut Vec<(PageKey, Arc<Mapping>)>,
+    ) -> usize {
+        let (rid, page) = unkey(k);
+        st.lru.leave(&mut e);
+        st.lru.stamp(&mut e);
+        st.clean -= 1;
+        if let Some(id) = e.share() {
+            // A share's frame stops counting as a copy at once, so that its relatives'
+            // `must_write` sees it gone, and the page is `Shared` at once, so that a
+            // relative dying meanwhile can hand it the last copy: its frame must be gone
+            // before the lock is, and is discarded under it.
+            st.shares.get_mut(id).resident -= 1;
+            let r = st.region_mut(rid);
+            r.shared_resident -= 1;
+            r.resident -= 1;
+            e.set_state(PageState::Shared);
+            r.pages.set(page, e);
+            st.frames.give(1);
+            self.count_clean_drop(st, rid);
+            clean_shared.push(k);
+            return 1;
+        }
+        // In flight until its frame is discarded: readers may go on reading it, and a
+        // fault on it waits for the drop to end.
+        e.set_state(PageState::Evicting);
+        let r = st.region_mut(rid);
+        r.pages.set(page, e);
+        r.inflight += 1;
+        let map = r.map.clone();
+        st.inflight.start_drop();
+        drops.push((k, map));
+        0
     }
 
     /// Pool holes for the jobs: a run of neighbouring ones for each run of neighbouring pages.
@@ -772,20 +787,19 @@ impl Core {
         }
         // A shared page stays write-protected: its next write must break the sharing.
         let shared = e.share().is_some();
-        let back =
-            match hole {
-                Some(h) => {
-                    let pool = self.pool.as_ref().expect("pool exists on the MOVE path");
-                    let r = self.uffd.move_pages(&map, off, pool, h as usize * ps, ps, !shared);
-                    if r.is_ok() {
-                        st.frames.return_hole(h);
-                    }
-                    r.map(|_| ())
-                        .and_then(|()| if shared { self.uffd.writeprotect(&map, off, ps, true, true) } else { Ok(()) })
+        let back = match hole {
+            Some(h) => {
+                let pool = self.pool.as_ref().expect("pool exists on the MOVE path");
+                let r = self.uffd.move_pages(&map, off, pool, h as usize * ps, ps, !shared);
+                if r.is_ok() {
+                    st.frames.return_hole(h);
                 }
-                None if shared => self.uffd.wake(&map, off, ps),
-                None => self.uffd.writeprotect(&map, off, ps, false, true),
-            };
+                r.map(|_| ())
+                    .and_then(|()| if shared { self.uffd.writeprotect(&map, off, ps, true, true) } else { Ok(()) })
+            }
+            None if shared => self.uffd.wake(&map, off, ps),
+            None => self.uffd.writeprotect(&map, off, ps, false, true),
+        };
         st.clean += usize::from(shared);
         if let Err(err) = back {
             log::error!("pagewarden: restoring page {page} after a failed write failed: {err}");
