@@ -10,10 +10,10 @@ use crate::oom::pressure::Psi;
 use crate::oom::report::OomReport;
 use crate::runtime::{Accessor, ArenaShared, ArenaState, Liveness, RegionState, RtHandle};
 use crate::stats::{ArenaStats, Counters, Histogram};
-use crate::sync::lock;
 use crate::sys::file::DataFile;
 use crate::sys::mem::Mapping;
 use crate::sys::uffd;
+use crate::util::lock;
 use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
@@ -786,9 +786,9 @@ impl Region {
         let core = &self.arena.inner.rt.core;
         loop {
             match core.hold_page(self.id, page) {
-                crate::pin::Hold::Held => return Ok(()),
-                crate::pin::Hold::Failed(e) => return Err(e),
-                crate::pin::Hold::Missing => {
+                crate::engine::pin::Hold::Held => return Ok(()),
+                crate::engine::pin::Hold::Failed(e) => return Err(e),
+                crate::engine::pin::Hold::Missing => {
                     self.map.touch(start)?;
                     core.check()?;
                     if failed() {

@@ -188,20 +188,17 @@
 
 mod arena;
 mod config;
-mod cow;
+mod engine;
 mod error;
 mod event;
-mod fault;
 mod filemap;
 mod mm;
 mod oom;
-mod pin;
-mod reclaim;
 mod runtime;
 mod stats;
 mod swap;
-mod sync;
 mod sys;
+mod util;
 
 pub use arena::{Arena, ArenaBuilder, Fork, Region};
 pub use config::{EvictionPath, FaultMode, Overcommit, RuntimeBuilder, SwapIo};

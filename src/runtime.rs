@@ -29,7 +29,7 @@
 //!    the failure message (`Core::failure`), the encryption metadata (swap.rs) and the swap file's
 //!    growth lock (sys/file.rs). The last two are taken during swap I/O, with no other lock held.
 //!
-//! Every mutex is taken through [`crate::sync::lock`], which ignores poisoning.
+//! Every mutex is taken through [`crate::util::lock`], which ignores poisoning.
 
 use crate::config::{Config, EvictionPath, SwapLocation};
 use crate::error::{Error, Result};
@@ -45,11 +45,11 @@ use crate::mm::slots::Slots;
 use crate::oom::policy::VictimPolicy;
 use crate::oom::pressure::{Psi, StallWatch};
 use crate::stats::{ArenaStats, Counters, Histogram, Stats};
-use crate::sync::lock;
 use crate::sys::file::{Location, SwapFile};
 use crate::sys::mem::Mapping;
 use crate::sys::poll::Waker;
 use crate::sys::uffd::{self, Uffd, UffdSource};
+use crate::util::lock;
 use crossbeam_channel::{Receiver, Sender};
 use std::collections::BTreeMap;
 use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
@@ -577,9 +577,9 @@ pub(crate) struct Core {
     /// Faults are resolved in the faulting thread's SIGBUS handler.
     pub(crate) in_thread: bool,
     /// Staging buffers for in-thread faults (one per fault in progress).
-    pub(crate) scratch: Mutex<Vec<crate::fault::Scratch>>,
-    /// Vectors for evictions, reused (see [`EvictBufs`](crate::reclaim::EvictBufs)).
-    pub(crate) evict_bufs: Mutex<Vec<crate::reclaim::EvictBufs>>,
+    pub(crate) scratch: Mutex<Vec<crate::engine::fault::Scratch>>,
+    /// Vectors for evictions, reused (see [`EvictBufs`](crate::engine::reclaim::EvictBufs)).
+    pub(crate) evict_bufs: Mutex<Vec<crate::engine::reclaim::EvictBufs>>,
     /// Held (shared) while reclaim moves pages out of arenas without the state lock; taken
     /// (exclusive) by [`Runtime::resident_frames_measured`] so that no page is counted twice.
     pub(crate) moving: std::sync::RwLock<()>,
@@ -751,7 +751,7 @@ impl Core {
             swap_read_ios: self.swap.as_ref().map_or(0, |s| s.read_ios.load(Ordering::Relaxed)),
             swap_write_ios: self.swap.as_ref().map_or(0, |s| s.write_ios.load(Ordering::Relaxed)),
             committed_bytes: st.committed,
-            commit_limit_bytes: crate::pin::commit_limit(swap * ps, budget * ps, ratio),
+            commit_limit_bytes: crate::engine::pin::commit_limit(swap * ps, budget * ps, ratio),
             overcommit: self.cfg.overcommit,
             fault_mode: self.cfg.fault_mode,
             eviction: self.path,
@@ -949,7 +949,7 @@ impl Drop for RtHandle {
             let _ = t.join();
         }
         if self.core.in_thread {
-            crate::fault::unregister_in_thread(&self.core);
+            crate::engine::fault::unregister_in_thread(&self.core);
         }
     }
 }
@@ -1098,7 +1098,7 @@ impl Runtime {
             can_poison,
             in_thread,
             scratch: Mutex::new(Vec::new()),
-            evict_bufs: Mutex::new(crate::reclaim::EvictBufs::pool(cfg.max_readahead)),
+            evict_bufs: Mutex::new(crate::engine::reclaim::EvictBufs::pool(cfg.max_readahead)),
             moving: std::sync::RwLock::new(()),
             faults: cfg.swap_faults.clone().map(crate::swap::Injector::new),
             crypto: if cfg.encrypt_swap { Some(crate::swap::Crypto::new(cfg.swap_slots)?) } else { None },
@@ -1107,7 +1107,7 @@ impl Runtime {
             cfg,
         });
         if in_thread {
-            crate::fault::register_in_thread(&core)?;
+            crate::engine::fault::register_in_thread(&core)?;
         }
         let mut threads = Vec::new();
         let handlers = if core.in_thread { 0 } else { core.cfg.handler_threads };
@@ -1115,14 +1115,14 @@ impl Runtime {
             let c = core.clone();
             let t = std::thread::Builder::new()
                 .name(format!("pw-fault-{i}"))
-                .spawn(move || crate::fault::handler_loop(&c))
+                .spawn(move || crate::engine::fault::handler_loop(&c))
                 .map_err(|e| Error::Sys { op: "spawn handler thread", source: e })?;
             threads.push(t);
         }
         let c = core.clone();
         let t = std::thread::Builder::new()
             .name("pw-reclaim".into())
-            .spawn(move || crate::reclaim::reclaimer_loop(&c))
+            .spawn(move || crate::engine::reclaim::reclaimer_loop(&c))
             .map_err(|e| Error::Sys { op: "spawn reclaim thread", source: e })?;
         threads.push(t);
         log::debug!(

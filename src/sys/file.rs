@@ -282,7 +282,7 @@ impl SwapFile {
             let cnt = (n - first).min(limit);
             for (k, v) in iov[..cnt].iter_mut().enumerate() {
                 let (m, off) = page(first + k);
-                *v = libc::iovec { iov_base: crate::mm::idx(m.at(off, ps)?) as *mut libc::c_void, iov_len: ps };
+                *v = libc::iovec { iov_base: crate::util::idx(m.at(off, ps)?) as *mut libc::c_void, iov_len: ps };
             }
             let skip = done % ps;
             if skip != 0 {
@@ -407,7 +407,7 @@ impl DataFile {
 
     fn io(&self, at: u64, m: &Mapping, off: usize, len: usize, write: bool) -> SysResult<usize> {
         let op = if write { "pwrite(file)" } else { "pread(file)" };
-        let base = crate::mm::idx(m.at(off, len)?);
+        let base = crate::util::idx(m.at(off, len)?);
         let mut done = 0usize;
         while done < len {
             let pos = libc::off_t::try_from(at + done as u64).map_err(|_| SysError::new(op, libc::EFBIG))?;

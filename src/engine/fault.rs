@@ -19,10 +19,10 @@ use crate::mm::{idx, n32};
 use crate::oom::OomOutcome;
 use crate::oom::report::KillTrigger;
 use crate::runtime::{Core, Guard, Liveness, State};
-use crate::sync::lock;
 use crate::sys::mem::Mapping;
 use crate::sys::poll::poll2;
 use crate::sys::uffd::{Filled, UffdEvent};
+use crate::util::lock;
 use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant};
 
@@ -152,7 +152,7 @@ fn resolve_at(i: usize, addr: usize, write: bool) -> Option<Option<bool>> {
     };
     let served = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| c.fault_in_thread(addr, write)))
         .unwrap_or_else(|p| {
-            c.fail(format!("an in-thread fault panicked: {}", crate::reclaim::panic_text(&p)));
+            c.fail(format!("an in-thread fault panicked: {}", crate::engine::reclaim::panic_text(&p)));
             c.fault_in_thread(addr, write)
         });
     // Never the last reference: `unregister_in_thread` keeps the registry's until the count of
@@ -213,7 +213,7 @@ pub(crate) fn handler_loop(core: &Core) {
                             core.fault(addr, write, wp, tid, &mut scratch)
                         }));
                         if let Err(p) = served {
-                            core.fail(format!("a fault handler panicked: {}", crate::reclaim::panic_text(&p)));
+                            core.fail(format!("a fault handler panicked: {}", crate::engine::reclaim::panic_text(&p)));
                             // Threads parked on pages the panic left in flight (a readahead run).
                             core.release_parked();
                             // Release the thread whose fault was being served.
@@ -458,7 +458,7 @@ impl Core {
                 true
             };
             // Write the page out instead (the share keeps the slot); the writer faults it back.
-            let (g, freed) = self.evict(st, crate::reclaim::Victims::Pages(rid, page..page + 1));
+            let (g, freed) = self.evict(st, crate::engine::reclaim::Victims::Pages(rid, page..page + 1));
             st = g;
             if freed > 0 {
                 self.wake(&st, rid, page, 1);

@@ -1,0 +1,15 @@
+//! The engine: what happens to a page. It owns the runtime's state (see `runtime::State`, one
+//! lock, its tables) and decides every fault, eviction, fork and kill; the public handles and the
+//! threads above call into it, and it calls down into the tables (`mm`), the OOM policy (`oom`),
+//! swap I/O and the platform layer (`sys`).
+//!
+//! * [`fault`] — one fault, in either mode: locate, decide, page in (plan, fill, commit).
+//! * [`reclaim`] — eviction (select, plan, write out, finish), the background reclaimer, the
+//!   reaper, region release.
+//! * [`cow`] — copy-on-write shares between fork relatives.
+//! * [`pin`] — pins and the holds of safe accessors.
+
+pub(crate) mod cow;
+pub(crate) mod fault;
+pub(crate) mod pin;
+pub(crate) mod reclaim;
