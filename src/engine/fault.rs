@@ -13,10 +13,10 @@
 //!   and the REMOVE deadlock (KERNEL_NOTES trap 3) cannot arise; EAGAIN is still retried in `sys`.
 
 use crate::config::EvictionPath;
+use crate::engine::kill::OomOutcome;
 use crate::mm::lru::key;
 use crate::mm::page::{Entry, PageState};
 use crate::mm::{idx, n32};
-use crate::oom::OomOutcome;
 use crate::oom::report::KillTrigger;
 use crate::runtime::{Core, Guard, Liveness, State};
 use crate::sys::mem::Mapping;
