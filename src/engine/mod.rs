@@ -7,11 +7,13 @@
 //! * [`reclaim`] — eviction (select, plan, write out, finish), the background reclaimer, the
 //!   reaper, region release.
 //! * [`cow`] — copy-on-write shares between fork relatives.
+//! * [`filemap`] — `Shared` file maps written back on flush.
 //! * [`kill`] — the OOM kill and reaping, the pressure and low-swap checks.
 //! * [`pin`] — pins and the holds of safe accessors.
 
 pub(crate) mod cow;
 pub(crate) mod fault;
+pub(crate) mod filemap;
 pub(crate) mod kill;
 pub(crate) mod pin;
 pub(crate) mod reclaim;
