@@ -13,6 +13,7 @@
 //!   and the REMOVE deadlock (KERNEL_NOTES trap 3) cannot arise; EAGAIN is still retried in `sys`.
 
 use crate::config::EvictionPath;
+use crate::engine::dispatch::{Access, Need, need};
 use crate::engine::kill::OomOutcome;
 use crate::mm::lru::key;
 use crate::mm::page::{Entry, PageState};
@@ -280,29 +281,26 @@ impl Core {
                 break;
             }
             let e = st.region(rid).pages.get(page);
-            match e.state() {
-                // An emergency copy or a page on its way in or out: wait for it to settle.
-                _ if e.reserve() && write => {
+            match need(e, Access { write, wp: None }) {
+                // This thread is the faulting one: it waits here, then looks again.
+                Need::InFlight | Need::Reserved => {
                     drop(self.wait_progress(st, Duration::from_millis(5)));
                 }
-                PageState::PageIn | PageState::Evicting => {
-                    drop(self.wait_progress(st, Duration::from_millis(5)));
-                }
-                PageState::Resident if write && !e.dirty() => {
+                Need::MakeWritable => {
                     let mut st = self.write_fault(st, rid, page, tid);
                     self.record(&mut st, rid, t0);
                     break;
                 }
-                PageState::Poisoned => {
+                Need::Dead => {
                     self.resolve_dead(&mut st, rid, page, tid);
                     break;
                 }
-                PageState::Unpopulated | PageState::Swapped | PageState::Shared if !e.reserve() => {
+                Need::PageIn => {
                     self.page_in(st, rid, page, write, tid, &mut scratch, t0);
                     break;
                 }
                 // Resident already (another thread was faster), or a readable copy: retry.
-                _ => {
+                Need::Retry => {
                     st.counters(rid).spurious += 1;
                     break;
                 }
@@ -364,41 +362,30 @@ impl Core {
             return;
         }
         let e = st.region(rid).pages.get(page);
-        if e.reserve() {
-            // A read-only emergency copy (see `fail_fault`): a write waits for it to go and then
-            // faults normally. Nobody ever writes into the copy, so dropping it loses nothing.
-            if wp {
-                let mut e = e;
-                e.set_waiters(true);
-                st.region_mut(rid).pages.set(page, e);
-            } else {
-                self.wake(&st, rid, page, 1);
-            }
-            return;
-        }
-        match e.state() {
-            PageState::Resident if wp && !e.dirty() => {
+        // A handler thread cannot wait here (the others queue behind it): what has to wait is
+        // left parked in the kernel, and whoever settles the page wakes it.
+        match need(e, Access { write, wp: Some(wp) }) {
+            Need::PageIn => self.page_in(st, rid, page, write, tid, scratch, t0),
+            Need::MakeWritable => {
                 let mut st = self.write_fault(st, rid, page, tid);
                 self.record(&mut st, rid, t0);
             }
-            PageState::Resident => {
-                self.wake(&st, rid, page, 1);
-                st.counters(rid).spurious += 1;
-            }
-            PageState::PageIn => st.counters(rid).spurious += 1,
-            PageState::Evicting => {
+            Need::Dead => self.resolve_dead(&mut st, rid, page, tid),
+            // The installing ioctl wakes every thread parked on the page.
+            Need::InFlight if e.state() == PageState::PageIn => st.counters(rid).spurious += 1,
+            // The eviction wakes the page's waiters when it ends; so does dropping an emergency
+            // copy (see `fail_fault`): a write then faults normally. Nobody ever writes into the
+            // copy, so dropping it loses nothing.
+            Need::InFlight | Need::Reserved => {
                 let mut e = e;
                 e.set_waiters(true);
                 st.region_mut(rid).pages.set(page, e);
             }
-            PageState::Poisoned => self.resolve_dead(&mut st, rid, page, tid),
-            PageState::Unpopulated | PageState::Swapped | PageState::Shared if wp => {
-                // A stale write-protect fault: the page was evicted since. Retry as missing.
+            Need::Retry => {
                 self.wake(&st, rid, page, 1);
-                st.counters(rid).spurious += 1;
-            }
-            PageState::Unpopulated | PageState::Swapped | PageState::Shared => {
-                self.page_in(st, rid, page, write, tid, scratch, t0)
+                if !e.reserve() {
+                    st.counters(rid).spurious += 1;
+                }
             }
         }
     }

@@ -3,6 +3,7 @@
 //! threads above call into it, and it calls down into the tables (`mm`), the OOM policy (`oom`),
 //! swap I/O and the platform layer (`sys`).
 //!
+//! * [`dispatch`] — the table of what a fault needs, by page state and access (pure).
 //! * [`fault`] — one fault, in either mode: locate, decide, page in (plan, fill, commit).
 //! * [`reclaim`] — eviction (select, plan, write out, finish), the background reclaimer, the
 //!   reaper, region release.
@@ -12,6 +13,7 @@
 //! * [`pin`] — pins and the holds of safe accessors.
 
 pub(crate) mod cow;
+pub(crate) mod dispatch;
 pub(crate) mod fault;
 pub(crate) mod filemap;
 pub(crate) mod kill;
