@@ -189,6 +189,7 @@
 mod arena;
 mod config;
 mod engine;
+mod entry;
 mod error;
 mod event;
 mod filemap;

@@ -949,7 +949,7 @@ impl Drop for RtHandle {
             let _ = t.join();
         }
         if self.core.in_thread {
-            crate::engine::fault::unregister_in_thread(&self.core);
+            crate::entry::sigbus::unregister_in_thread(&self.core);
         }
     }
 }
@@ -1107,7 +1107,7 @@ impl Runtime {
             cfg,
         });
         if in_thread {
-            crate::engine::fault::register_in_thread(&core)?;
+            crate::entry::sigbus::register_in_thread(&core)?;
         }
         let mut threads = Vec::new();
         let handlers = if core.in_thread { 0 } else { core.cfg.handler_threads };
@@ -1115,14 +1115,14 @@ impl Runtime {
             let c = core.clone();
             let t = std::thread::Builder::new()
                 .name(format!("pw-fault-{i}"))
-                .spawn(move || crate::engine::fault::handler_loop(&c))
+                .spawn(move || crate::entry::handler::handler_loop(&c))
                 .map_err(|e| Error::Sys { op: "spawn handler thread", source: e })?;
             threads.push(t);
         }
         let c = core.clone();
         let t = std::thread::Builder::new()
             .name("pw-reclaim".into())
-            .spawn(move || crate::engine::reclaim::reclaimer_loop(&c))
+            .spawn(move || crate::entry::reclaimer::reclaimer_loop(&c))
             .map_err(|e| Error::Sys { op: "spawn reclaim thread", source: e })?;
         threads.push(t);
         log::debug!(

@@ -27,3 +27,8 @@ pub(crate) const fn idx(x: u64) -> usize {
 pub(crate) fn n32(x: usize) -> u32 {
     u32::try_from(x).unwrap_or(u32::MAX)
 }
+
+/// The message of a caught panic.
+pub(crate) fn panic_text(p: &Box<dyn std::any::Any + Send>) -> String {
+    p.downcast_ref::<&str>().map(|s| s.to_string()).or_else(|| p.downcast_ref::<String>().cloned()).unwrap_or_default()
+}

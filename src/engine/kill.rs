@@ -178,7 +178,7 @@ impl Core {
         let chosen = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| policy.select(&cands, &ctx)))
             .unwrap_or_else(|p| {
                 let name = policy_name(&*policy);
-                self.fail(format!("the victim policy {name} panicked: {}", crate::engine::reclaim::panic_text(&p)));
+                self.fail(format!("the victim policy {name} panicked: {}", crate::util::panic_text(&p)));
                 Vec::new()
             });
         for p in chosen {

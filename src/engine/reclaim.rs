@@ -51,7 +51,7 @@ use std::time::Duration;
 /// Pages a fault reclaims directly when no frame is free.
 const DIRECT_BATCH: usize = 16;
 /// Pages the background reclaimer evicts per round.
-const BACKGROUND_BATCH: usize = 64;
+pub(crate) const BACKGROUND_BATCH: usize = 64;
 /// Most neighbouring dirty pages evicted together (see `Core::cluster`): one UFFDIO_MOVE or
 /// UFFDIO_WRITEPROTECT, and so one TLB flush, per run instead of per page.
 const CLUSTER: u64 = 16;
@@ -161,54 +161,6 @@ fn run_len<T>(items: &[T], next: impl Fn(&T, &T) -> bool) -> usize {
         n += 1;
     }
     n.min(items.len())
-}
-
-pub(crate) fn reclaimer_loop(core: &Core) {
-    // Wake often enough to notice pressure within a fraction of its window.
-    let tick = [core.cfg.pressure_kill, core.cfg.pressure_warn]
-        .iter()
-        .flatten()
-        .map(|t| t.window / 8)
-        .min()
-        .unwrap_or(Duration::from_millis(250))
-        .clamp(Duration::from_millis(2), Duration::from_millis(250));
-    while !core.shutdown.load(Ordering::Acquire) && !core.is_failed() {
-        // A panic must not leave the runtime half-working: it stops, and says so (see `fail`).
-        let round = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| core.reclaim_round(tick)));
-        if let Err(p) = round {
-            core.fail(format!("the reclaimer panicked: {}", panic_text(&p)));
-            // Threads parked on pages the panic left evicting.
-            core.release_parked();
-        }
-    }
-}
-
-/// The message of a caught panic.
-pub(crate) fn panic_text(p: &Box<dyn std::any::Any + Send>) -> String {
-    p.downcast_ref::<&str>().map(|s| s.to_string()).or_else(|| p.downcast_ref::<String>().cloned()).unwrap_or_default()
-}
-
-impl Core {
-    /// One round of the reclaimer: reap, housekeeping, then evict up to the high watermark.
-    fn reclaim_round(&self, tick: Duration) {
-        let mut st = self.lock();
-        st = self.reap_some(st);
-        self.housekeeping(&mut st);
-        if st.frames.free() >= self.cfg.low {
-            drop(self.wait(st, &self.reclaim_cv, tick));
-            return;
-        }
-        while st.frames.free() < self.cfg.high && !self.shutdown.load(Ordering::Acquire) {
-            let want = (self.cfg.high - st.frames.free()).min(BACKGROUND_BATCH);
-            let (g, freed) = self.escalate(st, want);
-            st = g;
-            if freed == 0 {
-                // Nothing evictable now; faults will escalate if it stays so.
-                drop(self.wait(st, &self.reclaim_cv, Duration::from_millis(10)));
-                return;
-            }
-        }
-    }
 }
 
 impl Core {
