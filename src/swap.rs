@@ -57,7 +57,7 @@ impl Core {
         &self,
         first: u32,
         n: usize,
-        src: &'m dyn Fn(usize) -> (&'m Mapping, usize),
+        src: &'m (dyn Fn(usize) -> (&'m Mapping, usize) + Sync),
     ) -> Result<(), StoreError> {
         let swap = self.swap.as_ref().expect("dirty eviction needs swap");
         swap.grow(first + crate::mm::n32(n))?;

@@ -16,6 +16,8 @@
 //! pointers (an application thread reading a write-protected page, say), and a reference would
 //! assert an exclusivity no one can promise. Copying costs one `memcpy` a page, which a store
 //! that keeps the data pays anyway; the file store skips it and lets the kernel move the bytes.
+//! Views are `Send` and `Sync`, so a store may hand one to its own I/O threads, for the length of
+//! the call only (the borrow says so).
 
 mod file;
 mod layers;
@@ -243,7 +245,7 @@ enum Layout<'a> {
     /// Consecutive pages of one mapping from an offset.
     Run(&'a Mapping, usize),
     /// Page `k` at `at(k)`.
-    Each(&'a dyn Fn(usize) -> (&'a Mapping, usize)),
+    Each(&'a (dyn Fn(usize) -> (&'a Mapping, usize) + Sync)),
 }
 
 impl Layout<'_> {
@@ -302,7 +304,7 @@ impl<'a> PageBufs<'a> {
 
     /// `n` pages, page `k` at `at(k)`.
     pub(crate) fn each(
-        at: &'a dyn Fn(usize) -> (&'a Mapping, usize),
+        at: &'a (dyn Fn(usize) -> (&'a Mapping, usize) + Sync),
         n: usize,
         page: usize,
     ) -> Result<Self, crate::sys::SysError> {
@@ -434,6 +436,14 @@ pub(crate) mod tests {
         fn signal_safe(&self) -> bool {
             true
         }
+    }
+
+    /// A store may hand the views to its own threads during a call.
+    #[test]
+    fn views_are_send_and_sync() {
+        fn both<T: Send + Sync>() {}
+        both::<PageBufs<'_>>();
+        both::<PageBufsMut<'_>>();
     }
 
     #[test]
