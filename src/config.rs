@@ -160,8 +160,9 @@ pub struct RuntimeBuilder {
     pressure_warn: Option<(f64, Duration)>,
     pin_limit: Option<usize>,
     fault_mode: Option<FaultMode>,
-    swap_faults: Option<crate::swap::SwapFaults>,
+    swap_faults: Option<crate::store::SwapFaults>,
     encrypt_swap: Option<bool>,
+    swap_store: Option<Arc<dyn crate::store::SwapStore>>,
     /// Do not read `PAGEWARDEN_*` variables.
     no_env: bool,
     /// Settings taken from the environment: (setting, variable, value).
@@ -200,8 +201,10 @@ pub(crate) struct Config {
     pub(crate) pressure_warn: Option<StallThreshold>,
     pub(crate) pin_limit: usize,
     pub(crate) fault_mode: FaultMode,
-    pub(crate) swap_faults: Option<crate::swap::SwapFaults>,
+    pub(crate) swap_faults: Option<crate::store::SwapFaults>,
     pub(crate) encrypt_swap: bool,
+    /// The program's own store, in place of the swap file.
+    pub(crate) swap_store: Option<Arc<dyn crate::store::SwapStore>>,
 }
 
 /// The default swap capacity, in multiples of the machine's RAM (before the free-space cap).
@@ -269,6 +272,23 @@ impl RuntimeBuilder {
     /// can never cut swap short later.
     pub fn preallocate(mut self, on: bool) -> Self {
         self.preallocate = Some(on);
+        self
+    }
+
+    /// Swap to `store` instead of a swap file: evicted pages go wherever the store keeps them, and
+    /// its [`capacity`](crate::SwapStore::capacity) is the swap capacity in slots (pages). The
+    /// swap file settings ([`swap_capacity`](Self::swap_capacity), [`swap_dir`](Self::swap_dir),
+    /// [`swap_file`](Self::swap_file), [`preallocate`](Self::preallocate),
+    /// [`swap_io`](Self::swap_io) and their `PAGEWARDEN_*` variables) then have no effect;
+    /// [`encrypt_swap`](Self::encrypt_swap) still applies, on top of the store, and the runtime
+    /// still checks every page it reads back against its checksum.
+    ///
+    /// A store that is not [`signal_safe`](crate::SwapStore::signal_safe) cannot serve
+    /// [`FaultMode::InThread`]: `build` fails with
+    /// [`Error::StoreNotSignalSafe`](crate::Error::StoreNotSignalSafe). See [`SwapStore`](crate::SwapStore)
+    /// for an example.
+    pub fn swap_store(mut self, store: Arc<dyn crate::store::SwapStore>) -> Self {
+        self.swap_store = Some(store);
         self
     }
 
@@ -372,7 +392,7 @@ impl RuntimeBuilder {
 
     /// Injects swap I/O failures, for testing error paths. Not a stable interface.
     #[doc(hidden)]
-    pub fn swap_faults(mut self, faults: crate::swap::SwapFaults) -> Self {
+    pub fn swap_faults(mut self, faults: crate::store::SwapFaults) -> Self {
         self.swap_faults = Some(faults);
         self
     }
@@ -401,7 +421,8 @@ impl RuntimeBuilder {
     ///
     /// Errors: [`Error::InvalidConfig`] and [`Error::InvalidEnv`] for bad settings (the latter
     /// names the variable), [`Error::UserfaultfdUnavailable`] and [`Error::MissingKernelFeature`]
-    /// for the kernel, [`Error::SwapFile`] for the swap file.
+    /// for the kernel, [`Error::SwapFile`] for the swap file, [`Error::StoreNotSignalSafe`] for
+    /// a [`swap_store`](Self::swap_store) that cannot serve [`FaultMode::InThread`].
     ///
     /// ```
     /// let rt = pagewarden::Runtime::builder().frame_budget(4 << 20).swap_capacity(8 << 20).build()?;
@@ -479,7 +500,9 @@ impl RuntimeBuilder {
         };
         let preallocate = self.preallocate.unwrap_or(false);
         let mut swap_cut_by_disk = false;
-        let swap_bytes = if self.swap_capacity == Some(0) {
+        let swap_bytes = if let Some(store) = &self.swap_store {
+            u64::from(store.capacity()) * page as u64
+        } else if self.swap_capacity == Some(0) {
             0
         } else {
             if explicit_location && !dir.is_dir() {
@@ -595,6 +618,10 @@ impl RuntimeBuilder {
                 ),
             ));
         }
+        let fault_mode = self.fault_mode.unwrap_or_default();
+        if fault_mode == FaultMode::InThread && self.swap_store.as_ref().is_some_and(|s| !s.signal_safe()) {
+            return Err(Error::StoreNotSignalSafe);
+        }
         Ok(Config {
             page,
             budget_frames,
@@ -615,9 +642,10 @@ impl RuntimeBuilder {
             pressure_kill,
             pressure_warn,
             pin_limit,
-            fault_mode: self.fault_mode.unwrap_or_default(),
+            fault_mode,
             swap_faults: self.swap_faults,
             encrypt_swap: self.encrypt_swap.unwrap_or(false),
+            swap_store: self.swap_store,
         })
     }
 }

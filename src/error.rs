@@ -32,6 +32,11 @@ pub enum Error {
         /// The operating system's reason.
         source: io::Error,
     },
+    /// [`FaultMode::InThread`](crate::FaultMode::InThread) was asked for with a
+    /// [`swap_store`](crate::RuntimeBuilder::swap_store) that is not
+    /// [`signal_safe`](crate::SwapStore::signal_safe): in that mode the store is called inside a
+    /// SIGBUS handler, where it must not allocate, lock or wait for other threads.
+    StoreNotSignalSafe,
     /// A configuration value is out of range.
     InvalidConfig {
         /// The setting.
@@ -171,6 +176,12 @@ impl From<crate::sys::SysError> for Error {
     }
 }
 
+impl From<crate::store::StoreError> for Error {
+    fn from(e: crate::store::StoreError) -> Self {
+        Error::Sys { op: "swap store", source: e.io_error() }
+    }
+}
+
 impl From<io::Error> for Error {
     fn from(source: io::Error) -> Self {
         Error::Io { source }
@@ -206,6 +217,11 @@ impl fmt::Display for Error {
                 };
                 write!(f, "cannot create the swap file at {}: {source} ({hint})", path.display())
             }
+            Error::StoreNotSignalSafe => write!(
+                f,
+                "the swap store is not signal-safe, and FaultMode::InThread calls it inside a SIGBUS handler; \
+                 use FaultMode::HandlerThreads with this store, or a store whose signal_safe() returns true"
+            ),
             Error::InvalidConfig { what, detail } => {
                 write!(f, "invalid configuration: {what}: {detail}")
             }

@@ -197,6 +197,7 @@ mod mm;
 mod oom;
 mod runtime;
 mod stats;
+mod store;
 mod swap;
 mod sys;
 mod util;
@@ -215,7 +216,8 @@ pub use oom::report::{CandidateRow, KillTrigger, OomReport, Victim};
 pub use runtime::Runtime;
 pub use stats::{ArenaStats, Counters, Latency, Stats};
 #[doc(hidden)]
-pub use swap::SwapFaults;
+pub use store::SwapFaults;
+pub use store::{PageBufs, PageBufsMut, StoreError, StoreUsage, SwapStore};
 pub use sys::uffd::UffdSource;
 
 /// The README's examples, compiled and run as doctests so that they stay true.

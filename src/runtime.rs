@@ -45,6 +45,7 @@ use crate::mm::slots::Slots;
 use crate::oom::policy::VictimPolicy;
 use crate::oom::pressure::{Psi, StallWatch};
 use crate::stats::{ArenaStats, Counters, Histogram, Stats};
+use crate::store::SwapStore;
 use crate::sys::file::{Location, SwapFile};
 use crate::sys::mem::Mapping;
 use crate::sys::poll::Waker;
@@ -555,7 +556,8 @@ pub(crate) struct Core {
     /// A never-written mapping: the source of zero-filled pages for UFFDIO_COPY (it maps only the
     /// shared zero page, so it costs no frames).
     pub(crate) zero: Mapping,
-    pub(crate) swap: Option<SwapFile>,
+    /// Where evicted pages go: the store with its layers (encryption, the fault injector).
+    pub(crate) swap: Option<Arc<dyn SwapStore>>,
     pub(crate) state: Mutex<State>,
     /// Signalled when frames are freed or in-flight work completes. Wait on it with
     /// [`Core::wait_progress`] and signal it with [`Core::notify_progress`].
@@ -583,10 +585,6 @@ pub(crate) struct Core {
     /// Held (shared) while reclaim moves pages out of arenas without the state lock; taken
     /// (exclusive) by [`Runtime::resident_frames_measured`] so that no page is counted twice.
     pub(crate) moving: std::sync::RwLock<()>,
-    /// Injected swap failures (tests only).
-    pub(crate) faults: Option<crate::swap::Injector>,
-    /// Swap encryption at rest, when enabled.
-    pub(crate) crypto: Option<crate::swap::Crypto>,
     /// Set when a handler, the reclaimer or the victim policy panicked: the runtime serves no more
     /// faults.
     pub(crate) failed: AtomicBool,
@@ -730,6 +728,7 @@ impl Core {
         }
         let budget = st.frames.budget() as u64;
         let swap = u64::from(st.slots.capacity());
+        let usage = self.swap.as_ref().map(|s| s.usage()).unwrap_or_default();
         let ps = self.page() as u64;
         let ratio = match self.cfg.overcommit {
             crate::Overcommit::Strict { ratio } => ratio,
@@ -745,11 +744,11 @@ impl Core {
             swap_slots: swap,
             swap_usable_slots: u64::from(st.slots.limit()),
             swap_used: u64::from(st.slots.used()),
-            swap_file_bytes: self.swap.as_ref().map_or(0, |s| s.occupied()),
+            swap_file_bytes: usage.occupied_bytes,
             swap_cut_by_disk: self.cfg.swap_cut_by_disk || st.slots.limit() < st.slots.capacity(),
             swap_direct: self.swap.as_ref().is_some_and(|s| s.is_direct()),
-            swap_read_ios: self.swap.as_ref().map_or(0, |s| s.read_ios.load(Ordering::Relaxed)),
-            swap_write_ios: self.swap.as_ref().map_or(0, |s| s.write_ios.load(Ordering::Relaxed)),
+            swap_read_ios: usage.read_ios,
+            swap_write_ios: usage.write_ios,
             committed_bytes: st.committed,
             commit_limit_bytes: crate::engine::pin::commit_limit(swap * ps, budget * ps, ratio),
             overcommit: self.cfg.overcommit,
@@ -1058,7 +1057,9 @@ impl Runtime {
             None
         };
         let zero = Mapping::anonymous(cfg.max_readahead * ps)?;
-        let swap = if cfg.swap_slots > 0 {
+        let swap: Option<Arc<dyn SwapStore>> = if let Some(store) = &cfg.swap_store {
+            Some(store.clone())
+        } else if cfg.swap_slots > 0 {
             let cap = u64::from(cfg.swap_slots) * ps as u64;
             let direct = cfg.swap_io == crate::SwapIo::Direct;
             let (loc, path) = match &cfg.swap {
@@ -1067,15 +1068,25 @@ impl Runtime {
             };
             let f = SwapFile::create(loc, cap, direct, cfg.preallocate)
                 .map_err(|e| Error::SwapFile { path, source: e.io() })?;
-            if cfg.swap_faults.as_ref().is_some_and(|f| f.short_io) {
-                f.max_pages_per_call.store(1, Ordering::Relaxed);
-            }
             if direct && !f.is_direct() {
                 log::warn!("pagewarden: the swap file system refuses O_DIRECT; swap I/O goes through the page cache");
             }
-            Some(f)
+            let f = crate::store::FileStore::new(f, cfg.swap_slots, ps);
+            if cfg.swap_faults.as_ref().is_some_and(|f| f.short_io) {
+                f.limit_pages_per_call(1);
+            }
+            Some(Arc::new(f))
         } else {
             None
+        };
+        // The layers, over any store: encryption, then (tests only) the fault injector on top.
+        let swap = match swap {
+            Some(s) if cfg.encrypt_swap => Some(Arc::new(crate::store::Encrypted::new(s)?) as Arc<dyn SwapStore>),
+            s => s,
+        };
+        let swap = match (swap, &cfg.swap_faults) {
+            (Some(s), Some(plan)) => Some(Arc::new(crate::store::Injected::new(s, plan.clone())) as Arc<dyn SwapStore>),
+            (s, _) => s,
         };
         let (tx, rx) = crossbeam_channel::bounded(cfg.event_capacity);
         let state = State::new(cfg.budget_frames, pool.is_some(), cfg.swap_slots, cfg.policy.clone());
@@ -1100,8 +1111,6 @@ impl Runtime {
             scratch: Mutex::new(Vec::new()),
             evict_bufs: Mutex::new(crate::engine::reclaim::EvictBufs::pool(cfg.max_readahead)),
             moving: std::sync::RwLock::new(()),
-            faults: cfg.swap_faults.clone().map(crate::swap::Injector::new),
-            crypto: if cfg.encrypt_swap { Some(crate::swap::Crypto::new(cfg.swap_slots)?) } else { None },
             failed: AtomicBool::new(false),
             failure: Mutex::new(String::new()),
             cfg,

@@ -594,9 +594,9 @@ impl Core {
         let (mut disk_full, mut broken) = (false, false);
         while i < takes {
             let j = i + run_len(&jobs[i..takes], |a, b| b.slot == a.slot + 1);
-            let res = self.swap_write(jobs[i].slot, j - i, |k| self.written_from(&jobs[i + k]));
+            let res = self.swap_write(jobs[i].slot, j - i, &|k| self.written_from(&jobs[i + k]));
             match &res {
-                Err(e) if crate::sys::file::is_disk_full(e) => disk_full = true,
+                Err(e) if e.is_full() => disk_full = true,
                 Err(e) => {
                     broken = true;
                     log::error!("pagewarden: swap write failed: {e}; swap is treated as full from now on");
@@ -763,19 +763,20 @@ impl Core {
         file_failed
     }
 
-    /// The swap file could not grow: the disk is full. The slots it holds stay in use; those past
-    /// it are never handed out again, so swap is as full as the disk made it (the pages whose
-    /// writes failed are back in memory, dirty).
+    /// The swap store could not grow: the disk (or whatever holds it) is full. The slots it holds
+    /// stay in use; those past it are never handed out again, so swap is as full as the disk made
+    /// it (the pages whose writes failed are back in memory, dirty).
     fn swap_disk_full(&self, st: &mut State) {
         let Some(swap) = self.swap.as_ref() else { return };
-        let held = crate::mm::n32(crate::mm::idx(swap.allocated() / self.page() as u64));
+        let held = swap.backed().min(swap.capacity());
         if held < st.slots.limit() {
+            let ps = self.page() as u64;
             log::warn!(
                 "pagewarden: the disk holding the swap file is full: swap stops at {} of {} slots ({} of {} bytes)",
                 held,
                 st.slots.capacity(),
-                swap.allocated(),
-                swap.capacity()
+                u64::from(held) * ps,
+                u64::from(swap.capacity()) * ps
             );
             st.slots.set_limit(held);
             // Swap is full as far as the disk goes: say so now, however many slots the file

@@ -36,7 +36,8 @@ pub(crate) struct SwapFile {
 pub(crate) const GROW_CHUNK: u64 = 64 << 20;
 
 /// Whether a swap write failed because the swap file could not grow: the disk (or the quota) is
-/// full. Nothing was written; slots past [`SwapFile::allocated`] cannot be used.
+/// full. Nothing was written; slots past [`SwapFile::allocated`] cannot be used. The file store
+/// reports it as [`StoreError::full`](crate::StoreError::full).
 pub(crate) fn is_disk_full(e: &SysError) -> bool {
     e.op == "fallocate(swap file)" && matches!(e.errno, libc::ENOSPC | libc::EDQUOT)
 }
@@ -234,9 +235,29 @@ impl SwapFile {
     }
 
     /// Reads `n` pages at file offset `at` into `n` consecutive pages of `m` from `off`.
+    #[cfg(test)]
     pub(crate) fn read_run(&self, at: u64, m: &Mapping, off: usize, n: usize) -> SysResult<()> {
         let ps = page_size();
         self.io(at, n, |k| (m, off + k * ps), false)
+    }
+
+    /// Reads `n` pages at file offset `at`, in order: page `k` into `page(k)`.
+    pub(crate) fn read_pages_with<'m>(
+        &self,
+        at: u64,
+        n: usize,
+        page: impl Fn(usize) -> (&'m Mapping, usize),
+    ) -> SysResult<()> {
+        self.io(at, n, page, false)
+    }
+
+    /// Flushes written pages to the device (`fdatasync`).
+    pub(crate) fn sync(&self) -> SysResult<()> {
+        // SAFETY: fdatasync on a descriptor we own; no memory is passed.
+        if unsafe { libc::fdatasync(self.fd.as_raw_fd()) } < 0 {
+            return Err(SysError::last("fdatasync(swap file)"));
+        }
+        Ok(())
     }
 
     /// Writes the listed pages to file offset `at`, contiguously, in order.

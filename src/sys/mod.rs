@@ -8,7 +8,8 @@
 //!   the kernel sound.
 //! * [`uffd::Uffd`] — a userfaultfd with the ioctls we use, each taking `Mapping`s and offsets, never
 //!   raw addresses, so no ioctl can name memory that Rust owns.
-//! * [`file::SwapFile`] — positioned, optionally `O_DIRECT`, I/O between a file and mappings.
+//! * [`file::SwapFile`] — positioned, optionally `O_DIRECT`, I/O between a file and mappings (the
+//!   system calls of the default swap store, `store::FileStore`).
 //! * [`poll`] — an eventfd to wake the handler threads and a two-descriptor poll.
 //!
 //! Errors keep the errno ([`SysError`]); the public layer turns them into advice.
