@@ -415,28 +415,17 @@ impl RuntimeBuilder {
         self
     }
 
-    /// Creates the runtime: applies the `PAGEWARDEN_*` environment variables to the settings the
-    /// program did not set (see [the table](RuntimeBuilder#configuration-from-the-environment)),
-    /// checks every setting, opens the userfaultfd, creates the swap file and starts the threads.
-    ///
-    /// Errors: [`Error::InvalidConfig`] and [`Error::InvalidEnv`] for bad settings (the latter
-    /// names the variable), [`Error::UserfaultfdUnavailable`] and [`Error::MissingKernelFeature`]
-    /// for the kernel, [`Error::SwapFile`] for the swap file, [`Error::StoreNotSignalSafe`] for
-    /// a [`swap_store`](Self::swap_store) that cannot serve [`FaultMode::InThread`].
-    ///
-    /// ```
-    /// let rt = pagewarden::Runtime::builder().frame_budget(4 << 20).swap_capacity(8 << 20).build()?;
-    /// assert_eq!(rt.stats().swap_slots, (8 << 20) / rt.page_size() as u64);
-    /// # Ok::<(), pagewarden::Error>(())
-    /// ```
-    pub fn build(self) -> Result<crate::Runtime> {
+    /// The resolved configuration: the `PAGEWARDEN_*` environment variables applied to the
+    /// settings the program did not set (unless [`read_env(false)`](Self::read_env)), and every
+    /// setting checked. [`build`](Self::build) starts a runtime from it.
+    pub(crate) fn into_config(self) -> Result<Config> {
         let b = if self.no_env {
             self
         } else {
             warn_unknown_env();
             self.apply_env(&|var| std::env::var_os(var))?
         };
-        crate::runtime::Runtime::start(b.resolve_blaming_env()?)
+        b.resolve_blaming_env()
     }
 
     /// [`resolve`](Self::resolve), with a range error in a setting that came from the

@@ -198,7 +198,6 @@ mod oom;
 mod runtime;
 mod stats;
 mod store;
-mod swap;
 mod sys;
 mod util;
 

@@ -546,6 +546,26 @@ impl std::ops::DerefMut for Guard<'_> {
     }
 }
 
+impl crate::config::RuntimeBuilder {
+    /// Creates the runtime: applies the `PAGEWARDEN_*` environment variables to the settings the
+    /// program did not set (see [the table](crate::RuntimeBuilder#configuration-from-the-environment)),
+    /// checks every setting, opens the userfaultfd, creates the swap file and starts the threads.
+    ///
+    /// Errors: [`Error::InvalidConfig`] and [`Error::InvalidEnv`] for bad settings (the latter
+    /// names the variable), [`Error::UserfaultfdUnavailable`] and [`Error::MissingKernelFeature`]
+    /// for the kernel, [`Error::SwapFile`] for the swap file, [`Error::StoreNotSignalSafe`] for
+    /// a [`swap_store`](Self::swap_store) that cannot serve [`FaultMode::InThread`](crate::FaultMode::InThread).
+    ///
+    /// ```
+    /// let rt = pagewarden::Runtime::builder().frame_budget(4 << 20).swap_capacity(8 << 20).build()?;
+    /// assert_eq!(rt.stats().swap_slots, (8 << 20) / rt.page_size() as u64);
+    /// # Ok::<(), pagewarden::Error>(())
+    /// ```
+    pub fn build(self) -> Result<Runtime> {
+        Runtime::start(self.into_config()?)
+    }
+}
+
 /// Everything the threads share.
 pub(crate) struct Core {
     pub(crate) cfg: Config,

@@ -345,7 +345,7 @@ impl Core {
             src = (m, off);
         } else if let Some(s) = st.data_slot(e) {
             let ok = self.swap_read(s, &scratch.bounce, 0, 1).is_ok()
-                && crate::swap::page_sum(&scratch.bounce, 0, ps) == st.slots.sum(s);
+                && crate::engine::swap::page_sum(&scratch.bounce, 0, ps) == st.slots.sum(s);
             if !ok {
                 self.lose_page(st, rid, page);
                 self.resolve_dead(st, rid, page, tid);
@@ -633,7 +633,7 @@ impl Core {
                             }
                         }
                         for k in i..j {
-                            if !failed[k] && crate::swap::page_sum(buf, buf_off + k * ps, ps) != expect[k] {
+                            if !failed[k] && crate::engine::swap::page_sum(buf, buf_off + k * ps, ps) != expect[k] {
                                 log::error!("pagewarden: slot {} failed its checksum; page poisoned", s + n32(k - i));
                                 failed[k] = true;
                             }

@@ -11,6 +11,7 @@
 //! * [`filemap`] — `Shared` file maps written back on flush.
 //! * [`kill`] — the OOM kill and reaping, the pressure and low-swap checks.
 //! * [`pin`] — pins and the holds of safe accessors.
+//! * [`swap`] — swap I/O through the store, with a checksum per slot verified on every swap-in.
 
 pub(crate) mod cow;
 pub(crate) mod dispatch;
@@ -19,3 +20,4 @@ pub(crate) mod filemap;
 pub(crate) mod kill;
 pub(crate) mod pin;
 pub(crate) mod reclaim;
+pub(crate) mod swap;

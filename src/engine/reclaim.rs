@@ -607,7 +607,7 @@ impl Core {
             // their checksum now is the checksum of what is in the slots.
             for job in &mut jobs[i..j] {
                 let (m, off) = self.written_from(job);
-                job.sum = crate::swap::page_sum(m, off, ps);
+                job.sum = crate::engine::swap::page_sum(m, off, ps);
                 job.ok = res.is_ok();
             }
             i = j;

@@ -165,7 +165,7 @@ impl Encrypted {
             .cipher
             .encrypt_in_place_detached(&Self::nonce(slot, counter), &[], page)
             .map_err(|_| StoreError::io(libc::EIO, "encrypt(swap)"))?;
-        let mut meta = self.meta.lock().unwrap_or_else(|p| p.into_inner());
+        let mut meta = crate::util::lock(&self.meta);
         meta[crate::mm::idx(u64::from(slot))] = (counter, tag.into());
         Ok(())
     }
@@ -173,7 +173,7 @@ impl Encrypted {
     /// Decrypts `page` read from `slot`; fails if it was not written by this runtime as it is.
     fn open(&self, slot: u32, page: &mut [u8]) -> Result<(), StoreError> {
         use chacha20poly1305::AeadInPlace;
-        let (counter, tag) = self.meta.lock().unwrap_or_else(|p| p.into_inner())[crate::mm::idx(u64::from(slot))];
+        let (counter, tag) = crate::util::lock(&self.meta)[crate::mm::idx(u64::from(slot))];
         self.cipher
             .decrypt_in_place_detached(&Self::nonce(slot, counter), &[], page, &tag.into())
             .map_err(|_| StoreError::io(libc::EBADMSG, "decrypt(swap): authentication failed"))

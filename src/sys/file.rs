@@ -161,7 +161,7 @@ impl SwapFile {
         if end > self.capacity {
             return Err(SysError::new("fallocate(swap file): past its capacity", libc::ENOSPC));
         }
-        let _g = self.grow.lock().unwrap_or_else(|p| p.into_inner());
+        let _g = crate::util::lock(&self.grow);
         let have = self.len.load(Ordering::Acquire);
         if end <= have {
             return Ok(());

@@ -129,6 +129,7 @@ pub(crate) fn random(buf: &mut [u8]) -> SysResult<()> {
 
 /// Writes `msg` to standard error and aborts the process, allocating nothing and taking no lock:
 /// callable from a signal handler, where a panic could not unwind and a deadlock would be silent.
+#[cfg_attr(not(debug_assertions), allow(dead_code))]
 pub(crate) fn die(msg: &str) -> ! {
     // SAFETY: write(2) from a valid buffer of `msg.len()` bytes to descriptor 2; a failed or short
     // write is of no consequence, we abort next.
