@@ -1,5 +1,6 @@
 //! Arenas (named owners of memory) and regions (their reserved ranges).
 
+use crate::engine::{Accessor, ArenaShared, ArenaState, Liveness, RegionState};
 use crate::error::{Error, Result};
 use crate::filemap::{FileMap, MapMode};
 use crate::mm::page::{PageState, PageTable};
@@ -8,7 +9,7 @@ use crate::oom::Profile;
 use crate::oom::policy::{Impact, OomHints};
 use crate::oom::pressure::Psi;
 use crate::oom::report::OomReport;
-use crate::runtime::{Accessor, ArenaShared, ArenaState, Liveness, RegionState, RtHandle};
+use crate::runtime::RtHandle;
 use crate::stats::{ArenaStats, Counters, Histogram};
 use crate::sys::file::DataFile;
 use crate::sys::mem::Mapping;

@@ -19,11 +19,11 @@
 //! two frames; the second is clean and is the first thing reclaim takes, with no I/O.
 
 use crate::config::EvictionPath;
+use crate::engine::{Core, Liveness, State};
 use crate::mm::idx;
 use crate::mm::lru::key;
 use crate::mm::page::{Entry, PageState};
 use crate::mm::shares::Share;
-use crate::runtime::{Core, Liveness, State};
 use crate::sys::uffd::Filled;
 
 impl State {
@@ -50,7 +50,7 @@ impl State {
         rid: u32,
         page: u64,
         id: u32,
-        want: impl Fn(&crate::runtime::RegionState, Entry) -> bool,
+        want: impl Fn(&crate::engine::RegionState, Entry) -> bool,
     ) -> Option<u32> {
         let fam = self.regions.get(&rid)?.family;
         self.shares.family(fam).iter().copied().filter(|&r| r != rid).find(|r| {

@@ -15,11 +15,11 @@
 use crate::config::EvictionPath;
 use crate::engine::dispatch::{Access, Need, need};
 use crate::engine::kill::OomOutcome;
+use crate::engine::{Core, Guard, Liveness, State};
 use crate::mm::lru::key;
 use crate::mm::page::{Entry, PageState};
 use crate::mm::{idx, n32};
 use crate::oom::report::KillTrigger;
-use crate::runtime::{Core, Guard, Liveness, State};
 use crate::sys::mem::Mapping;
 use crate::sys::uffd::Filled;
 use crate::util::lock;

@@ -1,11 +1,11 @@
 //! Writing `Shared` file maps back: `Region::flush`, and which regions write back at all.
 
+use crate::engine::{Core, Liveness, State};
 use crate::error::{Error, Result};
 use crate::filemap::MapMode;
 use crate::mm::idx;
 use crate::mm::lru::key;
 use crate::mm::page::PageState;
-use crate::runtime::{Core, Liveness, State};
 
 impl State {
     /// Whether dirty pages of region `rid` are written back to a file rather than to swap.

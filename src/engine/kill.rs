@@ -1,11 +1,11 @@
 //! The OOM kill: the candidate table, the policy's choice, killing and reaping, and the
 //! periodic pressure and low-swap checks (see the `oom` module for the policy side).
 
+use crate::engine::{ArenaState, Core, Guard, Liveness, RegionState, State};
 use crate::event::Event;
 use crate::mm::page::PageState;
 use crate::oom::policy::{Candidate, Deficit, OomContext};
 use crate::oom::report::{CandidateRow, KillTrigger, OomReport, Victim};
-use crate::runtime::{ArenaState, Core, Guard, Liveness, RegionState, State};
 use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant};
 

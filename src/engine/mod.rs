@@ -13,6 +13,7 @@
 //! * [`pin`] — pins and the holds of safe accessors.
 //! * [`swap`] — swap I/O through the store, with a checksum per slot verified on every swap-in.
 
+pub(crate) mod core;
 pub(crate) mod cow;
 pub(crate) mod dispatch;
 pub(crate) mod fault;
@@ -20,4 +21,8 @@ pub(crate) mod filemap;
 pub(crate) mod kill;
 pub(crate) mod pin;
 pub(crate) mod reclaim;
+pub(crate) mod state;
 pub(crate) mod swap;
+
+pub(crate) use self::core::Core;
+pub(crate) use state::{Accessor, ArenaShared, ArenaState, Guard, Liveness, RegionState, State};

@@ -1,10 +1,10 @@
 //! Commit accounting, pinned pages, and the pages a safe write holds resident while it copies.
 
 use crate::config::Overcommit;
+use crate::engine::{Core, Liveness, State};
 use crate::error::{Error, Result};
 use crate::mm::lru::key;
 use crate::mm::page::PageState;
-use crate::runtime::{Core, Liveness, State};
 
 /// What [`Core::hold_page`] found.
 pub(crate) enum Hold {

@@ -36,11 +36,11 @@
 //! (one flush per 256 ranges).
 
 use crate::config::EvictionPath;
+use crate::engine::{Core, Guard, Liveness, State};
 use crate::event::Event;
 use crate::mm::lru::{PageKey, key, unkey};
 use crate::mm::page::{Entry, PageState};
 use crate::mm::{idx, n32};
-use crate::runtime::{Core, Guard, Liveness, State};
 use crate::sys::mem::Mapping;
 use crate::sys::uffd::Filled;
 use crate::util::lock;

@@ -8,7 +8,7 @@
 //!                                         poisons that page — never silently wrong data
 //! ```
 
-use crate::runtime::Core;
+use crate::engine::Core;
 use crate::store::{PageBufs, PageBufsMut, StoreError};
 use crate::sys::mem::Mapping;
 

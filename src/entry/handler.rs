@@ -1,7 +1,7 @@
 //! The handler threads: they read fault events from the userfaultfd and serve them one by one.
 
+use crate::engine::Core;
 use crate::engine::fault::Scratch;
-use crate::runtime::Core;
 use crate::sys::poll::poll2;
 use crate::sys::uffd::UffdEvent;
 use std::sync::atomic::Ordering;

@@ -1,8 +1,8 @@
 //! The background reclaimer thread: keeps free frames between the watermarks, reaps killed
 //! arenas, and runs the periodic pressure and low-swap checks.
 
+use crate::engine::Core;
 use crate::engine::reclaim::BACKGROUND_BATCH;
-use crate::runtime::Core;
 use crate::util::panic_text;
 use std::sync::atomic::Ordering;
 use std::time::Duration;

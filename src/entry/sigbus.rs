@@ -16,7 +16,7 @@
 
 use crate::engine::dispatch::{Access, Need, need};
 use crate::engine::fault::{Scratch, THIS_THREAD, deliver_reset, deliver_take};
-use crate::runtime::{Core, Liveness};
+use crate::engine::{Core, Liveness};
 use crate::util::lock;
 use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant};
