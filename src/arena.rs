@@ -1,6 +1,7 @@
 //! Arenas (named owners of memory) and regions (their reserved ranges).
 
 use crate::engine::{Accessor, ArenaShared, ArenaState, Liveness, RegionState};
+use crate::entry::RtHandle;
 use crate::error::{Error, Result};
 use crate::filemap::{FileMap, MapMode};
 use crate::mm::page::{PageState, PageTable};
@@ -9,7 +10,6 @@ use crate::oom::Profile;
 use crate::oom::policy::{Impact, OomHints};
 use crate::oom::pressure::Psi;
 use crate::oom::report::OomReport;
-use crate::runtime::RtHandle;
 use crate::stats::{ArenaStats, Counters, Histogram};
 use crate::sys::file::DataFile;
 use crate::sys::mem::Mapping;

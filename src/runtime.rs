@@ -4,6 +4,7 @@
 use crate::config::{Config, EvictionPath, SwapLocation};
 use crate::engine::Core;
 use crate::engine::state::State;
+use crate::entry::RtHandle;
 use crate::error::{Error, Result};
 use crate::event::Event;
 use crate::oom::policy::VictimPolicy;
@@ -13,11 +14,9 @@ use crate::sys::file::{Location, SwapFile};
 use crate::sys::mem::Mapping;
 use crate::sys::poll::Waker;
 use crate::sys::uffd::{self, Uffd, UffdSource};
-use crate::util::lock;
 use crossbeam_channel::Receiver;
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64};
 use std::sync::{Arc, Condvar, Mutex};
-use std::thread::JoinHandle;
 
 impl crate::config::RuntimeBuilder {
     /// Creates the runtime: applies the `PAGEWARDEN_*` environment variables to the settings the
@@ -36,37 +35,6 @@ impl crate::config::RuntimeBuilder {
     /// ```
     pub fn build(self) -> Result<Runtime> {
         Runtime::start(self.into_config()?)
-    }
-}
-
-impl std::fmt::Debug for RtHandle {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str("RtHandle")
-    }
-}
-
-/// Owns the threads; when the last handle (runtime, arena or region) goes, they stop.
-pub(crate) struct RtHandle {
-    pub(crate) core: Arc<Core>,
-    threads: Mutex<Vec<JoinHandle<()>>>,
-}
-
-impl Drop for RtHandle {
-    fn drop(&mut self) {
-        self.core.shutdown.store(true, Ordering::Release);
-        self.core.waker.wake();
-        {
-            let _g = self.core.lock();
-            self.core.reclaim_cv.notify_all();
-            self.core.progress.notify_all();
-        }
-        let threads = std::mem::take(&mut *lock(&self.threads));
-        for t in threads {
-            let _ = t.join();
-        }
-        if self.core.in_thread {
-            crate::entry::sigbus::unregister_in_thread(&self.core);
-        }
     }
 }
 
@@ -258,7 +226,7 @@ impl Runtime {
             core.path,
             core.uffd.source()
         );
-        Ok(Runtime { h: Arc::new(RtHandle { core, threads: Mutex::new(threads) }) })
+        Ok(Runtime { h: Arc::new(RtHandle::new(core, threads)) })
     }
 
     /// Starts creating an arena named `name` (names need not be unique; ids are): set its OOM

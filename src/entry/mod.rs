@@ -5,3 +5,47 @@
 pub(crate) mod handler;
 pub(crate) mod reclaimer;
 pub(crate) mod sigbus;
+
+use crate::engine::Core;
+use crate::util::lock;
+use std::sync::atomic::Ordering;
+use std::sync::{Arc, Mutex};
+use std::thread::JoinHandle;
+
+impl std::fmt::Debug for RtHandle {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("RtHandle")
+    }
+}
+
+/// Owns the threads; when the last handle (runtime, arena or region) goes, they stop.
+pub(crate) struct RtHandle {
+    pub(crate) core: Arc<Core>,
+    threads: Mutex<Vec<JoinHandle<()>>>,
+}
+
+impl Drop for RtHandle {
+    fn drop(&mut self) {
+        self.core.shutdown.store(true, Ordering::Release);
+        self.core.waker.wake();
+        {
+            let _g = self.core.lock();
+            self.core.reclaim_cv.notify_all();
+            self.core.progress.notify_all();
+        }
+        let threads = std::mem::take(&mut *lock(&self.threads));
+        for t in threads {
+            let _ = t.join();
+        }
+        if self.core.in_thread {
+            crate::entry::sigbus::unregister_in_thread(&self.core);
+        }
+    }
+}
+
+impl RtHandle {
+    /// Takes the runtime's started threads.
+    pub(crate) fn new(core: Arc<Core>, threads: Vec<JoinHandle<()>>) -> RtHandle {
+        RtHandle { core, threads: Mutex::new(threads) }
+    }
+}
