@@ -17,7 +17,7 @@
 //!
 //! A thread holding one lock takes only locks further down this list, never one above it:
 //!
-//! 1. the in-thread registry (`IN_THREAD`, fault.rs): held only to find a runtime for a SIGBUS
+//! 1. the in-thread registry (`IN_THREAD`, entry/sigbus.rs): held only to find a runtime for a SIGBUS
 //!    and count a reader, or to add and remove one; nothing else is taken while it is held, and
 //!    it is never taken with the state lock held.
 //! 2. the state lock ([`Core::lock`], a [`Guard`]): one per runtime. A function that takes the
@@ -27,7 +27,7 @@
 //!    not call back into the runtime).
 //! 3. leaves, each held for a few instructions and taking nothing else: an arena's accessors
 //!    (`ArenaShared::accessors`), the staging-buffer pools (`Core::scratch`, `Core::evict_bufs`),
-//!    the failure message (`Core::failure`), the encryption metadata (swap.rs) and the swap file's
+//!    the failure message (`Core::failure`), the encryption metadata (store/layers.rs) and the swap file's
 //!    growth lock (sys/file.rs). The last two are taken during swap I/O, with no other lock held.
 //!
 //! Every mutex is taken through [`crate::util::lock`], which ignores poisoning.

@@ -591,57 +591,7 @@ impl Core {
         failed.clear();
         failed.resize(n, false);
         if !(pool_frame.is_none() && all_zero) {
-            let mut i = 0;
-            while i < n {
-                match sources[i] {
-                    Source::Zero => {
-                        let _ = buf.fill(buf_off + i * ps, ps, 0);
-                        i += 1;
-                    }
-                    Source::File(at) => {
-                        // Consecutive file pages: one read; the part past the end reads as zeros.
-                        let mut j = i + 1;
-                        while j < n && matches!(sources[j], Source::File(b) if b == at + ((j - i) * ps) as u64) {
-                            j += 1;
-                        }
-                        let f = file.as_ref().expect("file sources come from a file-backed region");
-                        match f.file.read_into(at, buf, buf_off + i * ps, (j - i) * ps) {
-                            Ok(got) => {
-                                let _ = buf.fill(buf_off + i * ps + got, (j - i) * ps - got, 0);
-                            }
-                            Err(e) => {
-                                log::error!("pagewarden: reading the mapped file failed: {e}; pages poisoned");
-                                failed[i..j].fill(true);
-                            }
-                        }
-                        i = j;
-                    }
-                    Source::Slot(s) => {
-                        // Coalesce consecutive slots into one read.
-                        let mut j = i + 1;
-                        while j < n && matches!(sources[j], Source::Slot(t) if t == s + n32(j - i)) {
-                            j += 1;
-                        }
-                        if self.swap_read(s, buf, buf_off + i * ps, j - i).is_err() {
-                            // Isolate the bad slot(s): only pages that cannot be read are lost.
-                            for (k, bad) in failed.iter_mut().enumerate().take(j).skip(i) {
-                                let slot = s + n32(k - i);
-                                if let Err(e) = self.swap_read(slot, buf, buf_off + k * ps, 1) {
-                                    log::error!("pagewarden: swap read of slot {slot} failed: {e}; page poisoned");
-                                    *bad = true;
-                                }
-                            }
-                        }
-                        for k in i..j {
-                            if !failed[k] && crate::engine::swap::page_sum(buf, buf_off + k * ps, ps) != expect[k] {
-                                log::error!("pagewarden: slot {} failed its checksum; page poisoned", s + n32(k - i));
-                                failed[k] = true;
-                            }
-                        }
-                        i = j;
-                    }
-                }
-            }
+            self.fill_pages(sources, expect, failed, buf, buf_off, file.as_deref());
         }
 
         let mut st = self.lock();
@@ -652,28 +602,7 @@ impl Core {
             r.live
         };
         if live != Liveness::Live {
-            // Killed or released during the I/O: nothing to install. Free what the pages held.
-            st.frames.give(n);
-            if let Some(f) = pool_frame {
-                st.frames.unpop(f);
-            }
-            for &(p, _) in run.iter() {
-                let mut e = st.region(rid).pages.get(p);
-                if e.state() == PageState::PageIn {
-                    st.release_slot(rid, &mut e);
-                    st.region_mut(rid).pages.set(p, Entry::default());
-                    if let Some(id) = e.share() {
-                        self.unref_share(&mut st, rid, p, id, false);
-                    }
-                }
-            }
-            if live == Liveness::Killed {
-                // Threads parked on the window retry and are resolved as dead.
-                self.wake(&st, rid, page, n as u64);
-            } else {
-                self.forget_if_done(&mut st, rid);
-            }
-            self.notify_progress();
+            self.forget_run(&mut st, rid, page, run, pool_frame, live);
             return;
         }
         if failed.iter().any(|&f| f) {
@@ -711,6 +640,66 @@ impl Core {
             }
         }
         let n = run.len();
+        let activations = self.settle_installed(&mut st, rid, write, run, sources);
+        st.region_mut(rid).stream.installed(page, n32(n));
+        {
+            let files = sources[..n].iter().filter(|s| matches!(s, Source::File(_))).count() as u64;
+            let c = st.counters(rid);
+            c.file_reads += files;
+            c.readahead += n as u64 - 1;
+            c.refault_activations += activations;
+        }
+        self.record(&mut st, rid, t0);
+        if st.frames.free() < self.cfg.low {
+            self.reclaim_cv.notify_one();
+        }
+        // In-thread faults waiting for this page-in to finish.
+        self.notify_progress();
+    }
+
+    /// Installs page `page` of `rid` (a `Shared` reference) as a copy of relative `src`'s resident
+    /// frame, under the lock: read-only and still a reference for a read, private for a write.
+    /// `got` frames were taken for the fault; one is used.
+    /// A run paged in for a region killed or released during the I/O: nothing to install; what
+    /// the pages held goes back (frames, the pool frame, slots, share references).
+    fn forget_run(
+        &self,
+        st: &mut State,
+        rid: u32,
+        page: u64,
+        run: &[(u64, Entry)],
+        pool_frame: Option<u32>,
+        live: Liveness,
+    ) {
+        let n = run.len();
+        // Killed or released during the I/O: nothing to install. Free what the pages held.
+        st.frames.give(n);
+        if let Some(f) = pool_frame {
+            st.frames.unpop(f);
+        }
+        for &(p, _) in run.iter() {
+            let mut e = st.region(rid).pages.get(p);
+            if e.state() == PageState::PageIn {
+                st.release_slot(rid, &mut e);
+                st.region_mut(rid).pages.set(p, Entry::default());
+                if let Some(id) = e.share() {
+                    self.unref_share(st, rid, p, id, false);
+                }
+            }
+        }
+        if live == Liveness::Killed {
+            // Threads parked on the window retry and are resolved as dead.
+            self.wake(st, rid, page, n as u64);
+        } else {
+            self.forget_if_done(st, rid);
+        }
+        self.notify_progress();
+    }
+
+    /// The pages of an installed run become resident (dirty and private for a write, clean and
+    /// still shared for a read), enter the replacement lists and are counted. Returns how many
+    /// refaults were activated.
+    fn settle_installed(&self, st: &mut State, rid: u32, write: bool, run: &[(u64, Entry)], sources: &[Source]) -> u64 {
         let mut activations = 0;
         for (i, &(p, prev)) in run.iter().enumerate() {
             // Start from the entry as it is now, not as it was before the I/O: its flags may have
@@ -741,11 +730,11 @@ impl Core {
             r.pages.set(p, e);
             match (write, share) {
                 (true, Some(id)) => {
-                    self.unref_share(&mut st, rid, p, id, false);
+                    self.unref_share(st, rid, p, id, false);
                     st.counters(rid).cow_copies += 1;
                 }
                 // The other references went while this one paged in.
-                (false, Some(id)) if st.shares.get(id).refs == 1 => self.normalize_share(&mut st, p, id),
+                (false, Some(id)) if st.shares.get(id).refs == 1 => self.normalize_share(st, p, id),
                 _ => {}
             }
             if i == 0 {
@@ -757,25 +746,77 @@ impl Core {
                 }
             }
         }
-        st.region_mut(rid).stream.installed(page, n32(n));
-        {
-            let files = sources[..n].iter().filter(|s| matches!(s, Source::File(_))).count() as u64;
-            let c = st.counters(rid);
-            c.file_reads += files;
-            c.readahead += n as u64 - 1;
-            c.refault_activations += activations;
-        }
-        self.record(&mut st, rid, t0);
-        if st.frames.free() < self.cfg.low {
-            self.reclaim_cv.notify_one();
-        }
-        // In-thread faults waiting for this page-in to finish.
-        self.notify_progress();
+        activations
     }
 
-    /// Installs page `page` of `rid` (a `Shared` reference) as a copy of relative `src`'s resident
-    /// frame, under the lock: read-only and still a reference for a read, private for a write.
-    /// `got` frames were taken for the fault; one is used.
+    /// Without the lock: fills `sources.len()` pages of `buf` from `buf_off` — zeros, runs of
+    /// file pages (one read each), runs of consecutive slots (one read each, a failed run retried
+    /// slot by slot) — and marks in `failed` each page that could not be read or whose slot fails
+    /// its checksum (`expect`).
+    fn fill_pages(
+        &self,
+        sources: &[Source],
+        expect: &[u32],
+        failed: &mut [bool],
+        buf: &Mapping,
+        buf_off: usize,
+        file: Option<&crate::filemap::FileMap>,
+    ) {
+        let ps = self.page();
+        let n = sources.len();
+        let mut i = 0;
+        while i < n {
+            match sources[i] {
+                Source::Zero => {
+                    let _ = buf.fill(buf_off + i * ps, ps, 0);
+                    i += 1;
+                }
+                Source::File(at) => {
+                    // Consecutive file pages: one read; the part past the end reads as zeros.
+                    let mut j = i + 1;
+                    while j < n && matches!(sources[j], Source::File(b) if b == at + ((j - i) * ps) as u64) {
+                        j += 1;
+                    }
+                    let f = file.expect("file sources come from a file-backed region");
+                    match f.file.read_into(at, buf, buf_off + i * ps, (j - i) * ps) {
+                        Ok(got) => {
+                            let _ = buf.fill(buf_off + i * ps + got, (j - i) * ps - got, 0);
+                        }
+                        Err(e) => {
+                            log::error!("pagewarden: reading the mapped file failed: {e}; pages poisoned");
+                            failed[i..j].fill(true);
+                        }
+                    }
+                    i = j;
+                }
+                Source::Slot(s) => {
+                    // Coalesce consecutive slots into one read.
+                    let mut j = i + 1;
+                    while j < n && matches!(sources[j], Source::Slot(t) if t == s + n32(j - i)) {
+                        j += 1;
+                    }
+                    if self.swap_read(s, buf, buf_off + i * ps, j - i).is_err() {
+                        // Isolate the bad slot(s): only pages that cannot be read are lost.
+                        for (k, bad) in failed.iter_mut().enumerate().take(j).skip(i) {
+                            let slot = s + n32(k - i);
+                            if let Err(e) = self.swap_read(slot, buf, buf_off + k * ps, 1) {
+                                log::error!("pagewarden: swap read of slot {slot} failed: {e}; page poisoned");
+                                *bad = true;
+                            }
+                        }
+                    }
+                    for k in i..j {
+                        if !failed[k] && crate::engine::swap::page_sum(buf, buf_off + k * ps, ps) != expect[k] {
+                            log::error!("pagewarden: slot {} failed its checksum; page poisoned", s + n32(k - i));
+                            failed[k] = true;
+                        }
+                    }
+                    i = j;
+                }
+            }
+        }
+    }
+
     fn copy_shared_in(&self, st: &mut State, rid: u32, page: u64, src: u32, write: bool, got: usize) {
         let ps = self.page();
         let off = idx(page) * ps;
