@@ -431,89 +431,13 @@ impl Core {
             (u64::from(d.window).min(r.npages - page), d.hits)
         };
         st.counters(rid).readahead_hits += u64::from(hits);
-        let got = loop {
-            let (g, got) = self.acquire(st, idx(want), rid);
-            st = g;
-            if let Some(n) = got {
-                break n;
-            }
-            // The runtime failed meanwhile (acquire gives up then): answered as a dead page.
-            if self.is_failed() {
-                if st.regions.contains_key(&rid) {
-                    self.resolve_dead(&mut st, rid, page, tid);
-                }
-                return;
-            }
-            // Out of frames, nothing reclaimable: the OOM killer chooses a victim.
-            let Some(arena) = st.regions.get(&rid).map(|r| r.arena) else { return };
-            let name = st.arenas.get(&arena).map(|a| a.shared.name.clone()).unwrap_or_default();
-            let deficit = self.exhaustion_deficit(&st);
-            let trigger = KillTrigger::Exhaustion { faulting_arena: name };
-            match self.oom(&mut st, trigger, deficit, Some(arena)).0 {
-                // Frames were freed (or this very arena died): look again.
-                OomOutcome::Killed if st.regions.get(&rid).is_some_and(|r| r.live == Liveness::Live) => continue,
-                OomOutcome::Killed => {
-                    if st.regions.contains_key(&rid) {
-                        self.resolve_dead(&mut st, rid, page, tid);
-                    }
-                    return;
-                }
-                // The policy panicked: the runtime has failed.
-                OomOutcome::Unresolved if self.is_failed() => {
-                    if st.regions.contains_key(&rid) {
-                        self.resolve_dead(&mut st, rid, page, tid);
-                    }
-                    return;
-                }
-                OomOutcome::Unresolved => {
-                    self.fail_fault(&mut st, rid, page, tid, scratch);
-                    return;
-                }
-            }
-        };
-        // The lock may have been dropped while reclaiming: look again.
-        let still = st.regions.get(&rid).map(|r| (r.live, r.pages.get(page).state()));
-        match still {
-            Some((Liveness::Live, PageState::Unpopulated | PageState::Swapped | PageState::Shared)) => {}
-            Some((Liveness::Killed, _)) => {
-                st.frames.give(got);
-                self.resolve_dead(&mut st, rid, page, tid);
-                return;
-            }
-            Some((Liveness::Live, _)) => {
-                // Someone else resolved or moved it meanwhile: release and let the thread retry.
-                st.frames.give(got);
-                self.wake(&st, rid, page, 1);
-                return;
-            }
-            _ => {
-                st.frames.give(got);
-                return;
-            }
-        }
+        let Some((mut st, got)) = self.frames_for_page_in(st, rid, page, want, tid, scratch) else { return };
         // A copy-on-write page: copied from a relative's frame where there is one (no I/O), else
         // read from the share's slot below, with its neighbours.
         let first = st.region(rid).pages.get(page);
         if let Some(id) = first.share() {
-            if let Some(src) = st.find_ref(rid, page, id, |e| e.state() == PageState::Resident) {
-                self.copy_shared_in(&mut st, rid, page, src, write, got);
-                self.record(&mut st, rid, t0);
-                return;
-            }
-            if st.shares.get(id).slot.is_none() {
-                st.frames.give(got);
-                if st.share_in_flight(rid, page, id) {
-                    // Its only copy is on its way to swap: wait for the write, then retry.
-                    let st = self.wait_progress(st, Duration::from_millis(5));
-                    self.wake(&st, rid, page, 1);
-                } else {
-                    // Nowhere at all: a bookkeeping bug. Lose the page loudly rather than wait.
-                    log::error!("pagewarden: shared page {page} of region {rid} has no copy left");
-                    self.lose_page(&mut st, rid, page);
-                    self.wake(&st, rid, page, 1);
-                }
-                return;
-            }
+            let Some(g) = self.page_in_shared(st, rid, page, id, write, got, t0) else { return };
+            st = g;
         }
         // A file-backed region: never-touched pages fill from the file, up to its end.
         let file = st.region(rid).file.clone();
@@ -660,6 +584,118 @@ impl Core {
     /// Installs page `page` of `rid` (a `Shared` reference) as a copy of relative `src`'s resident
     /// frame, under the lock: read-only and still a reference for a read, private for a write.
     /// `got` frames were taken for the fault; one is used.
+    /// Frames for a page-in of up to `want` pages: reclaimed, or freed by the OOM killer when
+    /// nothing else gives. `None` when the fault was resolved on the way (the runtime failed, the
+    /// arena died or was refused memory, or the page was served meanwhile).
+    fn frames_for_page_in<'a>(
+        &'a self,
+        mut st: Guard<'a>,
+        rid: u32,
+        page: u64,
+        want: u64,
+        tid: u32,
+        scratch: &mut Scratch,
+    ) -> Option<(Guard<'a>, usize)> {
+        let got = loop {
+            let (g, got) = self.acquire(st, idx(want), rid);
+            st = g;
+            if let Some(n) = got {
+                break n;
+            }
+            // The runtime failed meanwhile (acquire gives up then): answered as a dead page.
+            if self.is_failed() {
+                if st.regions.contains_key(&rid) {
+                    self.resolve_dead(&mut st, rid, page, tid);
+                }
+                return None;
+            }
+            // Out of frames, nothing reclaimable: the OOM killer chooses a victim.
+            let arena = st.regions.get(&rid).map(|r| r.arena)?;
+            let name = st.arenas.get(&arena).map(|a| a.shared.name.clone()).unwrap_or_default();
+            let deficit = self.exhaustion_deficit(&st);
+            let trigger = KillTrigger::Exhaustion { faulting_arena: name };
+            match self.oom(&mut st, trigger, deficit, Some(arena)).0 {
+                // Frames were freed (or this very arena died): look again.
+                OomOutcome::Killed if st.regions.get(&rid).is_some_and(|r| r.live == Liveness::Live) => continue,
+                OomOutcome::Killed => {
+                    if st.regions.contains_key(&rid) {
+                        self.resolve_dead(&mut st, rid, page, tid);
+                    }
+                    return None;
+                }
+                // The policy panicked: the runtime has failed.
+                OomOutcome::Unresolved if self.is_failed() => {
+                    if st.regions.contains_key(&rid) {
+                        self.resolve_dead(&mut st, rid, page, tid);
+                    }
+                    return None;
+                }
+                OomOutcome::Unresolved => {
+                    self.fail_fault(&mut st, rid, page, tid, scratch);
+                    return None;
+                }
+            }
+        };
+        // The lock may have been dropped while reclaiming: look again.
+        let still = st.regions.get(&rid).map(|r| (r.live, r.pages.get(page).state()));
+        match still {
+            Some((Liveness::Live, PageState::Unpopulated | PageState::Swapped | PageState::Shared)) => {}
+            Some((Liveness::Killed, _)) => {
+                st.frames.give(got);
+                self.resolve_dead(&mut st, rid, page, tid);
+                return None;
+            }
+            Some((Liveness::Live, _)) => {
+                // Someone else resolved or moved it meanwhile: release and let the thread retry.
+                st.frames.give(got);
+                self.wake(&st, rid, page, 1);
+                return None;
+            }
+            _ => {
+                st.frames.give(got);
+                return None;
+            }
+        }
+        Some((st, got))
+    }
+
+    /// A copy-on-write reference faulting: copied from a relative's resident frame where there is
+    /// one (no I/O); when the share's only copy is on its way to swap, the fault waits for it and
+    /// retries. `None` when the fault was dealt with here; otherwise the share's slot is read
+    /// like any swapped page.
+    #[allow(clippy::too_many_arguments)]
+    fn page_in_shared<'a>(
+        &'a self,
+        mut st: Guard<'a>,
+        rid: u32,
+        page: u64,
+        id: u32,
+        write: bool,
+        got: usize,
+        t0: Instant,
+    ) -> Option<Guard<'a>> {
+        if let Some(src) = st.find_ref(rid, page, id, |e| e.state() == PageState::Resident) {
+            self.copy_shared_in(&mut st, rid, page, src, write, got);
+            self.record(&mut st, rid, t0);
+            return None;
+        }
+        if st.shares.get(id).slot.is_none() {
+            st.frames.give(got);
+            if st.share_in_flight(rid, page, id) {
+                // Its only copy is on its way to swap: wait for the write, then retry.
+                let st = self.wait_progress(st, Duration::from_millis(5));
+                self.wake(&st, rid, page, 1);
+            } else {
+                // Nowhere at all: a bookkeeping bug. Lose the page loudly rather than wait.
+                log::error!("pagewarden: shared page {page} of region {rid} has no copy left");
+                self.lose_page(&mut st, rid, page);
+                self.wake(&st, rid, page, 1);
+            }
+            return None;
+        }
+        Some(st)
+    }
+
     /// A run paged in for a region killed or released during the I/O: nothing to install; what
     /// the pages held goes back (frames, the pool frame, slots, share references).
     fn forget_run(
