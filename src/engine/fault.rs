@@ -461,33 +461,7 @@ impl Core {
         // The run of missing pages starting at `page`, up to the frames we got (at most
         // `max_readahead`, the scratch vectors' capacity: nothing below allocates).
         let Scratch { bounce, run, sources, expect, failed } = scratch;
-        run.clear();
-        {
-            let r = st.region(rid);
-            for p in page..page + got as u64 {
-                let e = r.pages.get(p);
-                let readable = match e.state() {
-                    PageState::Unpopulated => p < in_file,
-                    PageState::Swapped => true,
-                    // A copy-on-write neighbour is not read ahead: its copy would be charged to
-                    // this side for a page it never asked for.
-                    PageState::Shared => p == page && st.data_slot(e).is_some(),
-                    _ => false,
-                };
-                if !readable || e.reserve() {
-                    break;
-                }
-                run.push((p, e));
-            }
-            let r = st.region_mut(rid);
-            for &(p, e) in run.iter() {
-                r.pages.set(p, e.with_state(PageState::PageIn));
-            }
-            r.inflight += run.len() as u64;
-        }
-        let n = run.len();
-        st.frames.give(got - n);
-        st.inflight.start_page_in(n);
+        let n = self.mark_run(&mut st, rid, page, got, in_file, run);
         sources.clear();
         sources.extend(run.iter().map(|&(p, e)| match (st.data_slot(e), &file) {
             (Some(s), _) => Source::Slot(s),
@@ -502,7 +476,6 @@ impl Core {
         // A single page written at once can take a free pool frame by MOVE: no allocation, no copy.
         let pool_frame =
             if self.path == EvictionPath::Move && n == 1 && write { st.frames.pop_populated() } else { None };
-        let map = st.region(rid).map.clone();
         drop(st);
 
         // Fill the staging buffer without the lock.
@@ -533,25 +506,7 @@ impl Core {
             self.abandon_run(&mut st, rid, run, pool_frame, Some(failed));
             return;
         }
-        if pool_frame.is_none() {
-            self.trim_pool(&mut st);
-        }
-        let res = if pool_frame.is_some() {
-            self.uffd.move_pages(&map, idx(page) * ps, buf, buf_off, ps, true)
-        } else {
-            self.uffd.copy(&map, idx(page) * ps, buf, buf_off, n * ps, !write, true)
-        };
-        let installed = match res {
-            Ok(Filled::All) => n,
-            Ok(Filled::Exists { bytes }) => {
-                log::error!("pagewarden: page {page} of region {rid} was populated behind the runtime's back");
-                bytes / ps
-            }
-            Err(e) => {
-                log::error!("pagewarden: installing page {page} failed: {e}");
-                0
-            }
-        };
+        let installed = self.install_run(&mut st, rid, page, n, write, pool_frame, (buf, buf_off));
         if let Some(f) = pool_frame.filter(|_| installed == n) {
             st.frames.moved_out(f);
         }
@@ -694,6 +649,86 @@ impl Core {
             return None;
         }
         Some(st)
+    }
+
+    /// Marks the run of missing pages from `page` in flight (at most `got`, the frames taken:
+    /// never-touched pages within the file, swapped pages, and the faulting page if it is a
+    /// copy-on-write reference), gives the frames it does not need back, and returns its length.
+    fn mark_run(
+        &self,
+        st: &mut State,
+        rid: u32,
+        page: u64,
+        got: usize,
+        in_file: u64,
+        run: &mut Vec<(u64, Entry)>,
+    ) -> usize {
+        run.clear();
+        {
+            let r = st.region(rid);
+            for p in page..page + got as u64 {
+                let e = r.pages.get(p);
+                let readable = match e.state() {
+                    PageState::Unpopulated => p < in_file,
+                    PageState::Swapped => true,
+                    // A copy-on-write neighbour is not read ahead: its copy would be charged to
+                    // this side for a page it never asked for.
+                    PageState::Shared => p == page && st.data_slot(e).is_some(),
+                    _ => false,
+                };
+                if !readable || e.reserve() {
+                    break;
+                }
+                run.push((p, e));
+            }
+            let r = st.region_mut(rid);
+            for &(p, e) in run.iter() {
+                r.pages.set(p, e.with_state(PageState::PageIn));
+            }
+            r.inflight += run.len() as u64;
+        }
+        let n = run.len();
+        st.frames.give(got - n);
+        st.inflight.start_page_in(n);
+        n
+    }
+
+    /// Installs the run's `n` pages, filled in `src`, with one ioctl that wakes the threads
+    /// waiting on them (MOVE of a pool frame for a single written page, else COPY, read-only
+    /// for a read). Returns how many were installed.
+    #[allow(clippy::too_many_arguments)]
+    fn install_run(
+        &self,
+        st: &mut State,
+        rid: u32,
+        page: u64,
+        n: usize,
+        write: bool,
+        pool_frame: Option<u32>,
+        src: (&Mapping, usize),
+    ) -> usize {
+        let ps = self.page();
+        let (buf, buf_off) = src;
+        let map = st.region(rid).map.clone();
+        if pool_frame.is_none() {
+            self.trim_pool(st);
+        }
+        let res = if pool_frame.is_some() {
+            self.uffd.move_pages(&map, idx(page) * ps, buf, buf_off, ps, true)
+        } else {
+            self.uffd.copy(&map, idx(page) * ps, buf, buf_off, n * ps, !write, true)
+        };
+        match res {
+            Ok(Filled::All) => n,
+            Ok(Filled::Exists { bytes }) => {
+                log::error!("pagewarden: page {page} of region {rid} was populated behind the runtime's back");
+                bytes / ps
+            }
+            Err(e) => {
+                log::error!("pagewarden: installing page {page} failed: {e}");
+                0
+            }
+        }
     }
 
     /// A run paged in for a region killed or released during the I/O: nothing to install; what
