@@ -545,8 +545,13 @@ mod tests {
         }
         use std::os::unix::process::ExitStatusExt;
         let exe = std::env::current_exe().unwrap();
+        // This test's name as the harness knows it: the module path without the crate's name.
+        let me = format!(
+            "{}::taking_the_state_lock_twice_aborts_with_a_message",
+            module_path!().split_once("::").unwrap().1
+        );
         let mut child = std::process::Command::new(exe)
-            .args(["--exact", "runtime::tests::taking_the_state_lock_twice_aborts_with_a_message", "--nocapture"])
+            .args(["--exact", me.as_str(), "--nocapture"])
             .env(CHILD, "1")
             .stdout(std::process::Stdio::null())
             .stderr(std::process::Stdio::piped())
