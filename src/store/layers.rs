@@ -35,6 +35,42 @@ pub struct SwapFaults {
     pub short_io: bool,
 }
 
+/// The trait methods a layer leaves to the store below it (`self.inner`): growth, figures,
+/// discard, flush, and what the store below says of itself.
+macro_rules! leave_to_inner {
+    () => {
+        fn grow(&self, slots: u32) -> Result<(), StoreError> {
+            self.inner.grow(slots)
+        }
+
+        fn backed(&self) -> u32 {
+            self.inner.backed()
+        }
+
+        fn discard(&self, first: u32, n: u32) {
+            self.inner.discard(first, n);
+        }
+
+        fn flush(&self) -> Result<(), StoreError> {
+            self.inner.flush()
+        }
+
+        fn is_direct(&self) -> bool {
+            self.inner.is_direct()
+        }
+
+        /// As signal-safe as the store below. (Encryption allocates: the runtime has always
+        /// allowed it in the in-thread mode anyway, see the module documentation.)
+        fn signal_safe(&self) -> bool {
+            self.inner.signal_safe()
+        }
+
+        fn usage(&self) -> StoreUsage {
+            self.inner.usage()
+        }
+    };
+}
+
 /// The fault injector, over the store below it.
 #[derive(Debug)]
 pub(crate) struct Injected {
@@ -89,33 +125,7 @@ impl SwapStore for Injected {
         Ok(())
     }
 
-    fn grow(&self, slots: u32) -> Result<(), StoreError> {
-        self.inner.grow(slots)
-    }
-
-    fn backed(&self) -> u32 {
-        self.inner.backed()
-    }
-
-    fn discard(&self, first: u32, n: u32) {
-        self.inner.discard(first, n);
-    }
-
-    fn flush(&self) -> Result<(), StoreError> {
-        self.inner.flush()
-    }
-
-    fn is_direct(&self) -> bool {
-        self.inner.is_direct()
-    }
-
-    fn signal_safe(&self) -> bool {
-        self.inner.signal_safe()
-    }
-
-    fn usage(&self) -> StoreUsage {
-        self.inner.usage()
-    }
+    leave_to_inner!();
 }
 
 /// Encryption at rest over the store below it.
@@ -210,35 +220,7 @@ impl SwapStore for Encrypted {
         Ok(())
     }
 
-    fn grow(&self, slots: u32) -> Result<(), StoreError> {
-        self.inner.grow(slots)
-    }
-
-    fn backed(&self) -> u32 {
-        self.inner.backed()
-    }
-
-    fn discard(&self, first: u32, n: u32) {
-        self.inner.discard(first, n);
-    }
-
-    fn flush(&self) -> Result<(), StoreError> {
-        self.inner.flush()
-    }
-
-    fn is_direct(&self) -> bool {
-        self.inner.is_direct()
-    }
-
-    /// As signal-safe as the store below: the runtime has always allowed encryption in the
-    /// in-thread mode, which then allocates (see the module documentation).
-    fn signal_safe(&self) -> bool {
-        self.inner.signal_safe()
-    }
-
-    fn usage(&self) -> StoreUsage {
-        self.inner.usage()
-    }
+    leave_to_inner!();
 }
 
 #[cfg(test)]

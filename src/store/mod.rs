@@ -257,49 +257,63 @@ impl Layout<'_> {
     }
 }
 
-/// Pages lent to [`SwapStore::write`]: copy them out with [`copy_page`](Self::copy_page). Nobody
-/// writes them while the call runs (they are out of their arena, or write-protected in it).
-pub struct PageBufs<'a> {
+/// The pages of a view and where each lies, checked once to lie inside their mappings so that
+/// the accessors cannot fail.
+struct View<'a> {
     n: usize,
     page: usize,
     at: Layout<'a>,
 }
+
+impl<'a> View<'a> {
+    fn new(at: Layout<'a>, n: usize, page: usize) -> Result<Self, crate::sys::SysError> {
+        for k in 0..n {
+            let (m, off) = at.at(k, page);
+            m.at(off, page)?;
+        }
+        Ok(View { n, page, at })
+    }
+
+    fn at(&self, k: usize) -> (&Mapping, usize) {
+        assert!(k < self.n, "page {k} of {}", self.n);
+        self.at.at(k, self.page)
+    }
+
+    fn copy_page(&self, k: usize, out: &mut [u8]) {
+        assert_eq!(out.len(), self.page, "copy_page needs a buffer of one page");
+        let (m, off) = self.at(k);
+        m.read(off, out).expect("pages of a view were checked to lie in their mapping");
+    }
+
+    fn fmt(&self, name: &str, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct(name).field("pages", &self.n).field("page_size", &self.page).finish()
+    }
+}
+
+/// Pages lent to [`SwapStore::write`]: copy them out with [`copy_page`](Self::copy_page). Nobody
+/// writes them while the call runs (they are out of their arena, or write-protected in it).
+pub struct PageBufs<'a>(View<'a>);
 
 /// Pages lent to [`SwapStore::read`]: fill them with [`fill_page`](Self::fill_page). They are
 /// the runtime's staging memory, nobody else's, until the call returns.
-pub struct PageBufsMut<'a> {
-    n: usize,
-    page: usize,
-    at: Layout<'a>,
-}
+pub struct PageBufsMut<'a>(View<'a>);
 
 impl fmt::Debug for PageBufs<'_> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("PageBufs").field("pages", &self.n).field("page_size", &self.page).finish()
+        self.0.fmt("PageBufs", f)
     }
 }
 
 impl fmt::Debug for PageBufsMut<'_> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("PageBufsMut").field("pages", &self.n).field("page_size", &self.page).finish()
+        self.0.fmt("PageBufsMut", f)
     }
-}
-
-/// Checks that every page of a view lies inside its mapping, so the accessors cannot fail.
-fn check(n: usize, page: usize, at: &Layout<'_>) -> Result<(), crate::sys::SysError> {
-    for k in 0..n {
-        let (m, off) = at.at(k, page);
-        m.at(off, page)?;
-    }
-    Ok(())
 }
 
 impl<'a> PageBufs<'a> {
     /// `n` consecutive pages of `m` from `off`.
     pub(crate) fn run(m: &'a Mapping, off: usize, n: usize, page: usize) -> Result<Self, crate::sys::SysError> {
-        let at = Layout::Run(m, off);
-        check(n, page, &at)?;
-        Ok(PageBufs { n, page, at })
+        View::new(Layout::Run(m, off), n, page).map(PageBufs)
     }
 
     /// `n` pages, page `k` at `at(k)`.
@@ -308,26 +322,23 @@ impl<'a> PageBufs<'a> {
         n: usize,
         page: usize,
     ) -> Result<Self, crate::sys::SysError> {
-        let at = Layout::Each(at);
-        check(n, page, &at)?;
-        Ok(PageBufs { n, page, at })
+        View::new(Layout::Each(at), n, page).map(PageBufs)
     }
 
     /// Where page `k` lies, for stores inside the crate that hand it to the kernel.
     pub(crate) fn at(&self, k: usize) -> (&Mapping, usize) {
-        assert!(k < self.n, "page {k} of {}", self.n);
-        self.at.at(k, self.page)
+        self.0.at(k)
     }
 
     /// Pages in the run.
     #[allow(clippy::len_without_is_empty)]
     pub fn len(&self) -> usize {
-        self.n
+        self.0.n
     }
 
     /// Bytes per page.
     pub fn page_size(&self) -> usize {
-        self.page
+        self.0.page
     }
 
     /// Copies page `k` into `out`, which must be one page long.
@@ -336,35 +347,30 @@ impl<'a> PageBufs<'a> {
     ///
     /// If `k >= self.len()` or `out.len() != self.page_size()`.
     pub fn copy_page(&self, k: usize, out: &mut [u8]) {
-        assert_eq!(out.len(), self.page, "copy_page needs a buffer of one page");
-        let (m, off) = self.at(k);
-        m.read(off, out).expect("pages of a view were checked to lie in their mapping");
+        self.0.copy_page(k, out);
     }
 }
 
 impl<'a> PageBufsMut<'a> {
     /// `n` consecutive pages of `m` from `off`.
     pub(crate) fn run(m: &'a Mapping, off: usize, n: usize, page: usize) -> Result<Self, crate::sys::SysError> {
-        let at = Layout::Run(m, off);
-        check(n, page, &at)?;
-        Ok(PageBufsMut { n, page, at })
+        View::new(Layout::Run(m, off), n, page).map(PageBufsMut)
     }
 
     /// Where page `k` lies, for stores inside the crate that hand it to the kernel.
     pub(crate) fn at(&self, k: usize) -> (&Mapping, usize) {
-        assert!(k < self.n, "page {k} of {}", self.n);
-        self.at.at(k, self.page)
+        self.0.at(k)
     }
 
     /// Pages in the run.
     #[allow(clippy::len_without_is_empty)]
     pub fn len(&self) -> usize {
-        self.n
+        self.0.n
     }
 
     /// Bytes per page.
     pub fn page_size(&self) -> usize {
-        self.page
+        self.0.page
     }
 
     /// Fills page `k` with `data`, which must be one page long.
@@ -373,8 +379,8 @@ impl<'a> PageBufsMut<'a> {
     ///
     /// If `k >= self.len()` or `data.len() != self.page_size()`.
     pub fn fill_page(&mut self, k: usize, data: &[u8]) {
-        assert_eq!(data.len(), self.page, "fill_page needs one page of data");
-        let (m, off) = self.at(k);
+        assert_eq!(data.len(), self.0.page, "fill_page needs one page of data");
+        let (m, off) = self.0.at(k);
         m.write(off, data).expect("pages of a view were checked to lie in their mapping");
     }
 
@@ -385,9 +391,7 @@ impl<'a> PageBufsMut<'a> {
     ///
     /// If `k >= self.len()` or `out.len() != self.page_size()`.
     pub fn copy_page(&self, k: usize, out: &mut [u8]) {
-        assert_eq!(out.len(), self.page, "copy_page needs a buffer of one page");
-        let (m, off) = self.at(k);
-        m.read(off, out).expect("pages of a view were checked to lie in their mapping");
+        self.0.copy_page(k, out);
     }
 }
 
