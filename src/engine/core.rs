@@ -268,129 +268,49 @@ impl Core {
         }
     }
 
+    /// Checks the bookkeeping against the page tables (tests and debug checks): every count a
+    /// region, a share, the replacement lists, the frame budget and the slot allocator keep must
+    /// match what the pages say.
     pub(crate) fn check_invariants(&self) -> std::result::Result<(), String> {
-        use crate::mm::page::PageState as S;
         let st = self.lock();
         let queued: std::collections::HashSet<PageKey> = st.lru.queued_keys().collect();
-        let (mut resident, mut in_lru, mut slots, mut pinned, mut clean) = (0u64, 0usize, 0u64, 0u64, 0usize);
+        let mut total = Tally::default();
         // Share id → (references, references holding a frame), counted from the pages.
         let mut refs: std::collections::HashMap<u32, (u32, u32)> = std::collections::HashMap::new();
         st.regions.check()?;
         for (&rid, r) in st.regions.iter() {
-            let (mut res, mut sw, mut pin, mut sl) = (0u64, 0u64, 0u64, 0u64);
-            let (mut sh, mut sh_res) = (0u64, 0u64);
-            for (p, e) in r.pages.entries() {
-                let k = crate::mm::lru::key(rid, p);
-                if let Some(id) = e.share() {
-                    let held = matches!(e.state(), S::Resident | S::Evicting);
-                    let c = refs.entry(id).or_default();
-                    c.0 += 1;
-                    c.1 += u32::from(held);
-                    sh += 1;
-                    sh_res += u64::from(held);
-                    if !matches!(e.state(), S::Resident | S::Evicting | S::PageIn | S::Shared) {
-                        return Err(format!("region {rid} page {p}: {:?} refers to share {id}", e.state()));
-                    }
-                    if e.dirty() {
-                        return Err(format!("region {rid} page {p}: dirty, yet refers to share {id}"));
-                    }
-                } else if e.state() == S::Shared {
-                    return Err(format!("region {rid} page {p}: shared without a share"));
-                }
-                match e.state() {
-                    S::Resident => {
-                        res += 1;
-                        if e.pinned() {
-                            pin += 1;
-                        } else {
-                            in_lru += 1;
-                            clean += usize::from(!e.dirty());
-                            if !e.queued() || !queued.contains(&k) {
-                                return Err(format!(
-                                    "region {rid} page {p}: resident but not on a replacement list ({e:?})"
-                                ));
-                            }
-                        }
-                    }
-                    S::Evicting => res += 1,
-                    S::Swapped if e.slot().is_none() && !e.reserve() => {
-                        return Err(format!("region {rid} page {p}: swapped without a slot"));
-                    }
-                    S::Swapped => sw += 1,
-                    // On its way in from swap: still counted as swapped until installed.
-                    S::PageIn if e.slot().is_some() => sw += 1,
-                    _ => {}
-                }
-                sl += u64::from(e.slot().is_some());
-            }
-            if (res, sw, pin, sl) != (r.resident, r.swapped, r.pinned, r.slots) {
-                let odd: Vec<String> = r
-                    .pages
-                    .entries()
-                    .into_iter()
-                    .filter(|(_, e)| e.slot().is_some() && e.state() != S::Swapped)
-                    .take(8)
-                    .map(|(p, e)| format!("{p}:{e:?}/{:?}", e.state()))
-                    .collect();
-                return Err(format!(
-                    "region {rid}: counted resident/swapped/pinned/slots {:?}, recorded {:?} ({})",
-                    (res, sw, pin, sl),
-                    (r.resident, r.swapped, r.pinned, r.slots),
-                    odd.join(" ")
-                ));
-            }
-            if (sh, sh_res) != (r.shared, r.shared_resident) {
-                return Err(format!(
-                    "region {rid}: counted shared/shared-resident {:?}, recorded {:?}",
-                    (sh, sh_res),
-                    (r.shared, r.shared_resident)
-                ));
-            }
-            resident += res;
-            slots += sl;
-            pinned += pin;
+            let t = check_region(rid, r, &queued, &mut refs)?;
+            total.resident += t.resident;
+            total.slots += t.slots;
+            total.pinned += t.pinned;
+            total.in_lru += t.in_lru;
+            total.clean += t.clean;
         }
-        let mut live_shares = 0;
-        for (id, s) in st.shares.iter() {
-            live_shares += 1;
-            let counted = refs.get(&id).copied().unwrap_or_default();
-            if counted != (s.refs, s.resident) {
-                return Err(format!(
-                    "share {id}: pages count references/frames {counted:?}, it records {:?}",
-                    (s.refs, s.resident)
-                ));
-            }
-            if s.slot.is_none() && s.resident == 0 {
-                return Err(format!("share {id}: {} references, but its data is nowhere", s.refs));
-            }
-            slots += u64::from(s.slot.is_some());
-        }
-        if live_shares != refs.len() || live_shares != st.shares.len() {
+        total.slots += check_shares(&st, &refs)?;
+        if total.in_lru != st.lru.resident() {
             return Err(format!(
-                "{} shares referred to by pages, {live_shares} live, {} recorded",
-                refs.len(),
-                st.shares.len()
+                "{} unpinned resident pages, the replacement lists count {}",
+                total.in_lru,
+                st.lru.resident()
             ));
         }
-        if in_lru != st.lru.resident() {
-            return Err(format!("{in_lru} unpinned resident pages, the replacement lists count {}", st.lru.resident()));
-        }
-        let in_use = crate::mm::idx(resident) + st.inflight.paging_in() + st.reap.frames();
+        let in_use = crate::mm::idx(total.resident) + st.inflight.paging_in() + st.reap.frames();
         if in_use != st.frames.in_use() {
             return Err(format!("frames: pages account for {in_use}, the budget counts {}", st.frames.in_use()));
         }
         let in_flight = st.inflight.to_swap() as u64;
-        if slots + in_flight != u64::from(st.slots.used()) {
+        if total.slots + in_flight != u64::from(st.slots.used()) {
             return Err(format!(
-                "slots: pages hold {slots} (+{in_flight} in flight), the allocator counts {}",
+                "slots: pages hold {} (+{in_flight} in flight), the allocator counts {}",
+                total.slots,
                 st.slots.used()
             ));
         }
-        if clean != st.clean {
-            return Err(format!("clean pages: {clean} counted, {} recorded", st.clean));
+        if total.clean != st.clean {
+            return Err(format!("clean pages: {} counted, {} recorded", total.clean, st.clean));
         }
-        if crate::mm::idx(pinned) != st.pinned {
-            return Err(format!("pins: pages hold {pinned}, the runtime counts {}", st.pinned));
+        if crate::mm::idx(total.pinned) != st.pinned {
+            return Err(format!("pins: pages hold {}, the runtime counts {}", total.pinned, st.pinned));
         }
         Ok(())
     }
@@ -422,4 +342,117 @@ impl Core {
             pressure,
         }
     }
+}
+
+/// What [`Core::check_invariants`] counts from the pages.
+#[derive(Default)]
+struct Tally {
+    resident: u64,
+    slots: u64,
+    pinned: u64,
+    /// Unpinned resident pages: those on a replacement list.
+    in_lru: usize,
+    clean: usize,
+}
+
+/// Checks one region's pages against its counts and returns what they hold; counts each share
+/// reference into `refs`.
+fn check_region(
+    rid: u32,
+    r: &crate::engine::RegionState,
+    queued: &std::collections::HashSet<PageKey>,
+    refs: &mut std::collections::HashMap<u32, (u32, u32)>,
+) -> std::result::Result<Tally, String> {
+    use crate::mm::page::PageState as S;
+    let mut t = Tally::default();
+    let (mut swapped, mut shared, mut shared_resident) = (0u64, 0u64, 0u64);
+    for (p, e) in r.pages.entries() {
+        if let Some(id) = e.share() {
+            let held = matches!(e.state(), S::Resident | S::Evicting);
+            let c = refs.entry(id).or_default();
+            c.0 += 1;
+            c.1 += u32::from(held);
+            shared += 1;
+            shared_resident += u64::from(held);
+            if !matches!(e.state(), S::Resident | S::Evicting | S::PageIn | S::Shared) {
+                return Err(format!("region {rid} page {p}: {:?} refers to share {id}", e.state()));
+            }
+            if e.dirty() {
+                return Err(format!("region {rid} page {p}: dirty, yet refers to share {id}"));
+            }
+        } else if e.state() == S::Shared {
+            return Err(format!("region {rid} page {p}: shared without a share"));
+        }
+        match e.state() {
+            S::Resident if e.pinned() => {
+                t.resident += 1;
+                t.pinned += 1;
+            }
+            S::Resident => {
+                t.resident += 1;
+                t.in_lru += 1;
+                t.clean += usize::from(!e.dirty());
+                if !e.queued() || !queued.contains(&crate::mm::lru::key(rid, p)) {
+                    return Err(format!("region {rid} page {p}: resident but not on a replacement list ({e:?})"));
+                }
+            }
+            S::Evicting => t.resident += 1,
+            S::Swapped if e.slot().is_none() && !e.reserve() => {
+                return Err(format!("region {rid} page {p}: swapped without a slot"));
+            }
+            S::Swapped => swapped += 1,
+            // On its way in from swap: still counted as swapped until installed.
+            S::PageIn if e.slot().is_some() => swapped += 1,
+            _ => {}
+        }
+        t.slots += u64::from(e.slot().is_some());
+    }
+    let counted = (t.resident, swapped, t.pinned, t.slots);
+    if counted != (r.resident, r.swapped, r.pinned, r.slots) {
+        let odd: Vec<String> = r
+            .pages
+            .entries()
+            .into_iter()
+            .filter(|(_, e)| e.slot().is_some() && e.state() != S::Swapped)
+            .take(8)
+            .map(|(p, e)| format!("{p}:{e:?}/{:?}", e.state()))
+            .collect();
+        return Err(format!(
+            "region {rid}: counted resident/swapped/pinned/slots {counted:?}, recorded {:?} ({})",
+            (r.resident, r.swapped, r.pinned, r.slots),
+            odd.join(" ")
+        ));
+    }
+    if (shared, shared_resident) != (r.shared, r.shared_resident) {
+        return Err(format!(
+            "region {rid}: counted shared/shared-resident {:?}, recorded {:?}",
+            (shared, shared_resident),
+            (r.shared, r.shared_resident)
+        ));
+    }
+    Ok(t)
+}
+
+/// Checks every share against the references counted from the pages; returns the slots shares
+/// hold.
+fn check_shares(st: &State, refs: &std::collections::HashMap<u32, (u32, u32)>) -> std::result::Result<u64, String> {
+    let (mut live, mut slots) = (0, 0u64);
+    for (id, s) in st.shares.iter() {
+        live += 1;
+        let counted = refs.get(&id).copied().unwrap_or_default();
+        if counted != (s.refs, s.resident) {
+            return Err(format!(
+                "share {id}: pages count references/frames {counted:?}, it records {:?}",
+                (s.refs, s.resident)
+            ));
+        }
+        if s.slot.is_none() && s.resident == 0 {
+            return Err(format!("share {id}: {} references, but its data is nowhere", s.refs));
+        }
+        slots += u64::from(s.slot.is_some());
+    }
+    if live != refs.len() || live != st.shares.len() {
+        return Err(format!("{} shares referred to by pages, {live} live, {} recorded", refs.len(), st.shares.len()));
+    }
+    Ok(slots)
 }

@@ -54,24 +54,32 @@ impl Scratch {
     }
 }
 
-thread_local! {
-    /// Set by the fault path when an in-thread fault must fail: the SIGBUS is then delivered to
-    /// the previous handler or the default action instead of being retried.
-    static DELIVER: std::cell::Cell<bool> = const { std::cell::Cell::new(false) };
-}
-
 /// The `tid` an in-thread fault passes down: "the calling thread", looked up (one syscall) only
 /// on the rare paths that need the kernel's thread id.
 pub(crate) const THIS_THREAD: u32 = u32::MAX;
 
-/// Starts an in-thread fault: no SIGBUS to deliver yet.
-pub(crate) fn deliver_reset() {
-    DELIVER.set(false);
+/// One fault being resolved: what its steps need, carried down instead of a list of arguments
+/// (the kernel's `struct vm_fault` is the model), and what they decided for the faulting thread.
+pub(crate) struct Fault {
+    /// The region faulted on.
+    pub(crate) rid: u32,
+    /// The page faulted on, in the region.
+    pub(crate) page: u64,
+    /// A write access.
+    pub(crate) write: bool,
+    /// The faulting thread: the kernel's id, or [`THIS_THREAD`].
+    pub(crate) tid: u32,
+    /// When the fault was first seen (for the latency histogram).
+    pub(crate) t0: Instant,
+    /// Set by a step that decides the access fails: an in-thread fault then lets its SIGBUS
+    /// through. (Handler threads never need it: they poison the page instead.)
+    pub(crate) sigbus: bool,
 }
 
-/// Ends an in-thread fault: whether the fault code decided the access fails (SIGBUS).
-pub(crate) fn deliver_take() -> bool {
-    DELIVER.replace(false)
+impl Fault {
+    pub(crate) fn new(rid: u32, page: u64, write: bool, tid: u32, t0: Instant) -> Fault {
+        Fault { rid, page, write, tid, t0, sigbus: false }
+    }
 }
 
 /// The kernel's id of the thread `tid` names.
@@ -86,6 +94,18 @@ enum Source {
     Slot(u32),
     /// A mapped file, at this offset.
     File(u64),
+}
+
+/// What a page-in's plan decided (its run's pages, sources and checksums are in [`Scratch`]).
+struct Plan {
+    /// Pages in the run.
+    n: usize,
+    /// A free pool frame the single page is filled in and moved from (MOVE path).
+    pool_frame: Option<u32>,
+    /// Every page of the run is a zero fill: nothing to read.
+    all_zero: bool,
+    /// The region's mapped file, if it has one.
+    file: Option<std::sync::Arc<crate::filemap::FileMap>>,
 }
 
 impl Core {
@@ -119,20 +139,21 @@ impl Core {
             // A region released while this event was queued: unregistering woke its threads.
             return;
         };
+        let mut f = Fault::new(rid, page, write, tid, t0);
         if st.region(rid).live != Liveness::Live || self.is_failed() {
-            self.resolve_dead(&mut st, rid, page, tid);
+            self.resolve_dead(&mut st, &mut f);
             return;
         }
         let e = st.region(rid).pages.get(page);
         // A handler thread cannot wait here (the others queue behind it): what has to wait is
         // left parked in the kernel, and whoever settles the page wakes it.
         match need(e, Access { write, wp: Some(wp) }) {
-            Need::PageIn => self.page_in(st, rid, page, write, tid, scratch, t0),
+            Need::PageIn => self.page_in(st, &mut f, scratch),
             Need::MakeWritable => {
-                let mut st = self.write_fault(st, rid, page, tid);
-                self.record(&mut st, rid, t0);
+                let mut st = self.write_fault(st, &mut f);
+                self.record(&mut st, &f);
             }
-            Need::Dead => self.resolve_dead(&mut st, rid, page, tid),
+            Need::Dead => self.resolve_dead(&mut st, &mut f),
             // The installing ioctl wakes every thread parked on the page.
             Need::InFlight if e.state() == PageState::PageIn => st.counters(rid).spurious += 1,
             // The eviction wakes the page's waiters when it ends; so does dropping an emergency
@@ -152,10 +173,11 @@ impl Core {
         }
     }
 
-    pub(crate) fn record(&self, st: &mut State, rid: u32, t0: Instant) {
-        let a = st.region(rid).arena;
+    /// Records the fault's latency in its arena's histogram.
+    pub(crate) fn record(&self, st: &mut State, f: &Fault) {
+        let a = st.region(f.rid).arena;
         if let Some(a) = st.arenas.get_mut(&a) {
-            a.hist.record(u64::try_from(t0.elapsed().as_nanos()).unwrap_or(u64::MAX));
+            a.hist.record(u64::try_from(f.t0.elapsed().as_nanos()).unwrap_or(u64::MAX));
         }
     }
 
@@ -174,7 +196,8 @@ impl Core {
     /// evictable, no victim), a safe accessor's write fails with `OutOfMemory` (`tid`, the writing
     /// thread, is marked failed) and an in-thread raw write gets SIGBUS; a raw write served by a
     /// handler thread waits for memory.
-    pub(crate) fn write_fault<'a>(&'a self, mut st: Guard<'a>, rid: u32, page: u64, tid: u32) -> Guard<'a> {
+    pub(crate) fn write_fault<'a>(&'a self, mut st: Guard<'a>, f: &mut Fault) -> Guard<'a> {
+        let (rid, page, tid) = (f.rid, f.page, f.tid);
         loop {
             let e = st.regions.get(&rid).filter(|r| r.live == Liveness::Live).map(|r| r.pages.get(page));
             // A failed runtime waits for nothing: the thread retries, and its next fault (or the
@@ -234,7 +257,7 @@ impl Core {
                     return st;
                 }
                 if self.in_thread && tid == THIS_THREAD {
-                    DELIVER.set(true);
+                    f.sigbus = true;
                     return st;
                 }
                 log::warn!("pagewarden: a write to a shared page waits for memory: no frame, no swap, no victim");
@@ -266,9 +289,9 @@ impl Core {
     /// A thread inside a safe accessor gets a zero page from the reserve (the accessor then
     /// reports `Killed`/`Corrupted` rather than the zeros); any other thread finds the page
     /// poisoned and takes SIGBUS, so raw access never reads made-up data.
-    pub(crate) fn resolve_dead(&self, st: &mut State, rid: u32, page: u64, tid: u32) {
+    pub(crate) fn resolve_dead(&self, st: &mut State, f: &mut Fault) {
         let ps = self.page();
-        let tid = kernel_tid(tid);
+        let (rid, page, tid) = (f.rid, f.page, kernel_tid(f.tid));
         let arena = st.region(rid).arena;
         let Some(shared) = st.arenas.get(&arena).map(|a| a.shared.clone()) else {
             return;
@@ -286,7 +309,7 @@ impl Core {
         } else if self.in_thread {
             // The faulting thread is running this very code in its SIGBUS handler: let the signal
             // through to the previous handler or the default action.
-            DELIVER.set(true);
+            f.sigbus = true;
         } else if let Err(e) = self.uffd.poison(&map, off, ps, true) {
             log::error!("pagewarden: poisoning a dead page failed: {e}");
             let _ = self.uffd.wake(&map, off, ps);
@@ -305,9 +328,9 @@ impl Core {
     /// * Any other thread gets SIGBUS (UFFDIO_POISON on the page); the poison is lifted once
     ///   memory is free again. While safe accessors are inside the arena, such a thread gets the
     ///   read-only copy instead, so an accessor can never touch a poisoned page.
-    fn fail_fault(&self, st: &mut State, rid: u32, page: u64, tid: u32, scratch: &mut Scratch) {
+    fn fail_fault(&self, st: &mut State, f: &mut Fault, scratch: &mut Scratch) {
         let ps = self.page();
-        let tid = kernel_tid(tid);
+        let (rid, page, tid) = (f.rid, f.page, kernel_tid(f.tid));
         let arena = st.region(rid).arena;
         let Some(shared) = st.arenas.get(&arena).map(|a| a.shared.clone()) else { return };
         let map = st.region(rid).map.clone();
@@ -316,7 +339,7 @@ impl Core {
         let accessor = shared.fail_accessor(tid, self.has_tid);
         let busy = !lock(&shared.accessors).is_empty();
         if !accessor && !busy && self.in_thread {
-            DELIVER.set(true);
+            f.sigbus = true;
             return;
         }
         if !accessor && !busy && self.can_poison {
@@ -348,7 +371,7 @@ impl Core {
                 && crate::engine::swap::page_sum(&scratch.bounce, 0, ps) == st.slots.sum(s);
             if !ok {
                 self.lose_page(st, rid, page);
-                self.resolve_dead(st, rid, page, tid);
+                self.resolve_dead(st, f);
                 return;
             }
             src = (&scratch.bounce, 0);
@@ -412,60 +435,81 @@ impl Core {
         }
     }
 
-    /// Brings a missing page (and, for a sequential stream, its successors) into memory.
-    #[allow(clippy::too_many_arguments)]
-    pub(crate) fn page_in<'a>(
+    /// Brings a missing page (and, for a sequential stream, its successors) into memory: plan
+    /// (locked: the frames, the run marked in flight, where each page's data lies), fill (the I/O
+    /// into a staging buffer, unlocked), commit (locked: one installing ioctl, then bookkeeping).
+    pub(crate) fn page_in<'a>(&'a self, st: Guard<'a>, f: &mut Fault, scratch: &mut Scratch) {
+        let Some((st, plan)) = self.plan_page_in(st, f, scratch) else { return };
+        drop(st);
+        let Scratch { bounce, sources, expect, failed, .. } = &mut *scratch;
+        // Pages whose slot could not be read.
+        failed.clear();
+        failed.resize(plan.n, false);
+        if !(plan.pool_frame.is_none() && plan.all_zero) {
+            let (buf, buf_off) = self.staging(&plan, bounce);
+            self.fill_pages(sources, expect, failed, buf, buf_off, plan.file.as_deref());
+        }
+        self.commit_page_in(self.lock(), f, &plan, scratch);
+    }
+
+    /// Where a page-in's data is staged: a free pool frame (one page written at once on the MOVE
+    /// path: no allocation, no copy), the zero mapping (nothing to read), else the bounce buffer.
+    fn staging<'b>(&'b self, plan: &Plan, bounce: &'b Mapping) -> (&'b Mapping, usize) {
+        match (plan.pool_frame, plan.all_zero) {
+            (Some(f), _) => (self.pool.as_ref().expect("pool exists on the MOVE path"), f as usize * self.page()),
+            (None, true) => (&self.zero, 0),
+            (None, false) => (bounce, 0),
+        }
+    }
+
+    /// A page-in's plan, under the lock: the readahead window, frames for it, and the run of
+    /// missing pages marked in flight with each page's source and expected checksum in `scratch`.
+    /// `None` when the fault was resolved on the way (see [`Core::frames_for_page_in`]).
+    fn plan_page_in<'a>(
         &'a self,
         mut st: Guard<'a>,
-        rid: u32,
-        page: u64,
-        write: bool,
-        tid: u32,
+        f: &mut Fault,
         scratch: &mut Scratch,
-        t0: Instant,
-    ) {
+    ) -> Option<(Guard<'a>, Plan)> {
         let ps = self.page();
+        let (rid, page) = (f.rid, f.page);
         let (want, hits) = {
             let r = st.region_mut(rid);
             let d = r.stream.on_fault(page, n32(self.cfg.max_readahead));
             (u64::from(d.window).min(r.npages - page), d.hits)
         };
         st.counters(rid).readahead_hits += u64::from(hits);
-        let Some((mut st, got)) = self.frames_for_page_in(st, rid, page, want, tid, scratch) else { return };
+        let (mut st, got) = self.frames_for_page_in(st, f, want, scratch)?;
         // A copy-on-write page: copied from a relative's frame where there is one (no I/O), else
         // read from the share's slot below, with its neighbours.
         let first = st.region(rid).pages.get(page);
         if let Some(id) = first.share() {
-            let Some(g) = self.page_in_shared(st, rid, page, id, write, got, t0) else { return };
-            st = g;
+            st = self.page_in_shared(st, f, id, got)?;
         }
         // A file-backed region: never-touched pages fill from the file, up to its end.
         let file = st.region(rid).file.clone();
         let in_file = match &file {
-            Some(f) => match f.pages_in_file(ps) {
-                Ok(n) => n,
-                Err(e) => {
-                    log::error!("pagewarden: {e}");
-                    0
-                }
-            },
+            Some(m) => m.pages_in_file(ps).unwrap_or_else(|e| {
+                log::error!("pagewarden: {e}");
+                0
+            }),
             None => u64::MAX,
         };
         if first.state() == PageState::Unpopulated && page >= in_file {
             // Past the end of the file: SIGBUS for raw access, as with mmap (a safe accessor
             // checked the file length first; it only gets here if the file shrank meanwhile).
             st.frames.give(got);
-            self.fail_fault(&mut st, rid, page, tid, scratch);
-            return;
+            self.fail_fault(&mut st, f, scratch);
+            return None;
         }
         // The run of missing pages starting at `page`, up to the frames we got (at most
         // `max_readahead`, the scratch vectors' capacity: nothing below allocates).
-        let Scratch { bounce, run, sources, expect, failed } = scratch;
+        let Scratch { run, sources, expect, .. } = scratch;
         let n = self.mark_run(&mut st, rid, page, got, in_file, run);
         sources.clear();
         sources.extend(run.iter().map(|&(p, e)| match (st.data_slot(e), &file) {
             (Some(s), _) => Source::Slot(s),
-            (None, Some(f)) if e.state() == PageState::Unpopulated => Source::File(f.at(p, ps)),
+            (None, Some(m)) if e.state() == PageState::Unpopulated => Source::File(m.at(p, ps)),
             (None, _) => Source::Zero,
         }));
         // What each slot must read back as (the slots are this run's while it is in flight, and a
@@ -475,23 +519,15 @@ impl Core {
         let all_zero = sources.iter().all(|s| matches!(s, Source::Zero));
         // A single page written at once can take a free pool frame by MOVE: no allocation, no copy.
         let pool_frame =
-            if self.path == EvictionPath::Move && n == 1 && write { st.frames.pop_populated() } else { None };
-        drop(st);
+            if self.path == EvictionPath::Move && n == 1 && f.write { st.frames.pop_populated() } else { None };
+        Some((st, Plan { n, pool_frame, all_zero, file }))
+    }
 
-        // Fill the staging buffer without the lock.
-        let (buf, buf_off): (&Mapping, usize) = match (pool_frame, all_zero) {
-            (Some(f), _) => (self.pool.as_ref().expect("pool exists on the MOVE path"), f as usize * ps),
-            (None, true) => (&self.zero, 0),
-            (None, false) => (&*bounce, 0),
-        };
-        // Pages whose slot could not be read.
-        failed.clear();
-        failed.resize(n, false);
-        if !(pool_frame.is_none() && all_zero) {
-            self.fill_pages(sources, expect, failed, buf, buf_off, file.as_deref());
-        }
-
-        let mut st = self.lock();
+    /// A page-in's commit, under the lock again after the fill: installs the run (or forgets it,
+    /// if its region died meanwhile, or abandons it, if a page could not be read), then counts it.
+    fn commit_page_in(&self, mut st: Guard<'_>, f: &Fault, plan: &Plan, scratch: &mut Scratch) {
+        let (rid, page, n, pool_frame) = (f.rid, f.page, plan.n, plan.pool_frame);
+        let Scratch { bounce, run, sources, failed, .. } = scratch;
         st.inflight.end_page_in(n);
         let live = {
             let r = st.region_mut(rid);
@@ -506,7 +542,7 @@ impl Core {
             self.abandon_run(&mut st, rid, run, pool_frame, Some(failed));
             return;
         }
-        let installed = self.install_run(&mut st, rid, page, n, write, pool_frame, (buf, buf_off));
+        let installed = self.install_run(&mut st, f, n, pool_frame, self.staging(plan, bounce));
         if let Some(f) = pool_frame.filter(|_| installed == n) {
             st.frames.moved_out(f);
         }
@@ -519,7 +555,7 @@ impl Core {
             }
         }
         let n = run.len();
-        let activations = self.settle_installed(&mut st, rid, write, run, sources);
+        let activations = self.settle_installed(&mut st, f, run, sources);
         st.region_mut(rid).stream.installed(page, n32(n));
         {
             let files = sources[..n].iter().filter(|s| matches!(s, Source::File(_))).count() as u64;
@@ -528,7 +564,7 @@ impl Core {
             c.readahead += n as u64 - 1;
             c.refault_activations += activations;
         }
-        self.record(&mut st, rid, t0);
+        self.record(&mut st, f);
         if st.frames.free() < self.cfg.low {
             self.reclaim_cv.notify_one();
         }
@@ -536,21 +572,17 @@ impl Core {
         self.notify_progress();
     }
 
-    /// Installs page `page` of `rid` (a `Shared` reference) as a copy of relative `src`'s resident
-    /// frame, under the lock: read-only and still a reference for a read, private for a write.
-    /// `got` frames were taken for the fault; one is used.
     /// Frames for a page-in of up to `want` pages: reclaimed, or freed by the OOM killer when
     /// nothing else gives. `None` when the fault was resolved on the way (the runtime failed, the
     /// arena died or was refused memory, or the page was served meanwhile).
     fn frames_for_page_in<'a>(
         &'a self,
         mut st: Guard<'a>,
-        rid: u32,
-        page: u64,
+        f: &mut Fault,
         want: u64,
-        tid: u32,
         scratch: &mut Scratch,
     ) -> Option<(Guard<'a>, usize)> {
+        let (rid, page) = (f.rid, f.page);
         let got = loop {
             let (g, got) = self.acquire(st, idx(want), rid);
             st = g;
@@ -560,7 +592,7 @@ impl Core {
             // The runtime failed meanwhile (acquire gives up then): answered as a dead page.
             if self.is_failed() {
                 if st.regions.contains_key(&rid) {
-                    self.resolve_dead(&mut st, rid, page, tid);
+                    self.resolve_dead(&mut st, f);
                 }
                 return None;
             }
@@ -574,19 +606,19 @@ impl Core {
                 OomOutcome::Killed if st.regions.get(&rid).is_some_and(|r| r.live == Liveness::Live) => continue,
                 OomOutcome::Killed => {
                     if st.regions.contains_key(&rid) {
-                        self.resolve_dead(&mut st, rid, page, tid);
+                        self.resolve_dead(&mut st, f);
                     }
                     return None;
                 }
                 // The policy panicked: the runtime has failed.
                 OomOutcome::Unresolved if self.is_failed() => {
                     if st.regions.contains_key(&rid) {
-                        self.resolve_dead(&mut st, rid, page, tid);
+                        self.resolve_dead(&mut st, f);
                     }
                     return None;
                 }
                 OomOutcome::Unresolved => {
-                    self.fail_fault(&mut st, rid, page, tid, scratch);
+                    self.fail_fault(&mut st, f, scratch);
                     return None;
                 }
             }
@@ -597,7 +629,7 @@ impl Core {
             Some((Liveness::Live, PageState::Unpopulated | PageState::Swapped | PageState::Shared)) => {}
             Some((Liveness::Killed, _)) => {
                 st.frames.give(got);
-                self.resolve_dead(&mut st, rid, page, tid);
+                self.resolve_dead(&mut st, f);
                 return None;
             }
             Some((Liveness::Live, _)) => {
@@ -618,20 +650,11 @@ impl Core {
     /// one (no I/O); when the share's only copy is on its way to swap, the fault waits for it and
     /// retries. `None` when the fault was dealt with here; otherwise the share's slot is read
     /// like any swapped page.
-    #[allow(clippy::too_many_arguments)]
-    fn page_in_shared<'a>(
-        &'a self,
-        mut st: Guard<'a>,
-        rid: u32,
-        page: u64,
-        id: u32,
-        write: bool,
-        got: usize,
-        t0: Instant,
-    ) -> Option<Guard<'a>> {
+    fn page_in_shared<'a>(&'a self, mut st: Guard<'a>, f: &Fault, id: u32, got: usize) -> Option<Guard<'a>> {
+        let (rid, page) = (f.rid, f.page);
         if let Some(src) = st.find_ref(rid, page, id, |e| e.state() == PageState::Resident) {
-            self.copy_shared_in(&mut st, rid, page, src, write, got);
-            self.record(&mut st, rid, t0);
+            self.copy_shared_in(&mut st, rid, page, src, f.write, got);
+            self.record(&mut st, f);
             return None;
         }
         if st.shares.get(id).slot.is_none() {
@@ -696,17 +719,15 @@ impl Core {
     /// Installs the run's `n` pages, filled in `src`, with one ioctl that wakes the threads
     /// waiting on them (MOVE of a pool frame for a single written page, else COPY, read-only
     /// for a read). Returns how many were installed.
-    #[allow(clippy::too_many_arguments)]
     fn install_run(
         &self,
         st: &mut State,
-        rid: u32,
-        page: u64,
+        f: &Fault,
         n: usize,
-        write: bool,
         pool_frame: Option<u32>,
         src: (&Mapping, usize),
     ) -> usize {
+        let (rid, page, write) = (f.rid, f.page, f.write);
         let ps = self.page();
         let (buf, buf_off) = src;
         let map = st.region(rid).map.clone();
@@ -770,7 +791,8 @@ impl Core {
     /// The pages of an installed run become resident (dirty and private for a write, clean and
     /// still shared for a read), enter the replacement lists and are counted. Returns how many
     /// refaults were activated.
-    fn settle_installed(&self, st: &mut State, rid: u32, write: bool, run: &[(u64, Entry)], sources: &[Source]) -> u64 {
+    fn settle_installed(&self, st: &mut State, f: &Fault, run: &[(u64, Entry)], sources: &[Source]) -> u64 {
+        let (rid, write) = (f.rid, f.write);
         let mut activations = 0;
         for (i, &(p, prev)) in run.iter().enumerate() {
             // Start from the entry as it is now, not as it was before the I/O: its flags may have
@@ -888,6 +910,9 @@ impl Core {
         }
     }
 
+    /// Installs page `page` of `rid` (a `Shared` reference) as a copy of relative `src`'s resident
+    /// frame, under the lock: read-only and still a reference for a read, private for a write.
+    /// `got` frames were taken for the fault; one is used.
     fn copy_shared_in(&self, st: &mut State, rid: u32, page: u64, src: u32, write: bool, got: usize) {
         let ps = self.page();
         let off = idx(page) * ps;

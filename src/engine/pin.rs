@@ -160,7 +160,9 @@ impl Core {
         // The write is coming: make the page dirty now rather than through a write-protect fault.
         if e.share().is_some() {
             // Copy-on-write: private first (which may need a frame, and so wait for one).
-            st = self.write_fault(st, rid, page, crate::sys::gettid());
+            let mut f =
+                crate::engine::fault::Fault::new(rid, page, true, crate::sys::gettid(), std::time::Instant::now());
+            st = self.write_fault(st, &mut f);
             let e = st.regions.get(&rid).map(|r| r.pages.get(page)).unwrap_or_default();
             if !(e.is_resident() && e.dirty()) {
                 return Hold::Missing;

@@ -15,7 +15,7 @@
 //! allocates there); ordinary faults log nothing.
 
 use crate::engine::dispatch::{Access, Need, need};
-use crate::engine::fault::{Scratch, THIS_THREAD, deliver_reset, deliver_take};
+use crate::engine::fault::{Fault, Scratch, THIS_THREAD};
 use crate::engine::{Core, Liveness};
 use crate::util::lock;
 use std::sync::atomic::Ordering;
@@ -156,7 +156,8 @@ impl Core {
                 }
             },
         };
-        deliver_reset();
+        // Whether the access must fail (SIGBUS), as the fault's steps decide.
+        let mut sigbus = false;
         // The first pass goes on with the lock taken above.
         let mut held = Some((st, t0));
         loop {
@@ -165,8 +166,10 @@ impl Core {
                 None => (self.lock(), Instant::now()),
             };
             let Some((rid, page)) = st.locate(addr, ps) else { break };
+            let mut f = Fault::new(rid, page, write, tid, t0);
             if st.region(rid).live != Liveness::Live || self.is_failed() {
-                self.resolve_dead(&mut st, rid, page, tid);
+                self.resolve_dead(&mut st, &mut f);
+                sigbus = f.sigbus;
                 break;
             }
             let e = st.region(rid).pages.get(page);
@@ -176,16 +179,19 @@ impl Core {
                     drop(self.wait_progress(st, Duration::from_millis(5)));
                 }
                 Need::MakeWritable => {
-                    let mut st = self.write_fault(st, rid, page, tid);
-                    self.record(&mut st, rid, t0);
+                    let mut st = self.write_fault(st, &mut f);
+                    self.record(&mut st, &f);
+                    sigbus = f.sigbus;
                     break;
                 }
                 Need::Dead => {
-                    self.resolve_dead(&mut st, rid, page, tid);
+                    self.resolve_dead(&mut st, &mut f);
+                    sigbus = f.sigbus;
                     break;
                 }
                 Need::PageIn => {
-                    self.page_in(st, rid, page, write, tid, &mut scratch, t0);
+                    self.page_in(st, &mut f, &mut scratch);
+                    sigbus = f.sigbus;
                     break;
                 }
                 // Resident already (another thread was faster), or a readable copy: retry.
@@ -201,6 +207,6 @@ impl Core {
         if pool.len() < pool.capacity() {
             pool.push(scratch);
         }
-        Some(!deliver_take())
+        Some(!sigbus)
     }
 }
