@@ -347,20 +347,20 @@ impl Arena {
         let map = match made {
             Ok(m) => Arc::new(m),
             Err(e) => {
-                core.lock().committed -= rounded as u64;
+                core.lock().usage.committed -= rounded as u64;
                 return Err(e);
             }
         };
         let poisoned = Arc::new(AtomicU64::new(0));
         let mut st = core.lock();
         if self.is_killed() {
-            st.committed -= rounded as u64;
+            st.usage.committed -= rounded as u64;
             drop(st);
             let _ = core.uffd.unregister(&map, 0, rounded);
             return Err(self.killed_err());
         }
         let Some(id) = st.regions.next_id() else {
-            st.committed -= rounded as u64;
+            st.usage.committed -= rounded as u64;
             drop(st);
             let _ = core.uffd.unregister(&map, 0, rounded);
             return Err(Error::InvalidArgument {
@@ -373,18 +373,11 @@ impl Arena {
             map: map.clone(),
             pages: PageTable::default(),
             npages: pages,
-            resident: 0,
-            swapped: 0,
-            pinned: 0,
-            slots: 0,
-            inflight: 0,
-            writing_back: 0,
+            counts: Default::default(),
             stream: Stream::default(),
             live: Liveness::Live,
             poisoned: poisoned.clone(),
             family: id,
-            shared: 0,
-            shared_resident: 0,
             file: file.clone(),
         });
         debug_assert_eq!(inserted, id);
@@ -467,7 +460,7 @@ impl Arena {
             }
             // A failed runtime's work in flight never settles.
             core.check()?;
-            let busy = parents.iter().any(|(p, ..)| st.regions.get(p).is_some_and(|r| r.inflight > 0))
+            let busy = parents.iter().any(|(p, ..)| st.regions.get(p).is_some_and(|r| r.counts.inflight > 0))
                 || st.held.keys().any(|&k| parents.iter().any(|(p, ..)| crate::mm::lru::unkey(k).0 == *p));
             if !busy {
                 break;

@@ -2,7 +2,7 @@
 //! engine's state, the threads) and what it reports.
 
 use crate::config::{Config, EvictionPath, SwapLocation};
-use crate::engine::Core;
+use crate::engine::core::{Buffers, Caps, Core, Events, Health, Memory, Signals};
 use crate::engine::state::State;
 use crate::entry::RtHandle;
 use crate::error::{Error, Result};
@@ -178,33 +178,34 @@ impl Runtime {
         let core = Arc::new(Core {
             uffd: ufd,
             path,
-            pool,
-            zero,
+            caps: Caps { has_tid, can_poison, in_thread },
+            mem: Memory { pool, zero },
             swap,
             state: Mutex::new(state),
-            progress: Condvar::new(),
-            progress_waiters: std::sync::atomic::AtomicUsize::new(0),
-            reclaim_cv: Condvar::new(),
-            events: tx,
-            events_rx: rx,
-            dropped_events: AtomicU64::new(0),
-            shutdown: AtomicBool::new(false),
+            signals: Signals {
+                progress: Condvar::new(),
+                waiters: std::sync::atomic::AtomicUsize::new(0),
+                reclaim: Condvar::new(),
+            },
+            events: Events { tx, rx, dropped: AtomicU64::new(0) },
             waker: Waker::new()?,
-            has_tid,
-            can_poison,
-            in_thread,
-            scratch: Mutex::new(Vec::new()),
-            evict_bufs: Mutex::new(crate::engine::reclaim::EvictBufs::pool(cfg.max_readahead)),
+            bufs: Buffers {
+                scratch: Mutex::new(Vec::new()),
+                evict: Mutex::new(crate::engine::reclaim::EvictBufs::pool(cfg.max_readahead)),
+            },
             moving: std::sync::RwLock::new(()),
-            failed: AtomicBool::new(false),
-            failure: Mutex::new(String::new()),
+            health: Health {
+                shutdown: AtomicBool::new(false),
+                failed: AtomicBool::new(false),
+                failure: Mutex::new(String::new()),
+            },
             cfg,
         });
         if in_thread {
             crate::entry::sigbus::register_in_thread(&core)?;
         }
         let mut threads = Vec::new();
-        let handlers = if core.in_thread { 0 } else { core.cfg.handler_threads };
+        let handlers = if core.caps.in_thread { 0 } else { core.cfg.handler_threads };
         for i in 0..handlers {
             let c = core.clone();
             let t = std::thread::Builder::new()
@@ -268,7 +269,7 @@ impl Runtime {
     /// A receiver of the runtime's [`Event`]s (kills, swap failures). All receivers share one
     /// queue: each event goes to one of them.
     pub fn events(&self) -> Receiver<Event> {
-        self.h.core.events_rx.clone()
+        self.h.core.events.rx.clone()
     }
 
     /// A snapshot of budget, swap and per-arena figures. `Display` prints it as a table.
@@ -317,7 +318,7 @@ impl Runtime {
         for r in st.regions.values() {
             n += r.map.resident_pages(0, r.map.len())?;
         }
-        if let Some(p) = &c.pool {
+        if let Some(p) = &c.mem.pool {
             n += p.resident_pages(0, p.len())?;
         }
         Ok(n)

@@ -237,3 +237,25 @@ fn the_checker_reads_what_it_should() {
     let want: BTreeSet<String> = ["engine", "sys", "runtime", "mm"].iter().map(|s| s.to_string()).collect();
     assert_eq!(got, want);
 }
+
+/// The engine also runs inside the SIGBUS handler of in-thread faults, where calling the logger
+/// is not safe: it logs only through `engine::logq` (which queues such lines for a runtime
+/// thread), never through the `log` crate's macros.
+#[test]
+fn the_engine_logs_only_through_its_queue() {
+    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("src/engine");
+    let mut files = Vec::new();
+    sources(&dir, &mut files);
+    let macros = ["error!", "warn!", "info!", "debug!", "trace!", "log!", "log_enabled!"];
+    let mut found = Vec::new();
+    for f in files.iter().filter(|f| !f.ends_with("logq.rs")) {
+        let src = code(&std::fs::read_to_string(f).unwrap());
+        for (n, line) in src.lines().enumerate() {
+            if macros.iter().any(|m| line.contains(&format!("log::{m}"))) {
+                found.push(format!("{}:{}: {}", f.display(), n + 1, line.trim()));
+            }
+        }
+    }
+    assert!(files.len() > 5, "the check found only {} engine sources", files.len());
+    assert!(found.is_empty(), "engine code calling the logger directly (use `note!`):\n{}", found.join("\n"));
+}

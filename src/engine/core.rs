@@ -26,13 +26,15 @@
 //!    takes it while holding it. The victim policy's `select` runs under it (user code: it must
 //!    not call back into the runtime).
 //! 3. leaves, each held for a few instructions and taking nothing else: an arena's accessors
-//!    (`ArenaShared::accessors`), the staging-buffer pools (`Core::scratch`, `Core::evict_bufs`),
-//!    the failure message (`Core::failure`), the encryption metadata (store/layers.rs) and the swap file's
-//!    growth lock (sys/file.rs). The last two are taken during swap I/O, with no other lock held.
+//!    (`ArenaShared::accessors`), the buffer pools ([`Buffers`]), the failure message
+//!    ([`Health`]), the queue of log lines from in-thread faults (engine/logq.rs), the
+//!    encryption metadata (store/layers.rs) and the swap file's growth lock (sys/file.rs). The
+//!    last two are taken during swap I/O, with no other lock held.
 //!
 //! Every mutex is taken through [`crate::util::lock`], which ignores poisoning.
 
 use crate::config::{Config, EvictionPath};
+use crate::engine::logq::note;
 use crate::engine::state::{Guard, State};
 use crate::error::{Error, Result};
 use crate::event::Event;
@@ -53,43 +55,79 @@ pub(crate) struct Core {
     pub(crate) cfg: Config,
     pub(crate) uffd: Uffd,
     pub(crate) path: EvictionPath,
-    /// The frame pool (MOVE path only).
-    pub(crate) pool: Option<Mapping>,
-    /// A never-written mapping: the source of zero-filled pages for UFFDIO_COPY (it maps only the
-    /// shared zero page, so it costs no frames).
-    pub(crate) zero: Mapping,
+    /// What the kernel offers and how faults arrive.
+    pub(crate) caps: Caps,
+    /// The frame pool and the zero mapping.
+    pub(crate) mem: Memory,
     /// Where evicted pages go: the store with its layers (encryption, the fault injector).
     pub(crate) swap: Option<Arc<dyn SwapStore>>,
     pub(crate) state: Mutex<State>,
-    /// Signalled when frames are freed or in-flight work completes. Wait on it with
-    /// [`Core::wait_progress`] and signal it with [`Core::notify_progress`].
-    pub(crate) progress: Condvar,
-    /// Threads waiting on `progress`. Changed and read only with the state lock held, so that a
-    /// signal with nobody waiting (most page-ins) costs no futex call.
-    pub(crate) progress_waiters: std::sync::atomic::AtomicUsize,
-    /// Wakes the background reclaimer.
-    pub(crate) reclaim_cv: Condvar,
-    pub(crate) events: Sender<Event>,
-    pub(crate) events_rx: Receiver<Event>,
-    pub(crate) dropped_events: AtomicU64,
-    pub(crate) shutdown: AtomicBool,
+    /// The condition variables threads wait on.
+    pub(crate) signals: Signals,
+    pub(crate) events: Events,
     pub(crate) waker: Waker,
+    /// Buffers reused by faults and evictions, so that neither allocates.
+    pub(crate) bufs: Buffers,
+    /// Held (shared) while reclaim moves pages out of arenas without the state lock; taken
+    /// (exclusive) by [`Runtime::resident_frames_measured`] so that no page is counted twice.
+    pub(crate) moving: std::sync::RwLock<()>,
+    /// Shutdown and failure.
+    pub(crate) health: Health,
+}
+
+/// What the kernel offers and how faults arrive, fixed at start.
+pub(crate) struct Caps {
     /// The kernel reports faulting thread ids.
     pub(crate) has_tid: bool,
     /// UFFDIO_POISON is available.
     pub(crate) can_poison: bool,
     /// Faults are resolved in the faulting thread's SIGBUS handler.
     pub(crate) in_thread: bool,
+}
+
+/// Memory the runtime installs pages from.
+pub(crate) struct Memory {
+    /// The frame pool (MOVE path only).
+    pub(crate) pool: Option<Mapping>,
+    /// A never-written mapping: the source of zero-filled pages for UFFDIO_COPY (it maps only the
+    /// shared zero page, so it costs no frames).
+    pub(crate) zero: Mapping,
+}
+
+/// The condition variables of the state lock.
+pub(crate) struct Signals {
+    /// Signalled when frames are freed or in-flight work completes. Wait on it with
+    /// [`Core::wait_progress`] and signal it with [`Core::notify_progress`].
+    pub(crate) progress: Condvar,
+    /// Threads waiting on `progress`. Changed and read only with the state lock held, so that a
+    /// signal with nobody waiting (most page-ins) costs no futex call.
+    pub(crate) waiters: std::sync::atomic::AtomicUsize,
+    /// Wakes the background reclaimer.
+    pub(crate) reclaim: Condvar,
+}
+
+/// The runtime's event queue (bounded; what does not fit is counted).
+pub(crate) struct Events {
+    pub(crate) tx: Sender<Event>,
+    pub(crate) rx: Receiver<Event>,
+    pub(crate) dropped: AtomicU64,
+}
+
+/// Buffers reused across faults and evictions.
+pub(crate) struct Buffers {
     /// Staging buffers for in-thread faults (one per fault in progress).
     pub(crate) scratch: Mutex<Vec<crate::engine::fault::Scratch>>,
-    /// Vectors for evictions, reused (see [`EvictBufs`](crate::engine::reclaim::EvictBufs)).
-    pub(crate) evict_bufs: Mutex<Vec<crate::engine::reclaim::EvictBufs>>,
-    /// Held (shared) while reclaim moves pages out of arenas without the state lock; taken
-    /// (exclusive) by [`Runtime::resident_frames_measured`] so that no page is counted twice.
-    pub(crate) moving: std::sync::RwLock<()>,
+    /// Vectors for evictions (see [`EvictBufs`](crate::engine::reclaim::EvictBufs)).
+    pub(crate) evict: Mutex<Vec<crate::engine::reclaim::EvictBufs>>,
+}
+
+/// Whether the runtime is stopping or has failed.
+pub(crate) struct Health {
+    pub(crate) shutdown: AtomicBool,
     /// Set when a handler, the reclaimer or the victim policy panicked: the runtime serves no more
     /// faults.
     pub(crate) failed: AtomicBool,
+    /// Why it failed (the first reason).
     pub(crate) failure: Mutex<String>,
 }
 
@@ -111,13 +149,13 @@ impl Core {
     /// call returns `RuntimeFailed`. The userfaultfd stays open, so no thread ever resumes on a
     /// page of zeros in place of its data.
     pub(crate) fn fail(&self, why: String) {
-        log::error!("pagewarden: runtime failed: {why}");
-        let mut f = lock(&self.failure);
+        note!(Error, "pagewarden: runtime failed: {why}");
+        let mut f = lock(&self.health.failure);
         if f.is_empty() {
             *f = why;
         }
-        self.failed.store(true, Ordering::Release);
-        self.progress.notify_all();
+        self.health.failed.store(true, Ordering::Release);
+        self.signals.progress.notify_all();
     }
 
     /// After [`Core::fail`] from a thread that holds no state lock (a panic caught in a handler
@@ -128,26 +166,26 @@ impl Core {
         let st = self.lock();
         for r in st.regions.values() {
             if let Err(e) = self.uffd.wake(&r.map, 0, r.map.len()) {
-                log::error!("pagewarden: waking the threads of a failed runtime failed: {e}");
+                note!(Error, "pagewarden: waking the threads of a failed runtime failed: {e}");
             }
         }
     }
 
     pub(crate) fn is_failed(&self) -> bool {
-        self.failed.load(Ordering::Acquire)
+        self.health.failed.load(Ordering::Acquire)
     }
 
     /// `Err(RuntimeFailed)` once the runtime has failed.
     pub(crate) fn check(&self) -> Result<()> {
         if self.is_failed() {
-            return Err(Error::RuntimeFailed { detail: lock(&self.failure).clone() });
+            return Err(Error::RuntimeFailed { detail: lock(&self.health.failure).clone() });
         }
         Ok(())
     }
 
     pub(crate) fn publish(&self, ev: Event) {
-        if self.events.try_send(ev).is_err() {
-            self.dropped_events.fetch_add(1, Ordering::Relaxed);
+        if self.events.tx.try_send(ev).is_err() {
+            self.events.dropped.fetch_add(1, Ordering::Relaxed);
         }
     }
 
@@ -192,16 +230,16 @@ impl Core {
         // Counted while the lock is held, before `wait` releases it: a signaller changes the state
         // under the same lock, so it either runs before this thread looks at the state or sees
         // the count.
-        self.progress_waiters.fetch_add(1, Ordering::Relaxed);
-        let st = self.wait(st, &self.progress, d);
-        self.progress_waiters.fetch_sub(1, Ordering::Relaxed);
+        self.signals.waiters.fetch_add(1, Ordering::Relaxed);
+        let st = self.wait(st, &self.signals.progress, d);
+        self.signals.waiters.fetch_sub(1, Ordering::Relaxed);
         st
     }
 
     /// Wakes the threads waiting for progress, if any. Call with the state lock held.
     pub(crate) fn notify_progress(&self) {
-        if self.progress_waiters.load(Ordering::Relaxed) > 0 {
-            self.progress.notify_all();
+        if self.signals.waiters.load(Ordering::Relaxed) > 0 {
+            self.signals.progress.notify_all();
         }
     }
 
@@ -216,7 +254,7 @@ impl Core {
         let mut tracked = 0u64;
         for r in st.regions.values() {
             metadata += r.pages.heap_bytes() as u64;
-            tracked += r.resident + r.swapped;
+            tracked += r.counts.resident + r.counts.swapped;
         }
         metadata += (st.lru.resident() * std::mem::size_of::<PageKey>()) as u64;
         metadata += st.shares.heap_bytes() as u64;
@@ -241,7 +279,7 @@ impl Core {
             budget_frames: budget,
             frames_in_use: st.frames.in_use() as u64,
             frames_pooled: st.frames.populated() as u64,
-            pinned_frames: st.pinned as u64,
+            pinned_frames: st.usage.pinned as u64,
             pin_limit_frames: self.cfg.pin_limit as u64,
             swap_slots: swap,
             swap_usable_slots: u64::from(st.slots.limit()),
@@ -251,7 +289,7 @@ impl Core {
             swap_direct: self.swap.as_ref().is_some_and(|s| s.is_direct()),
             swap_read_ios: usage.read_ios,
             swap_write_ios: usage.write_ios,
-            committed_bytes: st.committed,
+            committed_bytes: st.usage.committed,
             commit_limit_bytes: crate::engine::pin::commit_limit(swap * ps, budget * ps, ratio),
             overcommit: self.cfg.overcommit,
             fault_mode: self.cfg.fault_mode,
@@ -306,11 +344,11 @@ impl Core {
                 st.slots.used()
             ));
         }
-        if total.clean != st.clean {
-            return Err(format!("clean pages: {} counted, {} recorded", total.clean, st.clean));
+        if total.clean != st.usage.clean {
+            return Err(format!("clean pages: {} counted, {} recorded", total.clean, st.usage.clean));
         }
-        if crate::mm::idx(total.pinned) != st.pinned {
-            return Err(format!("pins: pages hold {}, the runtime counts {}", total.pinned, st.pinned));
+        if crate::mm::idx(total.pinned) != st.usage.pinned {
+            return Err(format!("pins: pages hold {}, the runtime counts {}", total.pinned, st.usage.pinned));
         }
         Ok(())
     }
@@ -332,7 +370,7 @@ impl Core {
             resident_pages: c.resident,
             swapped_pages: c.swapped,
             pinned_pages: c.pinned,
-            shared_pages: st.arenas[&id].regions.iter().map(|r| st.region(*r).shared).sum(),
+            shared_pages: st.arenas[&id].regions.iter().map(|r| st.region(*r).counts.shared).sum(),
             unique_pages: c.unique(),
             oom_score: if shared.killed.load(Ordering::Acquire) { 0 } else { c.oom_score(total) },
             oom_score_adj: adj,
@@ -408,7 +446,7 @@ fn check_region(
         t.slots += u64::from(e.slot().is_some());
     }
     let counted = (t.resident, swapped, t.pinned, t.slots);
-    if counted != (r.resident, r.swapped, r.pinned, r.slots) {
+    if counted != (r.counts.resident, r.counts.swapped, r.counts.pinned, r.counts.slots) {
         let odd: Vec<String> = r
             .pages
             .entries()
@@ -419,15 +457,15 @@ fn check_region(
             .collect();
         return Err(format!(
             "region {rid}: counted resident/swapped/pinned/slots {counted:?}, recorded {:?} ({})",
-            (r.resident, r.swapped, r.pinned, r.slots),
+            (r.counts.resident, r.counts.swapped, r.counts.pinned, r.counts.slots),
             odd.join(" ")
         ));
     }
-    if (shared, shared_resident) != (r.shared, r.shared_resident) {
+    if (shared, shared_resident) != (r.counts.shared, r.counts.shared_resident) {
         return Err(format!(
             "region {rid}: counted shared/shared-resident {:?}, recorded {:?}",
             (shared, shared_resident),
-            (r.shared, r.shared_resident)
+            (r.counts.shared, r.counts.shared_resident)
         ));
     }
     Ok(t)

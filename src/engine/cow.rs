@@ -19,6 +19,7 @@
 //! two frames; the second is clean and is the first thing reclaim takes, with no I/O.
 
 use crate::config::EvictionPath;
+use crate::engine::logq::note;
 use crate::engine::{Core, Liveness, State};
 use crate::mm::idx;
 use crate::mm::lru::key;
@@ -68,8 +69,8 @@ impl Core {
     /// becomes that page's own data; with none, it is freed with its slot.
     pub(crate) fn unref_share(&self, st: &mut State, rid: u32, page: u64, id: u32, resident: bool) {
         if let Some(r) = st.regions.get_mut(&rid) {
-            r.shared -= 1;
-            r.shared_resident -= u64::from(resident);
+            r.counts.shared -= 1;
+            r.counts.shared_resident -= u64::from(resident);
         }
         let sh = st.shares.get_mut(id);
         sh.refs -= 1;
@@ -105,19 +106,19 @@ impl Core {
         match e.state() {
             PageState::Resident => {
                 e.set_share(None);
-                r.shared -= 1;
-                r.shared_resident -= 1;
+                r.counts.shared -= 1;
+                r.counts.shared_resident -= 1;
                 if let Some(s) = sh.slot {
                     e.set_slot(Some(s));
-                    r.slots += 1;
+                    r.counts.slots += 1;
                 } else {
                     // The frame is the only copy: the page is dirty from now on.
                     e.set_dirty(true);
                     if let Err(err) = self.uffd.writeprotect(&r.map, idx(page) * ps, ps, false, true) {
-                        log::error!("pagewarden: lifting write protection of an unshared page failed: {err}");
+                        note!(Error, "pagewarden: lifting write protection of an unshared page failed: {err}");
                     }
                     if !e.pinned() {
-                        st.clean -= 1;
+                        st.usage.clean -= 1;
                     }
                 }
             }
@@ -125,15 +126,15 @@ impl Core {
                 let Some(s) = sh.slot else {
                     // Its data is nowhere (a bookkeeping bug): leave the page referring to the
                     // share, so that its next fault loses it loudly.
-                    log::error!("pagewarden: share {id} has no copy left; page {page} of region {rid} is lost");
+                    note!(Error, "pagewarden: share {id} has no copy left; page {page} of region {rid} is lost");
                     return;
                 };
                 e.set_share(None);
-                r.shared -= 1;
+                r.counts.shared -= 1;
                 e.set_state(PageState::Swapped);
                 e.set_slot(Some(s));
-                r.slots += 1;
-                r.swapped += 1;
+                r.counts.slots += 1;
+                r.counts.swapped += 1;
             }
             _ => return,
         }
@@ -189,7 +190,7 @@ impl Core {
         match res {
             Ok(Filled::All) => {}
             other => {
-                log::error!("pagewarden: handing a shared page to a relative failed: {other:?}");
+                note!(Error, "pagewarden: handing a shared page to a relative failed: {other:?}");
                 if copy_only {
                     st.frames.give(1);
                 }
@@ -199,10 +200,10 @@ impl Core {
         let rq = st.regions.get_mut(&q).expect("found above");
         let mut e = rq.pages.get(page).with_state(PageState::Resident);
         e.set_waiters(false);
-        rq.resident += 1;
-        rq.shared_resident += 1;
+        rq.counts.resident += 1;
+        rq.counts.shared_resident += 1;
         st.lru.admit(key(q, page), &mut e, false);
-        st.clean += 1;
+        st.usage.clean += 1;
         st.region_mut(q).pages.set(page, e);
         st.shares.get_mut(id).resident += 1;
         true
@@ -213,10 +214,10 @@ impl Core {
     pub(crate) fn trim_pool(&self, st: &mut State) {
         let ps = self.page();
         let frames = st.frames.trim_for_copy();
-        if let Some(p) = &self.pool {
+        if let Some(p) = &self.mem.pool {
             let ranges: Vec<_> = frames.iter().map(|&f| (p, f as usize * ps, ps)).collect();
             if let Err(err) = crate::sys::mem::discard_many(ranges.iter().copied()) {
-                log::error!("pagewarden: dropping pool frames failed: {err}");
+                note!(Error, "pagewarden: dropping pool frames failed: {err}");
             }
         }
     }
@@ -308,11 +309,11 @@ impl Core {
             out.push((p, c));
             true
         });
-        r.slots -= slots_moved;
-        r.swapped -= swapped_moved;
-        r.shared += to_shared;
-        r.shared_resident += res_shared;
-        st.clean += cleaned;
+        r.counts.slots -= slots_moved;
+        r.counts.swapped -= swapped_moved;
+        r.counts.shared += to_shared;
+        r.counts.shared_resident += res_shared;
+        st.usage.clean += cleaned;
         if let Some((p, s)) = in_flight {
             return Err(crate::Error::InvalidArgument {
                 what: "fork",
@@ -323,7 +324,7 @@ impl Core {
         let shared = out.len() as u64 - poisoned;
         let c = st.region_mut(child);
         c.pages.extend_sorted(out);
-        c.shared += shared;
+        c.counts.shared += shared;
         // From here the parent's writes fault and break the sharing.
         let map = st.region(parent).map.clone();
         self.uffd.writeprotect(&map, 0, map.len(), true, false)?;

@@ -15,6 +15,7 @@
 use crate::config::EvictionPath;
 use crate::engine::dispatch::{Access, Need, need};
 use crate::engine::kill::OomOutcome;
+use crate::engine::logq::note;
 use crate::engine::{Core, Guard, Liveness, State};
 use crate::mm::lru::key;
 use crate::mm::page::{Entry, PageState};
@@ -133,8 +134,8 @@ impl Core {
         let ps = self.page();
         let mut st = self.lock();
         let Some((rid, page)) = st.locate(addr, ps) else {
-            if self.pool.as_ref().is_some_and(|p| p.contains(addr)) {
-                log::error!("pagewarden: fault on the frame pool at {addr:#x}: this is a bug");
+            if self.mem.pool.as_ref().is_some_and(|p| p.contains(addr)) {
+                note!(Error, "pagewarden: fault on the frame pool at {addr:#x}: this is a bug");
             }
             // A region released while this event was queued: unregistering woke its threads.
             return;
@@ -185,7 +186,7 @@ impl Core {
         let ps = self.page();
         let r = st.region(rid);
         if let Err(e) = self.uffd.wake(&r.map, idx(page) * ps, idx(n) * ps) {
-            log::error!("pagewarden: wake failed: {e}");
+            note!(Error, "pagewarden: wake failed: {e}");
         }
     }
 
@@ -250,17 +251,17 @@ impl Core {
             {
                 // Waiting could last for ever: fail the write where it can be failed cleanly.
                 let shared = st.arenas.get(&arena).map(|a| a.shared.clone());
-                if shared.is_some_and(|a| a.fail_accessor(kernel_tid(tid), self.has_tid)) {
+                if shared.is_some_and(|a| a.fail_accessor(kernel_tid(tid), self.caps.has_tid)) {
                     // The safe write finds its access failed (the page stays as it was). A thread
                     // parked on the page retries.
                     self.wake(&st, rid, page, 1);
                     return st;
                 }
-                if self.in_thread && tid == THIS_THREAD {
+                if self.caps.in_thread && tid == THIS_THREAD {
                     f.sigbus = true;
                     return st;
                 }
-                log::warn!("pagewarden: a write to a shared page waits for memory: no frame, no swap, no victim");
+                note!(Warn, "pagewarden: a write to a shared page waits for memory: no frame, no swap, no victim");
                 st = self.wait_progress(st, Duration::from_millis(20));
             }
         }
@@ -271,7 +272,7 @@ impl Core {
     /// cannot pick the page between the state change and the ioctl.
     pub(crate) fn make_dirty(&self, st: &mut State, rid: u32, page: u64, mut e: Entry) {
         if !e.pinned() {
-            st.clean -= 1;
+            st.usage.clean -= 1;
         }
         e.set_dirty(true);
         e.set_referenced(true);
@@ -280,7 +281,7 @@ impl Core {
         let r = st.region_mut(rid);
         r.pages.set(page, e);
         if let Err(err) = self.uffd.writeprotect(&r.map, idx(page) * ps, ps, false, true) {
-            log::error!("pagewarden: lifting write protection failed: {err}");
+            note!(Error, "pagewarden: lifting write protection failed: {err}");
             self.wake(st, rid, page, 1);
         }
     }
@@ -296,7 +297,7 @@ impl Core {
         let Some(shared) = st.arenas.get(&arena).map(|a| a.shared.clone()) else {
             return;
         };
-        let accessor = shared.is_accessor(tid, self.has_tid);
+        let accessor = shared.is_accessor(tid, self.caps.has_tid);
         // While safe accessors are inside, no page of the arena is poisoned: they must never touch
         // one. A raw thread then gets the zero page too (owned by nobody: the next accessor to
         // return drops it).
@@ -304,14 +305,14 @@ impl Core {
         let owner = if accessor { tid } else { 0 };
         let map = st.region(rid).map.clone();
         let off = idx(page) * ps;
-        if accessor || busy || (!self.can_poison && !self.in_thread) {
-            self.install_reserve(st, rid, page, owner, (&self.zero, 0), false);
-        } else if self.in_thread {
+        if accessor || busy || (!self.caps.can_poison && !self.caps.in_thread) {
+            self.install_reserve(st, rid, page, owner, (&self.mem.zero, 0), false);
+        } else if self.caps.in_thread {
             // The faulting thread is running this very code in its SIGBUS handler: let the signal
             // through to the previous handler or the default action.
             f.sigbus = true;
         } else if let Err(e) = self.uffd.poison(&map, off, ps, true) {
-            log::error!("pagewarden: poisoning a dead page failed: {e}");
+            note!(Error, "pagewarden: poisoning a dead page failed: {e}");
             let _ = self.uffd.wake(&map, off, ps);
         }
     }
@@ -336,21 +337,21 @@ impl Core {
         let map = st.region(rid).map.clone();
         let off = idx(page) * ps;
         let mut e = st.region(rid).pages.get(page);
-        let accessor = shared.fail_accessor(tid, self.has_tid);
+        let accessor = shared.fail_accessor(tid, self.caps.has_tid);
         let busy = !lock(&shared.accessors).is_empty();
-        if !accessor && !busy && self.in_thread {
+        if !accessor && !busy && self.caps.in_thread {
             f.sigbus = true;
             return;
         }
-        if !accessor && !busy && self.can_poison {
+        if !accessor && !busy && self.caps.can_poison {
             match self.uffd.poison(&map, off, ps, true) {
                 Ok(()) => {
                     e.set_reserve(true);
                     st.region_mut(rid).pages.set(page, e);
-                    st.oom_poisoned.push((rid, page));
+                    st.emergency.oom_poisoned.push((rid, page));
                     shared.oom_poisoned.fetch_add(1, Ordering::AcqRel);
                 }
-                Err(err) => log::error!("pagewarden: poisoning page {page} failed: {err}"),
+                Err(err) => note!(Error, "pagewarden: poisoning page {page} failed: {err}"),
             }
             return;
         }
@@ -358,7 +359,7 @@ impl Core {
         let owner = if accessor { tid } else { 0 };
         // The real contents: a rare emergency path, so the slot is read with the lock held. A
         // slot that cannot be read back intact loses the page rather than show wrong data.
-        let mut src: (&Mapping, usize) = (&self.zero, 0);
+        let mut src: (&Mapping, usize) = (&self.mem.zero, 0);
         // A copy-on-write page: a relative's resident frame, else the share's slot.
         let relative = e
             .share()
@@ -387,7 +388,7 @@ impl Core {
     pub(crate) fn lose_page(&self, st: &mut State, rid: u32, page: u64) {
         let mut e = st.region(rid).pages.get(page);
         if e.state() == PageState::Swapped {
-            st.region_mut(rid).swapped -= 1;
+            st.region_mut(rid).counts.swapped -= 1;
         }
         st.release_slot(rid, &mut e);
         st.region_mut(rid).pages.set(page, Entry::default().with_state(PageState::Poisoned));
@@ -419,7 +420,7 @@ impl Core {
         let off = idx(page) * ps;
         match self.uffd.copy(&map, off, src.0, src.1, ps, wp, true) {
             Ok(Filled::All) => {
-                st.reserve.push((rid, page, owner));
+                st.emergency.reserve.push((rid, page, owner));
                 let arena = st.region(rid).arena;
                 if let Some(a) = st.arenas.get(&arena) {
                     a.shared.reserve_pages.fetch_add(1, Ordering::AcqRel);
@@ -428,7 +429,7 @@ impl Core {
             }
             Ok(Filled::Exists { .. }) => false,
             Err(err) => {
-                log::error!("pagewarden: releasing a thread from page {page} failed: {err}");
+                note!(Error, "pagewarden: releasing a thread from page {page} failed: {err}");
                 let _ = self.uffd.wake(&map, off, ps);
                 false
             }
@@ -456,8 +457,8 @@ impl Core {
     /// path: no allocation, no copy), the zero mapping (nothing to read), else the bounce buffer.
     fn staging<'b>(&'b self, plan: &Plan, bounce: &'b Mapping) -> (&'b Mapping, usize) {
         match (plan.pool_frame, plan.all_zero) {
-            (Some(f), _) => (self.pool.as_ref().expect("pool exists on the MOVE path"), f as usize * self.page()),
-            (None, true) => (&self.zero, 0),
+            (Some(f), _) => (self.mem.pool.as_ref().expect("pool exists on the MOVE path"), f as usize * self.page()),
+            (None, true) => (&self.mem.zero, 0),
             (None, false) => (bounce, 0),
         }
     }
@@ -490,7 +491,7 @@ impl Core {
         let file = st.region(rid).file.clone();
         let in_file = match &file {
             Some(m) => m.pages_in_file(ps).unwrap_or_else(|e| {
-                log::error!("pagewarden: {e}");
+                note!(Error, "pagewarden: {e}");
                 0
             }),
             None => u64::MAX,
@@ -531,7 +532,7 @@ impl Core {
         st.inflight.end_page_in(n);
         let live = {
             let r = st.region_mut(rid);
-            r.inflight -= n as u64;
+            r.counts.inflight -= n as u64;
             r.live
         };
         if live != Liveness::Live {
@@ -566,7 +567,7 @@ impl Core {
         }
         self.record(&mut st, f);
         if st.frames.free() < self.cfg.low {
-            self.reclaim_cv.notify_one();
+            self.signals.reclaim.notify_one();
         }
         // In-thread faults waiting for this page-in to finish.
         self.notify_progress();
@@ -665,7 +666,7 @@ impl Core {
                 self.wake(&st, rid, page, 1);
             } else {
                 // Nowhere at all: a bookkeeping bug. Lose the page loudly rather than wait.
-                log::error!("pagewarden: shared page {page} of region {rid} has no copy left");
+                note!(Error, "pagewarden: shared page {page} of region {rid} has no copy left");
                 self.lose_page(&mut st, rid, page);
                 self.wake(&st, rid, page, 1);
             }
@@ -708,7 +709,7 @@ impl Core {
             for &(p, e) in run.iter() {
                 r.pages.set(p, e.with_state(PageState::PageIn));
             }
-            r.inflight += run.len() as u64;
+            r.counts.inflight += run.len() as u64;
         }
         let n = run.len();
         st.frames.give(got - n);
@@ -742,11 +743,11 @@ impl Core {
         match res {
             Ok(Filled::All) => n,
             Ok(Filled::Exists { bytes }) => {
-                log::error!("pagewarden: page {page} of region {rid} was populated behind the runtime's back");
+                note!(Error, "pagewarden: page {page} of region {rid} was populated behind the runtime's back");
                 bytes / ps
             }
             Err(e) => {
-                log::error!("pagewarden: installing page {page} failed: {e}");
+                note!(Error, "pagewarden: installing page {page} failed: {e}");
                 0
             }
         }
@@ -806,20 +807,20 @@ impl Core {
             let act = st.lru.refault_activates(prev);
             activations += u64::from(act);
             st.lru.admit(key(rid, p), &mut e, act);
-            st.clean += usize::from(!write);
+            st.usage.clean += usize::from(!write);
             let share = e.share();
             if write {
                 // Written at once: private from the start.
                 e.set_share(None);
             } else if let Some(id) = share {
                 st.shares.get_mut(id).resident += 1;
-                st.region_mut(rid).shared_resident += 1;
+                st.region_mut(rid).counts.shared_resident += 1;
             }
             let r = st.region_mut(rid);
             if prev.state() == PageState::Swapped {
-                r.swapped -= 1;
+                r.counts.swapped -= 1;
             }
-            r.resident += 1;
+            r.counts.resident += 1;
             r.pages.set(p, e);
             match (write, share) {
                 (true, Some(id)) => {
@@ -876,7 +877,7 @@ impl Core {
                             let _ = buf.fill(buf_off + i * ps + got, (j - i) * ps - got, 0);
                         }
                         Err(e) => {
-                            log::error!("pagewarden: reading the mapped file failed: {e}; pages poisoned");
+                            note!(Error, "pagewarden: reading the mapped file failed: {e}; pages poisoned");
                             failed[i..j].fill(true);
                         }
                     }
@@ -893,14 +894,14 @@ impl Core {
                         for (k, bad) in failed.iter_mut().enumerate().take(j).skip(i) {
                             let slot = s + n32(k - i);
                             if let Err(e) = self.swap_read(slot, buf, buf_off + k * ps, 1) {
-                                log::error!("pagewarden: swap read of slot {slot} failed: {e}; page poisoned");
+                                note!(Error, "pagewarden: swap read of slot {slot} failed: {e}; page poisoned");
                                 *bad = true;
                             }
                         }
                     }
                     for k in i..j {
                         if !failed[k] && crate::engine::swap::page_sum(buf, buf_off + k * ps, ps) != expect[k] {
-                            log::error!("pagewarden: slot {} failed its checksum; page poisoned", s + n32(k - i));
+                            note!(Error, "pagewarden: slot {} failed its checksum; page poisoned", s + n32(k - i));
                             failed[k] = true;
                         }
                     }
@@ -924,7 +925,7 @@ impl Core {
         match self.uffd.copy(&dst_map, off, &src_map, off, ps, !write, true) {
             Ok(Filled::All) => {}
             other => {
-                log::error!("pagewarden: copying shared page {page} from a relative failed: {other:?}");
+                note!(Error, "pagewarden: copying shared page {page} from a relative failed: {other:?}");
                 st.frames.give(1);
                 self.wake(st, rid, page, 1);
                 return;
@@ -936,17 +937,17 @@ impl Core {
         e.set_waiters(false);
         e.set_dirty(write);
         st.lru.admit(key(rid, page), &mut e, false);
-        st.region_mut(rid).resident += 1;
+        st.region_mut(rid).counts.resident += 1;
         if write {
             e.set_share(None);
             st.region_mut(rid).pages.set(page, e);
             self.unref_share(st, rid, page, id, false);
             st.counters(rid).cow_copies += 1;
         } else {
-            st.clean += 1;
+            st.usage.clean += 1;
             st.shares.get_mut(id).resident += 1;
             let r = st.region_mut(rid);
-            r.shared_resident += 1;
+            r.counts.shared_resident += 1;
             r.pages.set(page, e);
         }
         st.counters(rid).shared_faults += 1;

@@ -1,5 +1,6 @@
 //! Writing `Shared` file maps back: `Region::flush`, and which regions write back at all.
 
+use crate::engine::logq::note;
 use crate::engine::{Core, Liveness, State};
 use crate::error::{Error, Result};
 use crate::filemap::MapMode;
@@ -34,14 +35,14 @@ impl Core {
         // meanwhile, and later evictions carry later writes.)
         let evicting = |st: &State, p: u64| st.region(rid).pages.get(p).state() == PageState::Evicting;
         let pending: Vec<u64> =
-            if r.writing_back > 0 { range.filter(|&p| evicting(&st, p)).collect() } else { Vec::new() };
+            if r.counts.writing_back > 0 { range.filter(|&p| evicting(&st, p)).collect() } else { Vec::new() };
         // Write-protect and mark clean first: a write from now on faults and marks the page dirty
         // again. Holding the pages keeps reclaim from dropping a page whose write is not done.
         for &p in &dirty {
             self.uffd.writeprotect(&map, idx(p) * ps, ps, true, false)?;
             let mut e = st.region(rid).pages.get(p);
             e.set_dirty(false);
-            st.clean += usize::from(!e.pinned());
+            st.usage.clean += usize::from(!e.pinned());
             st.region_mut(rid).pages.set(p, e);
             *st.held.entry(key(rid, p)).or_insert(0) += 1;
         }
@@ -99,7 +100,7 @@ impl Core {
         let map = r.map.clone();
         for &p in pages {
             if let Err(e) = fm.write_back(p, 1, &map, idx(p) * ps, ps) {
-                log::error!("pagewarden: writing back page {p} of a dropped file map failed: {e}");
+                note!(Error, "pagewarden: writing back page {p} of a dropped file map failed: {e}");
             }
         }
         if !pages.is_empty() {
@@ -107,7 +108,7 @@ impl Core {
                 a.counters.file_writebacks += pages.len() as u64;
             }
             if let Err(e) = fm.file.sync() {
-                log::error!("pagewarden: syncing a dropped file map failed: {e}");
+                note!(Error, "pagewarden: syncing a dropped file map failed: {e}");
             }
         }
     }

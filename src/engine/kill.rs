@@ -1,6 +1,7 @@
 //! The OOM kill: the candidate table, the policy's choice, killing and reaping, and the
 //! periodic pressure and low-swap checks (see the `oom` module for the policy side).
 
+use crate::engine::logq::note;
 use crate::engine::{ArenaState, Core, Guard, Liveness, RegionState, State};
 use crate::event::Event;
 use crate::mm::page::PageState;
@@ -26,7 +27,7 @@ impl State {
     /// of a process, shared or not), though killing it frees no slot while a relative refers to
     /// the share. A walk of the table, made only when the region has such references.
     pub(crate) fn shared_in_swap(&self, r: &RegionState) -> u64 {
-        if r.shared == r.shared_resident {
+        if r.counts.shared == r.counts.shared_resident {
             return 0;
         }
         let mut n = 0;
@@ -46,13 +47,13 @@ impl Core {
         let (mut resident, mut swapped, mut pinned, mut slots, mut meta, mut shared) = (0, 0, 0, 0, 0, 0);
         for rid in &a.regions {
             let r = st.region(*rid);
-            resident += r.resident;
-            swapped += r.swapped + st.shared_in_swap(r);
-            pinned += r.pinned;
-            slots += r.slots;
+            resident += r.counts.resident;
+            swapped += r.counts.swapped + st.shared_in_swap(r);
+            pinned += r.counts.pinned;
+            slots += r.counts.slots;
             meta += r.pages.heap_bytes() as u64;
             // Frames holding copy-on-write data: a relative keeps the data when this one dies.
-            shared += r.shared_resident;
+            shared += r.counts.shared_resident;
         }
         let p = &a.profile;
         Candidate {
@@ -78,7 +79,7 @@ impl Core {
     /// At debug level, once a second while reclaim is busy: what each step of the escalation path
     /// did since the last line.
     fn log_reclaim(&self, st: &mut State, now: Instant) {
-        if !log::log_enabled!(log::Level::Debug) {
+        if log::max_level() < log::LevelFilter::Debug {
             return;
         }
         let mut c = *st.arenas.retired().0;
@@ -91,7 +92,8 @@ impl Core {
             None => st.reclaim_log = Some((now, cur)),
             Some((_, prev)) if prev == cur => st.reclaim_log = Some((now, cur)),
             Some((_, p)) => {
-                log::debug!(
+                note!(
+                    Debug,
                     "pagewarden: reclaim: {} clean pages dropped, {} file pages written back, {} pages swapped out, \
                      {} faults reclaimed directly, {} kills; {} of {} frames free",
                     cur[0] - p[0],
@@ -145,7 +147,7 @@ impl Core {
             deficit,
             budget_frames: st.frames.budget() as u64,
             frames_in_use: st.frames.in_use() as u64,
-            pinned_frames: st.pinned as u64,
+            pinned_frames: st.usage.pinned as u64,
             swap_slots: u64::from(st.slots.capacity()),
             swap_used: u64::from(st.slots.used()),
             candidates,
@@ -192,7 +194,8 @@ impl Core {
         for &p in &picks {
             rows[p].chosen = true;
         }
-        log::debug!(
+        note!(
+            Debug,
             "pagewarden: OOM ({trigger:?}): deficit {} frames, {} slots; policy {} offered {} of {} arenas, chose {:?}",
             deficit.frames,
             deficit.slots,
@@ -218,18 +221,18 @@ impl Core {
         let outcome =
             if self.cfg.oom_dry_run || report.victims.is_empty() { OomOutcome::Unresolved } else { OomOutcome::Killed };
         if self.cfg.oom_dry_run {
-            log::warn!("{report}");
+            note!(Warn, "{report}");
             self.publish(Event::WouldKill(report.clone()));
         } else if report.victims.is_empty() {
-            log::error!("{report}");
+            note!(Error, "{report}");
             self.publish(Event::OomUnresolved(report.clone()));
         } else {
             st.arenas.count_kills(report.victims.len() as u64);
-            log::warn!("{report}");
+            note!(Warn, "{report}");
             let rids = victim_regions(st, &report);
             self.publish_after_writebacks(st, Event::Killed(report.clone()), rids);
         }
-        self.progress.notify_all();
+        self.signals.progress.notify_all();
         (outcome, report)
     }
 
@@ -253,10 +256,10 @@ impl Core {
         report.reaping = t1.elapsed();
         report.victims.push(Victim { id: u64::from(aid), name, frames_freed, slots_freed });
         st.arenas.count_kills(1);
-        log::warn!("{report}");
+        note!(Warn, "{report}");
         let rids = victim_regions(st, &report);
         self.publish_after_writebacks(st, Event::Killed(report.clone()), rids);
-        self.progress.notify_all();
+        self.signals.progress.notify_all();
         Some(report)
     }
 
@@ -315,7 +318,8 @@ impl Core {
         if let Some(th) = self.cfg.pressure_warn {
             if let Some(share) = st.stalls.warn_due(now, th.share, th.window) {
                 let pressure = st.stalls.psi().snapshot(now);
-                log::warn!(
+                note!(
+                    Warn,
                     "pagewarden: memory pressure: threads stalled {:.0}% of the last {:?}",
                     share * 100.0,
                     th.window
@@ -324,7 +328,7 @@ impl Core {
             }
         }
         self.check_swap_low(st);
-        if !st.oom_poisoned.is_empty() && st.frames.free() >= self.cfg.high {
+        if !st.emergency.oom_poisoned.is_empty() && st.frames.free() >= self.cfg.high {
             self.clear_oom_poison(st);
         }
     }
@@ -332,7 +336,7 @@ impl Core {
     /// Publishes `SwapLow` when free swap falls under a tenth (again after it recovers to a fifth).
     pub(crate) fn check_swap_low(&self, st: &mut State) {
         if let Some((free, cap)) = st.slots.low(false) {
-            log::warn!("pagewarden: swap low: {free} of {cap} slots free");
+            note!(Warn, "pagewarden: swap low: {free} of {cap} slots free");
             self.publish(Event::SwapLow { free_slots: free, capacity: cap });
         }
     }

@@ -11,6 +11,7 @@
 //! * [`filemap`] — `Shared` file maps written back on flush.
 //! * [`kill`] — the OOM kill and reaping, the pressure and low-swap checks.
 //! * [`pin`] — pins and the holds of safe accessors.
+//! * [`logq`] — log lines, queued rather than written while in the SIGBUS handler.
 //! * [`swap`] — swap I/O through the store, with a checksum per slot verified on every swap-in.
 
 pub(crate) mod core;
@@ -19,6 +20,7 @@ pub(crate) mod dispatch;
 pub(crate) mod fault;
 pub(crate) mod filemap;
 pub(crate) mod kill;
+pub(crate) mod logq;
 pub(crate) mod pin;
 pub(crate) mod reclaim;
 pub(crate) mod state;

@@ -37,13 +37,13 @@ impl Core {
             Overcommit::Heuristic => None,
             Overcommit::Strict { ratio } => {
                 let limit = commit_limit(swap, budget, ratio);
-                (st.committed + bytes > limit).then_some(limit)
+                (st.usage.committed + bytes > limit).then_some(limit)
             }
         };
         if let Some(limit) = limit {
-            return Err(Error::CommitLimit { requested: bytes, committed: st.committed, limit });
+            return Err(Error::CommitLimit { requested: bytes, committed: st.usage.committed, limit });
         }
-        st.committed += bytes;
+        st.usage.committed += bytes;
         Ok(())
     }
 
@@ -57,10 +57,10 @@ impl Core {
         }
         let n = range.end - range.start;
         let limit = self.cfg.pin_limit as u64;
-        if st.pinned as u64 + n > limit {
-            return Err(Error::PinLimit { requested: n, pinned: st.pinned as u64, limit });
+        if st.usage.pinned as u64 + n > limit {
+            return Err(Error::PinLimit { requested: n, pinned: st.usage.pinned as u64, limit });
         }
-        st.pinned += crate::mm::idx(n);
+        st.usage.pinned += crate::mm::idx(n);
         Ok(())
     }
 
@@ -79,9 +79,9 @@ impl Core {
         }
         if !e.pinned() {
             st.lru.leave(&mut e);
-            st.clean -= usize::from(!e.dirty());
+            st.usage.clean -= usize::from(!e.dirty());
             e.set_pinned(true);
-            r.pinned += 1;
+            r.counts.pinned += 1;
             r.pages.set(page, e);
         }
         Ok(true)
@@ -96,11 +96,11 @@ impl Core {
             let mut e = r.pages.get(p);
             if e.pinned() {
                 e.set_pinned(false);
-                r.pinned -= 1;
-                st.pinned -= 1;
+                r.counts.pinned -= 1;
+                st.usage.pinned -= 1;
                 if e.is_resident() {
                     st.lru.admit(key(rid, p), &mut e, false);
-                    st.clean += usize::from(!e.dirty());
+                    st.usage.clean += usize::from(!e.dirty());
                 }
                 r.pages.set(p, e);
             }
@@ -110,7 +110,7 @@ impl Core {
     /// Gives back pin quota reserved by [`Core::pin_reserve`] for pages that were never pinned.
     pub(crate) fn release_pin_quota(&self, pages: u64) {
         let mut st = self.lock();
-        st.pinned -= crate::mm::idx(pages).min(st.pinned);
+        st.usage.pinned -= crate::mm::idx(pages).min(st.usage.pinned);
     }
 
     /// The first page of `range` that is not pinned.
@@ -134,7 +134,7 @@ impl Core {
         }
         // An emergency copy may be read (it is the real data), never written; OOM poison never
         // touched.
-        if e.reserve() && (write || st.oom_poisoned.contains(&(rid, page))) {
+        if e.reserve() && (write || st.emergency.oom_poisoned.contains(&(rid, page))) {
             return Some(Error::OutOfMemory { arena: arena() });
         }
         None

@@ -36,6 +36,7 @@
 //! (one flush per 256 ranges).
 
 use crate::config::EvictionPath;
+use crate::engine::logq::note;
 use crate::engine::{Core, Guard, Liveness, State};
 use crate::event::Event;
 use crate::mm::lru::{PageKey, key, unkey};
@@ -174,7 +175,7 @@ impl Core {
         // A readahead window larger than the spare frames: make room by dropping clean pages
         // (no I/O; a scan leaves them behind it), so streams keep their full window.
         let spare = st.frames.free().saturating_sub(self.cfg.low);
-        if want > spare + 1 && st.clean > 0 {
+        if want > spare + 1 && st.usage.clean > 0 {
             let (g, _) = self.evict(st, Victims::Clean(want - spare));
             st = g;
         }
@@ -188,11 +189,11 @@ impl Core {
                 let spare = free.saturating_sub(self.cfg.low);
                 let n = st.frames.take(want.min(spare).max(1));
                 if st.frames.free() < self.cfg.low {
-                    self.reclaim_cv.notify_one();
+                    self.signals.reclaim.notify_one();
                 }
                 return (st, Some(n));
             }
-            self.reclaim_cv.notify_one();
+            self.signals.reclaim.notify_one();
             // Reclaim toward the high watermark, as the background reclaimer would.
             let (g, freed) = self.escalate(st, self.cfg.high.clamp(1, DIRECT_BATCH));
             st = g;
@@ -203,7 +204,8 @@ impl Core {
                 st = self.wait_progress(st, Duration::from_millis(20));
                 continue;
             }
-            log::debug!(
+            note!(
+                Debug,
                 "pagewarden: reclaim: no free frame and nothing evictable or in flight; escalating to the OOM killer"
             );
             return (st, None);
@@ -216,7 +218,7 @@ impl Core {
     /// never taken. The OOM killer is the caller's last step.
     pub(crate) fn escalate<'a>(&'a self, mut st: Guard<'a>, want: usize) -> (Guard<'a>, usize) {
         // Each step runs only when the ones before it found nothing (callers loop for more).
-        if st.clean > 0 {
+        if st.usage.clean > 0 {
             let (g, f) = self.evict(st, Victims::Clean(want));
             st = g;
             if f > 0 {
@@ -256,10 +258,10 @@ impl Core {
 
     /// Evicts pages; returns the guard and the number of frames freed. May drop the lock for I/O.
     pub(crate) fn evict<'a>(&'a self, st: Guard<'a>, victims: Victims) -> (Guard<'a>, usize) {
-        let mut bufs = lock(&self.evict_bufs).pop().unwrap_or_default();
+        let mut bufs = lock(&self.bufs.evict).pop().unwrap_or_default();
         let res = self.evict_with(st, victims, &mut bufs);
         bufs.clear();
-        let mut pool = lock(&self.evict_bufs);
+        let mut pool = lock(&self.bufs.evict);
         // Kept while the pool has room (it never grows here).
         if pool.len() < pool.capacity() {
             pool.push(bufs);
@@ -309,7 +311,7 @@ impl Core {
     fn select_victims(&self, st: &mut State, victims: Victims, chosen: &mut Vec<PageKey>) -> bool {
         match victims {
             // With swap unwritable only clean pages can go: when there are none, skip the scan.
-            Victims::Policy(_) if !st.swap_writable() && st.clean == 0 && !st.file_maps.any() => {
+            Victims::Policy(_) if !st.swap_writable() && st.usage.clean == 0 && !st.file_maps.any() => {
                 return false;
             }
             Victims::Clean(max) => {
@@ -318,7 +320,14 @@ impl Core {
                 let st = &mut *st;
                 let (held, shares) = (&st.held, &st.shares);
                 let evictable = |k, e: Entry| !held.contains_key(&k) && !shares.must_write(e);
-                st.lru.peek_victims(&mut st.regions, evictable, max.min(st.clean), (4 * max).max(32), false, chosen);
+                st.lru.peek_victims(
+                    &mut st.regions,
+                    evictable,
+                    max.min(st.usage.clean),
+                    (4 * max).max(32),
+                    false,
+                    chosen,
+                );
             }
             Victims::FileDirty(max) => {
                 let st = &mut *st;
@@ -442,12 +451,12 @@ impl Core {
             };
             st.lru.leave(&mut e);
             // A shared page's last copy counted as clean until now.
-            st.clean -= usize::from(!e.dirty());
+            st.usage.clean -= usize::from(!e.dirty());
             e.set_state(PageState::Evicting);
             let r = st.region_mut(rid);
             r.pages.set(page, e);
-            r.inflight += 1;
-            r.writing_back += u64::from(file.is_some());
+            r.counts.inflight += 1;
+            r.counts.writing_back += u64::from(file.is_some());
             let map = r.map.clone();
             st.inflight.start_evict(file.is_some());
             let shared = e.share().is_some();
@@ -481,7 +490,7 @@ impl Core {
         let (rid, page) = unkey(k);
         st.lru.leave(&mut e);
         st.lru.stamp(&mut e);
-        st.clean -= 1;
+        st.usage.clean -= 1;
         if let Some(id) = e.share() {
             // A share's frame stops counting as a copy at once, so that its relatives'
             // `must_write` sees it gone, and the page is `Shared` at once, so that a
@@ -489,8 +498,8 @@ impl Core {
             // before the lock is, and is discarded under it.
             st.shares.get_mut(id).resident -= 1;
             let r = st.region_mut(rid);
-            r.shared_resident -= 1;
-            r.resident -= 1;
+            r.counts.shared_resident -= 1;
+            r.counts.resident -= 1;
             e.set_state(PageState::Shared);
             r.pages.set(page, e);
             st.frames.give(1);
@@ -503,7 +512,7 @@ impl Core {
         e.set_state(PageState::Evicting);
         let r = st.region_mut(rid);
         r.pages.set(page, e);
-        r.inflight += 1;
+        r.counts.inflight += 1;
         let map = r.map.clone();
         st.inflight.start_drop();
         drops.push((k, map));
@@ -586,7 +595,7 @@ impl Core {
             let res = f.write_back(job.page, 1, m, off, ps);
             match res {
                 Ok(()) => job.ok = true,
-                Err(e) => log::error!("pagewarden: writing a page back to its file failed: {e}"),
+                Err(e) => note!(Error, "pagewarden: writing a page back to its file failed: {e}"),
             }
         }
         let mut i = files;
@@ -599,7 +608,7 @@ impl Core {
                 Err(e) if e.is_full() => disk_full = true,
                 Err(e) => {
                     broken = true;
-                    log::error!("pagewarden: swap write failed: {e}; swap is treated as full from now on");
+                    note!(Error, "pagewarden: swap write failed: {e}; swap is treated as full from now on");
                 }
                 Ok(()) => {}
             }
@@ -624,7 +633,7 @@ impl Core {
             (m, off, ps)
         });
         if let Err(err) = crate::sys::mem::discard_many(clean_runs.chain(written)) {
-            log::error!("pagewarden: dropping frames failed: {err}");
+            note!(Error, "pagewarden: dropping frames failed: {err}");
         }
 
         (disk_full, broken)
@@ -641,11 +650,11 @@ impl Core {
                 continue;
             }
             st.inflight.end_evict(job.file.is_some());
-            st.region_mut(job.rid).writing_back -= u64::from(job.file.is_some());
+            st.region_mut(job.rid).counts.writing_back -= u64::from(job.file.is_some());
             let (rid, page) = (job.rid, job.page);
             let live = st.region(rid).live;
             let mut e = st.region(rid).pages.get(page);
-            st.region_mut(rid).inflight -= 1;
+            st.region_mut(rid).counts.inflight -= 1;
             let waiters = e.waiters();
             e.set_waiters(false);
             if job.ok || live != Liveness::Live {
@@ -689,7 +698,7 @@ impl Core {
         } else if file.is_some() {
             // Back in its file: missing again, read from the file when next touched.
             let r = st.region_mut(rid);
-            r.resident -= 1;
+            r.counts.resident -= 1;
             if live == Liveness::Live {
                 e.set_state(PageState::Unpopulated);
                 e.set_dirty(false);
@@ -708,8 +717,8 @@ impl Core {
             st.slots.record(slot, sum);
             st.lru.stamp(&mut e);
             let r = st.region_mut(rid);
-            r.resident -= 1;
-            r.swapped += 1;
+            r.counts.resident -= 1;
+            r.counts.swapped += 1;
             r.pages.set(page, e);
             let c = st.counters(rid);
             c.evictions += 1;
@@ -717,7 +726,7 @@ impl Core {
         } else {
             st.slots.free(slot);
             let r = st.region_mut(rid);
-            r.resident -= 1;
+            r.counts.resident -= 1;
             r.pages.set(page, Entry::default());
         }
     }
@@ -741,7 +750,7 @@ impl Core {
         let shared = e.share().is_some();
         let back = match hole {
             Some(h) => {
-                let pool = self.pool.as_ref().expect("pool exists on the MOVE path");
+                let pool = self.mem.pool.as_ref().expect("pool exists on the MOVE path");
                 let r = self.uffd.move_pages(&map, off, pool, h as usize * ps, ps, !shared);
                 if r.is_ok() {
                     st.frames.return_hole(h);
@@ -752,9 +761,9 @@ impl Core {
             None if shared => self.uffd.wake(&map, off, ps),
             None => self.uffd.writeprotect(&map, off, ps, false, true),
         };
-        st.clean += usize::from(shared);
+        st.usage.clean += usize::from(shared);
         if let Err(err) = back {
-            log::error!("pagewarden: restoring page {page} after a failed write failed: {err}");
+            note!(Error, "pagewarden: restoring page {page} after a failed write failed: {err}");
         }
         e.set_state(PageState::Resident);
         e.set_slot(None);
@@ -771,7 +780,8 @@ impl Core {
         let held = swap.backed().min(swap.capacity());
         if held < st.slots.limit() {
             let ps = self.page() as u64;
-            log::warn!(
+            note!(
+                Warn,
                 "pagewarden: the disk holding the swap file is full: swap stops at {} of {} slots ({} of {} bytes)",
                 held,
                 st.slots.capacity(),
@@ -798,7 +808,7 @@ impl Core {
             let (map, off, len) = (&run[0].map, idx(run[0].page) * ps, run.len() * ps);
             let res = match run[0].hole {
                 Some(h) => {
-                    let pool = self.pool.as_ref().expect("pool exists on the MOVE path");
+                    let pool = self.mem.pool.as_ref().expect("pool exists on the MOVE path");
                     self.uffd.move_run(pool, h as usize * ps, map, off, len, false).map(|(bytes, _)| bytes / ps)
                 }
                 None => self.uffd.writeprotect(map, off, len, true, false).map(|()| run.len()),
@@ -856,7 +866,7 @@ impl Core {
     /// itself, write-protected in place.
     fn written_from<'m>(&'m self, job: &'m Job) -> (&'m Mapping, usize) {
         match job.hole {
-            Some(h) => (self.pool.as_ref().expect("pool exists on the MOVE path"), h as usize * self.page()),
+            Some(h) => (self.mem.pool.as_ref().expect("pool exists on the MOVE path"), h as usize * self.page()),
             None => (&*job.map, idx(job.page) * self.page()),
         }
     }
@@ -868,11 +878,11 @@ impl Core {
         let off = idx(job.page) * ps;
         match job.hole {
             Some(h) => {
-                let pool = self.pool.as_ref().expect("pool exists on the MOVE path");
+                let pool = self.mem.pool.as_ref().expect("pool exists on the MOVE path");
                 match self.uffd.move_pages(pool, h as usize * ps, &job.map, off, ps, false) {
                     Ok(Filled::All) => Ok(()),
                     Ok(Filled::Exists { .. }) => {
-                        log::error!("pagewarden: pool frame {h} was not empty");
+                        note!(Error, "pagewarden: pool frame {h} was not empty");
                         Err(libc::EEXIST)
                     }
                     Err(err) => Err(err.errno),
@@ -890,7 +900,7 @@ impl Core {
         let ps = self.page();
         let Job { rid, page, slot, hole, map, file, .. } = job;
         st.inflight.end_evict(file.is_some());
-        st.region_mut(rid).writing_back -= u64::from(file.is_some());
+        st.region_mut(rid).counts.writing_back -= u64::from(file.is_some());
         if let Some(h) = hole {
             st.frames.return_hole(h);
         }
@@ -899,7 +909,7 @@ impl Core {
         }
         let live = st.region(rid).live;
         let mut e = st.region(rid).pages.get(page);
-        st.region_mut(rid).inflight -= 1;
+        st.region_mut(rid).counts.inflight -= 1;
         let waiters = e.waiters();
         e.set_waiters(false);
         let freed = if errno == libc::ENOENT || live != Liveness::Live {
@@ -907,7 +917,7 @@ impl Core {
                 let _ = map.discard(idx(page) * ps, ps);
             }
             let r = st.region_mut(rid);
-            r.resident -= 1;
+            r.counts.resident -= 1;
             r.pages.set(page, Entry::default());
             if let Some(id) = e.share() {
                 self.unref_share(st, rid, page, id, true);
@@ -916,9 +926,9 @@ impl Core {
             1
         } else {
             // EBUSY: pinned by in-progress I/O or shared. Try it another time.
-            log::debug!("pagewarden: cannot evict page {page} of region {rid} now (errno {errno})");
+            note!(Debug, "pagewarden: cannot evict page {page} of region {rid} now (errno {errno})");
             e.set_state(PageState::Resident);
-            st.clean += usize::from(!e.dirty());
+            st.usage.clean += usize::from(!e.dirty());
             st.lru.admit(key(rid, page), &mut e, false);
             st.region_mut(rid).pages.set(page, e);
             0
@@ -942,15 +952,15 @@ impl Core {
         st.inflight.end_drop();
         let live = st.region(rid).live;
         let r = st.region_mut(rid);
-        r.inflight -= 1;
-        r.resident -= 1;
+        r.counts.inflight -= 1;
+        r.counts.resident -= 1;
         let mut e = r.pages.get(page);
         let waiters = e.waiters();
         e.set_waiters(false);
         if live == Liveness::Live {
             if e.slot().is_some() {
                 e.set_state(PageState::Swapped);
-                r.swapped += 1;
+                r.counts.swapped += 1;
             } else {
                 e.set_state(PageState::Unpopulated);
             }
@@ -986,7 +996,7 @@ impl Core {
             (&*st.region(rid).map, idx(first) * ps, n * ps)
         });
         if let Err(err) = crate::sys::mem::discard_many(ranges) {
-            log::error!("pagewarden: dropping clean pages failed: {err}");
+            note!(Error, "pagewarden: dropping clean pages failed: {err}");
         }
     }
 
@@ -1004,10 +1014,10 @@ impl Core {
             }
         }
         let live = st.region(rid).live;
-        st.region_mut(rid).resident -= 1;
+        st.region_mut(rid).counts.resident -= 1;
         if live == Liveness::Live {
             st.shares.get_mut(id).resident -= 1;
-            st.region_mut(rid).shared_resident -= 1;
+            st.region_mut(rid).counts.shared_resident -= 1;
             e.set_state(PageState::Shared);
             st.lru.stamp(&mut e);
             st.region_mut(rid).pages.set(page, e);
@@ -1056,7 +1066,7 @@ impl Core {
                         pinned += 1;
                     } else {
                         state.lru.leave(e);
-                        state.clean -= usize::from(!e.dirty());
+                        state.usage.clean -= usize::from(!e.dirty());
                     }
                     if let Some(id) = e.share() {
                         refs.push((p, id, true));
@@ -1081,12 +1091,12 @@ impl Core {
             }
             false
         });
-        r.slots = kept_slots;
-        r.resident -= frames + shared_frames;
-        r.pinned -= pinned;
-        r.swapped = 0;
+        r.counts.slots = kept_slots;
+        r.counts.resident -= frames + shared_frames;
+        r.counts.pinned -= pinned;
+        r.counts.swapped = 0;
         r.stream = Default::default();
-        st.pinned -= idx(pinned).min(st.pinned);
+        st.usage.pinned -= idx(pinned).min(st.usage.pinned);
         self.write_back_dropped(st, rid, &wb);
         // A frame holding a share's only copy goes to a relative (moved, or copied and then
         // discarded here); any other shared frame is freed like the rest.
@@ -1109,11 +1119,11 @@ impl Core {
             for (a, b) in runs {
                 st.reap.push(&map, a, b);
             }
-            self.reclaim_cv.notify_all();
+            self.signals.reclaim.notify_all();
         } else {
             let ranges: Vec<_> = runs.iter().map(|&(a, b)| (&*map, idx(a) * ps, idx(b - a) * ps)).collect();
             if let Err(e) = crate::sys::mem::discard_many(ranges.iter().copied()) {
-                log::error!("pagewarden: discarding pages failed: {e}");
+                note!(Error, "pagewarden: discarding pages failed: {e}");
             }
             st.frames.give(idx(frames));
         }
@@ -1128,7 +1138,7 @@ impl Core {
         while let Some((map, first, n)) = st.reap.take(CHUNK) {
             drop(st);
             if let Err(e) = map.discard(idx(first) * ps, idx(n) * ps) {
-                log::error!("pagewarden: reaping pages failed: {e}");
+                note!(Error, "pagewarden: reaping pages failed: {e}");
             }
             st = self.lock();
             st.frames.give(idx(n));
@@ -1152,14 +1162,14 @@ impl Core {
             a.regions.remove(&rid);
         }
         let (dropped, _) = self.drop_pages(&mut st, rid, false);
-        st.committed -= (map.len() as u64).min(st.committed);
-        let gone = st.oom_poisoned.iter().filter(|&&(r, _)| r == rid).count();
-        st.oom_poisoned.retain(|&(r, _)| r != rid);
+        st.usage.committed -= (map.len() as u64).min(st.usage.committed);
+        let gone = st.emergency.oom_poisoned.iter().filter(|&&(r, _)| r == rid).count();
+        st.emergency.oom_poisoned.retain(|&(r, _)| r != rid);
         if let Some(a) = st.arenas.get(&arena) {
             a.shared.oom_poisoned.fetch_sub(gone, Ordering::AcqRel);
         }
-        let scrubbed = st.reserve.iter().filter(|&&(r, _, _)| r == rid).count();
-        st.reserve.retain(|&(r, _, _)| r != rid);
+        let scrubbed = st.emergency.reserve.iter().filter(|&&(r, _, _)| r == rid).count();
+        st.emergency.reserve.retain(|&(r, _, _)| r != rid);
         if let Some(a) = st.arenas.get(&arena) {
             a.shared.reserve_pages.fetch_sub(scrubbed, Ordering::AcqRel);
         }
@@ -1173,11 +1183,11 @@ impl Core {
         // The range stays registered until then: an eviction still has to take its page out
         // (write-protect or move it) before writing it back, and on an unregistered range that
         // fails (ENOENT), which would drop a dirty page of a `Shared` map unwritten.
-        while !self.is_failed() && st.regions.get(&rid).is_some_and(|r| r.inflight > 0) {
+        while !self.is_failed() && st.regions.get(&rid).is_some_and(|r| r.counts.inflight > 0) {
             st = self.wait_progress(st, Duration::from_millis(5));
         }
         if let Err(e) = self.uffd.unregister(&map, 0, map.len()) {
-            log::error!("pagewarden: unregistering a released region failed: {e}");
+            note!(Error, "pagewarden: unregistering a released region failed: {e}");
         }
         self.forget_if_done(&mut st, rid);
         self.notify_progress();
@@ -1185,7 +1195,7 @@ impl Core {
 
     /// Removes a released region's state once nothing is in flight on it.
     pub(crate) fn forget_if_done(&self, st: &mut State, rid: u32) {
-        if st.regions.get(&rid).is_some_and(|r| r.live == Liveness::Released && r.inflight == 0) {
+        if st.regions.get(&rid).is_some_and(|r| r.live == Liveness::Released && r.counts.inflight == 0) {
             st.file_maps.remove(rid);
             if let Some(r) = st.regions.remove(&rid) {
                 st.shares.leave_family(r.family, rid);
@@ -1205,9 +1215,9 @@ impl Core {
         let Some(shared) = st.arenas.get(&aid).map(|a| a.shared.clone()) else { return };
         let mut n = 0;
         let mut wake = Vec::new();
-        for (rid, page, owner) in std::mem::take(&mut st.reserve) {
+        for (rid, page, owner) in std::mem::take(&mut st.emergency.reserve) {
             match st.regions.get_mut(&rid) {
-                Some(r) if r.arena == aid && (owner == tid || owner == 0 || !self.has_tid) => {
+                Some(r) if r.arena == aid && (owner == tid || owner == 0 || !self.caps.has_tid) => {
                     let _ = r.map.discard(idx(page) * ps, ps);
                     n += 1;
                     let mut e = r.pages.get(page);
@@ -1220,7 +1230,7 @@ impl Core {
                         r.pages.set(page, e);
                     }
                 }
-                Some(_) => st.reserve.push((rid, page, owner)),
+                Some(_) => st.emergency.reserve.push((rid, page, owner)),
                 None => {}
             }
         }
@@ -1234,7 +1244,7 @@ impl Core {
     /// Lifts the poison from pages whose raw access found no memory, now that frames are free.
     pub(crate) fn clear_oom_poison(&self, st: &mut State) {
         let ps = self.page();
-        for (rid, page) in std::mem::take(&mut st.oom_poisoned) {
+        for (rid, page) in std::mem::take(&mut st.emergency.oom_poisoned) {
             let st = &mut *st;
             let Some(r) = st.regions.get_mut(&rid) else { continue };
             if let Some(a) = st.arenas.get(&r.arena) {

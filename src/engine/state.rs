@@ -34,6 +34,22 @@ pub(crate) struct RegionState {
     pub(crate) map: Arc<Mapping>,
     pub(crate) pages: PageTable,
     pub(crate) npages: u64,
+    /// Where the region's pages are, counted (kept in step with `pages`).
+    pub(crate) counts: PageCounts,
+    pub(crate) stream: Stream,
+    pub(crate) live: Liveness,
+    /// Count of poisoned pages, read lock-free by the safe accessors.
+    pub(crate) poisoned: Arc<AtomicU64>,
+    /// The fork family: regions whose pages may refer to the same copy-on-write shares.
+    pub(crate) family: u32,
+    /// The file behind a file-backed region.
+    pub(crate) file: Option<Arc<crate::filemap::FileMap>>,
+}
+
+/// A region's pages counted by where they are; `Core::check_invariants` recounts them from the
+/// page table.
+#[derive(Default)]
+pub(crate) struct PageCounts {
     /// Pages holding a frame (resident, or evicting until the write completes).
     pub(crate) resident: u64,
     /// Pages whose only copy is in swap.
@@ -47,18 +63,10 @@ pub(crate) struct RegionState {
     /// Of those, dirty pages an eviction is writing back to the region's file (`Shared` maps).
     /// A flush, a release and a kill are not done until the ones they found have landed.
     pub(crate) writing_back: u64,
-    pub(crate) stream: Stream,
-    pub(crate) live: Liveness,
-    /// Count of poisoned pages, read lock-free by the safe accessors.
-    pub(crate) poisoned: Arc<AtomicU64>,
-    /// The fork family: regions whose pages may refer to the same copy-on-write shares.
-    pub(crate) family: u32,
     /// Pages referring to a share, in any state.
     pub(crate) shared: u64,
     /// Pages referring to a share and holding a frame (part of `resident`).
     pub(crate) shared_resident: u64,
-    /// The file behind a file-backed region.
-    pub(crate) file: Option<Arc<crate::filemap::FileMap>>,
 }
 
 /// State of an arena shared with its public handle without the state lock.
@@ -326,6 +334,26 @@ impl PageStore for Regions {
     }
 }
 
+/// Pages served or poisoned from outside the budget when memory ran out.
+#[derive(Default)]
+pub(crate) struct Emergency {
+    /// Emergency pages given to safe accessors: (region, page, the accessor's thread id).
+    pub(crate) reserve: Vec<(u32, u64, u32)>,
+    /// Pages poisoned because a raw access found no memory; cleared when memory is free again.
+    pub(crate) oom_poisoned: Vec<(u32, u64)>,
+}
+
+/// How the frames in use are held, beyond the budget's count (see [`Frames`]).
+#[derive(Default)]
+pub(crate) struct FrameUse {
+    /// Resident, clean, unpinned pages: what reclaim can take without swap.
+    pub(crate) clean: usize,
+    /// Frames pinned.
+    pub(crate) pinned: usize,
+    /// Commit charge: bytes of live reservations.
+    pub(crate) committed: u64,
+}
+
 pub(crate) struct State {
     pub(crate) frames: Frames,
     pub(crate) slots: Slots,
@@ -334,14 +362,10 @@ pub(crate) struct State {
     pub(crate) arenas: Arenas,
     /// Page I/O in flight.
     pub(crate) inflight: InFlight,
-    /// Emergency pages given to safe accessors: (region, page, the accessor's thread id).
-    pub(crate) reserve: Vec<(u32, u64, u32)>,
-    /// Frames pinned.
-    pub(crate) pinned: usize,
-    /// Commit charge: bytes of live reservations.
-    pub(crate) committed: u64,
-    /// Pages poisoned because a raw access found no memory; cleared when memory is free again.
-    pub(crate) oom_poisoned: Vec<(u32, u64)>,
+    /// Pages served or poisoned from outside the budget when memory ran out.
+    pub(crate) emergency: Emergency,
+    /// How the frames in use are held: clean, pinned, and the commit charge.
+    pub(crate) usage: FrameUse,
     /// Runtime-wide stall accounting and the pressure trigger's record.
     pub(crate) stalls: StallWatch,
     /// Events held back until the file write-backs in flight on these regions have landed: a
@@ -349,8 +373,6 @@ pub(crate) struct State {
     pub(crate) held_events: Vec<(Event, Vec<u32>)>,
     /// Killed arenas' page runs waiting for the reaper.
     pub(crate) reap: ReapQueue,
-    /// Resident, clean, unpinned pages: what reclaim can take without swap.
-    pub(crate) clean: usize,
     /// Pages a safe write holds resident while it copies into them (key → holders).
     pub(crate) held: IdMap<PageKey, u32>,
     /// Copy-on-write shares and the fork families referring to them.
@@ -372,14 +394,11 @@ impl State {
             regions: Regions::default(),
             arenas: Arenas::new(policy),
             inflight: InFlight::default(),
-            reserve: Vec::new(),
-            pinned: 0,
-            committed: 0,
-            oom_poisoned: Vec::new(),
+            emergency: Emergency::default(),
+            usage: FrameUse::default(),
             stalls: StallWatch::new(Instant::now()),
             held_events: Vec::new(),
             reap: ReapQueue::default(),
-            clean: 0,
             held: IdMap::default(),
             shares: Default::default(),
             file_maps: FileMaps::default(),
@@ -393,7 +412,7 @@ impl State {
 
     /// Pages an eviction is writing back to region `rid`'s file (0 for a region that is gone).
     pub(crate) fn writing_back(&self, rid: u32) -> u64 {
-        self.regions.get(&rid).map_or(0, |r| r.writing_back)
+        self.regions.get(&rid).map_or(0, |r| r.counts.writing_back)
     }
 
     pub(crate) fn region_mut(&mut self, rid: u32) -> &mut RegionState {
@@ -421,7 +440,7 @@ impl State {
             self.slots.free(s);
             e.set_slot(None);
             if let Some(r) = self.regions.get_mut(&rid) {
-                r.slots -= 1;
+                r.counts.slots -= 1;
             }
         }
     }
@@ -430,7 +449,7 @@ impl State {
     pub(crate) fn attach_slot(&mut self, rid: u32, e: &mut Entry, s: u32) {
         debug_assert!(e.slot().is_none());
         e.set_slot(Some(s));
-        self.region_mut(rid).slots += 1;
+        self.region_mut(rid).counts.slots += 1;
     }
 }
 

@@ -16,7 +16,7 @@ pub(crate) fn handler_loop(core: &Core) {
         }
     };
     let mut evs = [UffdEvent::Other(0); 64];
-    while !core.shutdown.load(Ordering::Acquire) {
+    while !core.health.shutdown.load(Ordering::Acquire) {
         match poll2(core.uffd.raw_fd(), core.waker.raw_fd(), 1000) {
             Ok((true, _)) => {}
             Ok(_) => continue,

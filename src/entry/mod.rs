@@ -26,20 +26,22 @@ pub(crate) struct RtHandle {
 
 impl Drop for RtHandle {
     fn drop(&mut self) {
-        self.core.shutdown.store(true, Ordering::Release);
+        self.core.health.shutdown.store(true, Ordering::Release);
         self.core.waker.wake();
         {
             let _g = self.core.lock();
-            self.core.reclaim_cv.notify_all();
-            self.core.progress.notify_all();
+            self.core.signals.reclaim.notify_all();
+            self.core.signals.progress.notify_all();
         }
         let threads = std::mem::take(&mut *lock(&self.threads));
         for t in threads {
             let _ = t.join();
         }
-        if self.core.in_thread {
+        if self.core.caps.in_thread {
             crate::entry::sigbus::unregister_in_thread(&self.core);
         }
+        // Lines logged by in-thread faults since the reclaimer's last round.
+        crate::engine::logq::flush();
     }
 }
 

@@ -16,9 +16,11 @@ pub(crate) fn reclaimer_loop(core: &Core) {
         .min()
         .unwrap_or(Duration::from_millis(250))
         .clamp(Duration::from_millis(2), Duration::from_millis(250));
-    while !core.shutdown.load(Ordering::Acquire) && !core.is_failed() {
+    while !core.health.shutdown.load(Ordering::Acquire) && !core.is_failed() {
         // A panic must not leave the runtime half-working: it stops, and says so (see `fail`).
         let round = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| core.reclaim_round(tick)));
+        // What in-thread faults logged meanwhile (they queue their lines: see `engine::logq`).
+        crate::engine::logq::flush();
         if let Err(p) = round {
             core.fail(format!("the reclaimer panicked: {}", panic_text(&p)));
             // Threads parked on pages the panic left evicting.
@@ -34,16 +36,16 @@ impl Core {
         st = self.reap_some(st);
         self.housekeeping(&mut st);
         if st.frames.free() >= self.cfg.low {
-            drop(self.wait(st, &self.reclaim_cv, tick));
+            drop(self.wait(st, &self.signals.reclaim, tick));
             return;
         }
-        while st.frames.free() < self.cfg.high && !self.shutdown.load(Ordering::Acquire) {
+        while st.frames.free() < self.cfg.high && !self.health.shutdown.load(Ordering::Acquire) {
             let want = (self.cfg.high - st.frames.free()).min(BACKGROUND_BATCH);
             let (g, freed) = self.escalate(st, want);
             st = g;
             if freed == 0 {
                 // Nothing evictable now; faults will escalate if it stays so.
-                drop(self.wait(st, &self.reclaim_cv, Duration::from_millis(10)));
+                drop(self.wait(st, &self.signals.reclaim, Duration::from_millis(10)));
                 return;
             }
         }

@@ -9,10 +9,14 @@
 //! * the last reference to a runtime is never dropped here (the registry keeps one until no
 //!   handler uses it), so no teardown runs in a handler;
 //! * the state lock is never taken twice by one thread (debug builds abort with a message);
-//! * the registry's lock is held only to find a runtime and count a reader.
+//! * the registry's lock is held only to find a runtime and count a reader;
+//! * no call into the logger: the engine logs through `engine::logq`, which queues a line
+//!   written here into a fixed ring, and the reclaimer thread writes it (`tests/layers.rs`
+//!   checks that the engine never calls `log::` directly; `tests/in_thread_log.rs` that a
+//!   failing in-thread fault's line reaches the logger from another thread).
 //!
-//! Log lines are still written from a few failure paths of the fault code (a formatted message
-//! allocates there); ordinary faults log nothing.
+//! Failure paths may still allocate (an OOM kill builds its report; formatting a system error
+//! may); ordinary faults do not.
 
 use crate::engine::dispatch::{Access, Need, need};
 use crate::engine::fault::{Fault, Scratch, THIS_THREAD};
@@ -61,7 +65,7 @@ const IN_THREAD_SCRATCH: usize = 16;
 pub(crate) fn register_in_thread(core: &std::sync::Arc<Core>) -> crate::Result<()> {
     crate::sys::signal::install_sigbus(resolve_sigbus)?;
     {
-        let mut pool = lock(&core.scratch);
+        let mut pool = lock(&core.bufs.scratch);
         pool.reserve(IN_THREAD_SCRATCH);
         let ready = std::thread::available_parallelism().map_or(2, |n| n.get()).min(IN_THREAD_SCRATCH);
         for _ in 0..ready {
@@ -119,6 +123,8 @@ fn resolve_at(i: usize, addr: usize, write: bool) -> Option<Option<bool>> {
 
 /// The SIGBUS resolver: finds the runtime owning `addr` and resolves the fault in this thread.
 fn resolve_sigbus(addr: usize, write: bool) -> bool {
+    // Lines the fault code logs from here on are queued, not written (see `engine::logq`).
+    let _scope = crate::engine::logq::HandlerScope::enter();
     let mut i = 0;
     while let Some(served) = resolve_at(i, addr, write) {
         if let Some(retry) = served {
@@ -142,7 +148,7 @@ impl Core {
         // The thread is stalled from here until its fault is resolved.
         let arena = self.stall_enter_one(&mut st, addr, sid, t0);
         // The staging buffers: taken from the pool (made up front, see `register_in_thread`).
-        let pooled = lock(&self.scratch).pop();
+        let pooled = lock(&self.bufs.scratch).pop();
         let mut scratch = match pooled {
             Some(s) => s,
             // More threads faulting at once than buffers made: one more (allocates).
@@ -202,7 +208,7 @@ impl Core {
             }
         }
         self.stall_leave(arena, sid);
-        let mut pool = lock(&self.scratch);
+        let mut pool = lock(&self.bufs.scratch);
         // Kept only while the pool has room (it never grows here); an extra one is unmapped.
         if pool.len() < pool.capacity() {
             pool.push(scratch);
