@@ -461,7 +461,7 @@ impl Arena {
             // A failed runtime's work in flight never settles.
             core.check()?;
             let busy = parents.iter().any(|(p, ..)| st.regions.get(p).is_some_and(|r| r.counts.inflight > 0))
-                || st.held.keys().any(|&k| parents.iter().any(|(p, ..)| crate::mm::lru::unkey(k).0 == *p));
+                || st.usage.held.keys().any(|&k| parents.iter().any(|(p, ..)| crate::mm::lru::unkey(k).0 == *p));
             if !busy {
                 break;
             }

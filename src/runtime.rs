@@ -76,6 +76,103 @@ fn open_failure(e: uffd::OpenFailure) -> Error {
     }
 }
 
+/// What the kernel's userfaultfd offers, as the runtime uses it.
+struct Kernel {
+    /// The eviction path: the configured one, or the best available for `Auto`.
+    path: EvictionPath,
+    can_poison: bool,
+    has_tid: bool,
+}
+
+/// Opens the userfaultfd with the features `cfg` needs and probes what an anonymous range
+/// supports: a typed error naming the missing feature if the kernel lacks one.
+fn open_userfaultfd(cfg: &Config) -> Result<(Uffd, Kernel)> {
+    let ps = cfg.page;
+    let in_thread = cfg.fault_mode == crate::FaultMode::InThread;
+    let mut wanted =
+        uffd::feature::MOVE | uffd::feature::POISON | uffd::feature::THREAD_ID | uffd::feature::PAGEFAULT_FLAG_WP;
+    if in_thread {
+        wanted |= uffd::feature::SIGBUS;
+    }
+    let ufd = Uffd::open(wanted).map_err(open_failure)?;
+    if in_thread && ufd.features() & uffd::feature::SIGBUS == 0 {
+        return Err(Error::MissingKernelFeature {
+            feature: "UFFD_FEATURE_SIGBUS",
+            needed_for: "FaultMode::InThread (Linux 4.14+)",
+        });
+    }
+    let probe = Mapping::anonymous(ps)?;
+    let ioctls = ufd.register(&probe, 0, ps, uffd::MODE_MISSING | uffd::MODE_WP).map_err(|e| {
+        if e.errno == libc::EINVAL {
+            Error::MissingKernelFeature {
+                feature: "UFFDIO_REGISTER_MODE_WP on anonymous memory",
+                needed_for: "dirty tracking and race-free eviction (Linux 5.7+)",
+            }
+        } else {
+            e.into()
+        }
+    })?;
+    ufd.unregister(&probe, 0, ps)?;
+    drop(probe);
+    if ioctls & uffd::ioctl_bit::WRITEPROTECT == 0 {
+        return Err(Error::MissingKernelFeature {
+            feature: "UFFDIO_WRITEPROTECT",
+            needed_for: "dirty tracking and race-free eviction (Linux 5.7+)",
+        });
+    }
+    let has_move = ufd.features() & uffd::feature::MOVE != 0 && ioctls & uffd::ioctl_bit::MOVE != 0;
+    let path = match cfg.eviction {
+        EvictionPath::Auto if has_move => EvictionPath::Move,
+        EvictionPath::Auto => EvictionPath::WriteProtect,
+        EvictionPath::Move if !has_move => {
+            return Err(Error::MissingKernelFeature {
+                feature: "UFFD_FEATURE_MOVE",
+                needed_for: "EvictionPath::Move (Linux 6.8+); use EvictionPath::WriteProtect or Auto",
+            });
+        }
+        p => p,
+    };
+    let can_poison = ufd.features() & uffd::feature::POISON != 0 && ioctls & uffd::ioctl_bit::POISON != 0;
+    let has_tid = ufd.features() & uffd::feature::THREAD_ID != 0;
+    Ok((ufd, Kernel { path, can_poison, has_tid }))
+}
+
+/// The swap store `cfg` asks for (the user's, else a swap file; none without swap) with its
+/// layers: encryption, then (tests only) the fault injector on top.
+fn open_store(cfg: &Config) -> Result<Option<Arc<dyn SwapStore>>> {
+    let ps = cfg.page;
+    let swap: Option<Arc<dyn SwapStore>> = if let Some(store) = &cfg.swap_store {
+        Some(store.clone())
+    } else if cfg.swap_slots > 0 {
+        let cap = u64::from(cfg.swap_slots) * ps as u64;
+        let direct = cfg.swap_io == crate::SwapIo::Direct;
+        let (loc, path) = match &cfg.swap {
+            SwapLocation::TempIn(d) => (Location::TempIn(d), d.clone()),
+            SwapLocation::Named(p) => (Location::Named(p), p.clone()),
+        };
+        let f = SwapFile::create(loc, cap, direct, cfg.preallocate)
+            .map_err(|e| Error::SwapFile { path, source: e.io() })?;
+        if direct && !f.is_direct() {
+            log::warn!("pagewarden: the swap file system refuses O_DIRECT; swap I/O goes through the page cache");
+        }
+        let f = crate::store::FileStore::new(f, cfg.swap_slots, ps);
+        if cfg.swap_faults.as_ref().is_some_and(|f| f.short_io) {
+            f.limit_pages_per_call(1);
+        }
+        Some(Arc::new(f))
+    } else {
+        None
+    };
+    let swap = match swap {
+        Some(s) if cfg.encrypt_swap => Some(Arc::new(crate::store::Encrypted::new(s)?) as Arc<dyn SwapStore>),
+        s => s,
+    };
+    Ok(match (swap, &cfg.swap_faults) {
+        (Some(s), Some(plan)) => Some(Arc::new(crate::store::Injected::new(s, plan.clone())) as Arc<dyn SwapStore>),
+        (s, _) => s,
+    })
+}
+
 impl Runtime {
     /// A builder with every setting at its default.
     pub fn builder() -> crate::RuntimeBuilder {
@@ -83,57 +180,11 @@ impl Runtime {
     }
 
     pub(crate) fn start(cfg: Config) -> Result<Runtime> {
-        let ps = cfg.page;
         let in_thread = cfg.fault_mode == crate::FaultMode::InThread;
-        let mut wanted =
-            uffd::feature::MOVE | uffd::feature::POISON | uffd::feature::THREAD_ID | uffd::feature::PAGEFAULT_FLAG_WP;
-        if in_thread {
-            wanted |= uffd::feature::SIGBUS;
-        }
-        let ufd = Uffd::open(wanted).map_err(open_failure)?;
-        if in_thread && ufd.features() & uffd::feature::SIGBUS == 0 {
-            return Err(Error::MissingKernelFeature {
-                feature: "UFFD_FEATURE_SIGBUS",
-                needed_for: "FaultMode::InThread (Linux 4.14+)",
-            });
-        }
-        // Probe what an anonymous range supports on this kernel.
-        let probe = Mapping::anonymous(ps)?;
-        let ioctls = ufd.register(&probe, 0, ps, uffd::MODE_MISSING | uffd::MODE_WP).map_err(|e| {
-            if e.errno == libc::EINVAL {
-                Error::MissingKernelFeature {
-                    feature: "UFFDIO_REGISTER_MODE_WP on anonymous memory",
-                    needed_for: "dirty tracking and race-free eviction (Linux 5.7+)",
-                }
-            } else {
-                e.into()
-            }
-        })?;
-        ufd.unregister(&probe, 0, ps)?;
-        drop(probe);
-        if ioctls & uffd::ioctl_bit::WRITEPROTECT == 0 {
-            return Err(Error::MissingKernelFeature {
-                feature: "UFFDIO_WRITEPROTECT",
-                needed_for: "dirty tracking and race-free eviction (Linux 5.7+)",
-            });
-        }
-        let has_move = ufd.features() & uffd::feature::MOVE != 0 && ioctls & uffd::ioctl_bit::MOVE != 0;
-        let path = match cfg.eviction {
-            EvictionPath::Auto if has_move => EvictionPath::Move,
-            EvictionPath::Auto => EvictionPath::WriteProtect,
-            EvictionPath::Move if !has_move => {
-                return Err(Error::MissingKernelFeature {
-                    feature: "UFFD_FEATURE_MOVE",
-                    needed_for: "EvictionPath::Move (Linux 6.8+); use EvictionPath::WriteProtect or Auto",
-                });
-            }
-            p => p,
-        };
-        let can_poison = ufd.features() & uffd::feature::POISON != 0 && ioctls & uffd::ioctl_bit::POISON != 0;
-        let has_tid = ufd.features() & uffd::feature::THREAD_ID != 0;
-        let pool = if path == EvictionPath::Move {
-            let m = Mapping::anonymous(cfg.budget_frames * ps)
-                .map_err(|e| Error::AddressSpace { requested: cfg.budget_frames * ps, source: e.io() })?;
+        let (ufd, kernel) = open_userfaultfd(&cfg)?;
+        let pool = if kernel.path == EvictionPath::Move {
+            let m = Mapping::anonymous(cfg.budget_frames * cfg.page)
+                .map_err(|e| Error::AddressSpace { requested: cfg.budget_frames * cfg.page, source: e.io() })?;
             // The pool is a MOVE destination, so it must be registered with the same uffd. We never
             // touch a hole in it (trap 9: that would fault into our own handler).
             ufd.register(&m, 0, m.len(), uffd::MODE_MISSING)?;
@@ -141,44 +192,14 @@ impl Runtime {
         } else {
             None
         };
-        let zero = Mapping::anonymous(cfg.max_readahead * ps)?;
-        let swap: Option<Arc<dyn SwapStore>> = if let Some(store) = &cfg.swap_store {
-            Some(store.clone())
-        } else if cfg.swap_slots > 0 {
-            let cap = u64::from(cfg.swap_slots) * ps as u64;
-            let direct = cfg.swap_io == crate::SwapIo::Direct;
-            let (loc, path) = match &cfg.swap {
-                SwapLocation::TempIn(d) => (Location::TempIn(d), d.clone()),
-                SwapLocation::Named(p) => (Location::Named(p), p.clone()),
-            };
-            let f = SwapFile::create(loc, cap, direct, cfg.preallocate)
-                .map_err(|e| Error::SwapFile { path, source: e.io() })?;
-            if direct && !f.is_direct() {
-                log::warn!("pagewarden: the swap file system refuses O_DIRECT; swap I/O goes through the page cache");
-            }
-            let f = crate::store::FileStore::new(f, cfg.swap_slots, ps);
-            if cfg.swap_faults.as_ref().is_some_and(|f| f.short_io) {
-                f.limit_pages_per_call(1);
-            }
-            Some(Arc::new(f))
-        } else {
-            None
-        };
-        // The layers, over any store: encryption, then (tests only) the fault injector on top.
-        let swap = match swap {
-            Some(s) if cfg.encrypt_swap => Some(Arc::new(crate::store::Encrypted::new(s)?) as Arc<dyn SwapStore>),
-            s => s,
-        };
-        let swap = match (swap, &cfg.swap_faults) {
-            (Some(s), Some(plan)) => Some(Arc::new(crate::store::Injected::new(s, plan.clone())) as Arc<dyn SwapStore>),
-            (s, _) => s,
-        };
+        let zero = Mapping::anonymous(cfg.max_readahead * cfg.page)?;
+        let swap = open_store(&cfg)?;
         let (tx, rx) = crossbeam_channel::bounded(cfg.event_capacity);
         let state = State::new(cfg.budget_frames, pool.is_some(), cfg.swap_slots, cfg.policy.clone());
         let core = Arc::new(Core {
             uffd: ufd,
-            path,
-            caps: Caps { has_tid, can_poison, in_thread },
+            path: kernel.path,
+            caps: Caps { has_tid: kernel.has_tid, can_poison: kernel.can_poison, in_thread },
             mem: Memory { pool, zero },
             swap,
             state: Mutex::new(state),
@@ -204,22 +225,26 @@ impl Runtime {
         if in_thread {
             crate::entry::sigbus::register_in_thread(&core)?;
         }
-        let mut threads = Vec::new();
-        let handlers = if core.caps.in_thread { 0 } else { core.cfg.handler_threads };
+        // The handle owns the threads from the first one on: if a later one cannot be started,
+        // dropping it stops and joins those already running.
+        let h = RtHandle::new(core.clone(), Vec::new());
+        let handlers = if in_thread { 0 } else { core.cfg.handler_threads };
         for i in 0..handlers {
             let c = core.clone();
-            let t = std::thread::Builder::new()
-                .name(format!("pw-fault-{i}"))
-                .spawn(move || crate::entry::handler::handler_loop(&c))
-                .map_err(|e| Error::Sys { op: "spawn handler thread", source: e })?;
-            threads.push(t);
+            h.adopt(
+                std::thread::Builder::new()
+                    .name(format!("pw-fault-{i}"))
+                    .spawn(move || crate::entry::handler::handler_loop(&c))
+                    .map_err(|e| Error::Sys { op: "spawn handler thread", source: e })?,
+            );
         }
         let c = core.clone();
-        let t = std::thread::Builder::new()
-            .name("pw-reclaim".into())
-            .spawn(move || crate::entry::reclaimer::reclaimer_loop(&c))
-            .map_err(|e| Error::Sys { op: "spawn reclaim thread", source: e })?;
-        threads.push(t);
+        h.adopt(
+            std::thread::Builder::new()
+                .name("pw-reclaim".into())
+                .spawn(move || crate::entry::reclaimer::reclaimer_loop(&c))
+                .map_err(|e| Error::Sys { op: "spawn reclaim thread", source: e })?,
+        );
         log::debug!(
             "pagewarden: runtime up: budget {} frames, swap {} slots, path {:?}, uffd {:?}",
             core.cfg.budget_frames,
@@ -227,7 +252,7 @@ impl Runtime {
             core.path,
             core.uffd.source()
         );
-        Ok(Runtime { h: Arc::new(RtHandle::new(core, threads)) })
+        Ok(Runtime { h: Arc::new(h) })
     }
 
     /// Starts creating an arena named `name` (names need not be unique; ids are): set its OOM

@@ -44,7 +44,7 @@ impl Core {
             e.set_dirty(false);
             st.usage.clean += usize::from(!e.pinned());
             st.region_mut(rid).pages.set(p, e);
-            *st.held.entry(key(rid, p)).or_insert(0) += 1;
+            *st.usage.held.entry(key(rid, p)).or_insert(0) += 1;
         }
         drop(st);
         let mut res = Ok(());
@@ -65,10 +65,10 @@ impl Core {
         let mut st = self.lock();
         for (k, &p) in dirty.iter().enumerate() {
             let kk = key(rid, p);
-            if let Some(n) = st.held.get_mut(&kk) {
+            if let Some(n) = st.usage.held.get_mut(&kk) {
                 *n -= 1;
                 if *n == 0 {
-                    st.held.remove(&kk);
+                    st.usage.held.remove(&kk);
                 }
             }
             if k >= written {

@@ -1,5 +1,5 @@
-//! The engine: what happens to a page. It owns the runtime's state (see `runtime::State`, one
-//! lock, its tables) and decides every fault, eviction, fork and kill; the public handles and the
+//! The engine: what happens to a page. It owns the runtime's state ([`State`], one lock, its
+//! tables) and decides every fault, eviction, fork and kill; the public handles and the
 //! threads above call into it, and it calls down into the tables (`mm`), the OOM policy (`oom`),
 //! swap I/O and the platform layer (`sys`).
 //!

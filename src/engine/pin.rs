@@ -170,7 +170,7 @@ impl Core {
         } else if !e.dirty() {
             self.make_dirty(&mut st, rid, page, e);
         }
-        *st.held.entry(key(rid, page)).or_insert(0) += 1;
+        *st.usage.held.entry(key(rid, page)).or_insert(0) += 1;
         Hold::Held
     }
 
@@ -178,10 +178,10 @@ impl Core {
     pub(crate) fn release_page(&self, rid: u32, page: u64) {
         let mut st = self.lock();
         let k = key(rid, page);
-        if let Some(n) = st.held.get_mut(&k) {
+        if let Some(n) = st.usage.held.get_mut(&k) {
             *n -= 1;
             if *n == 0 {
-                st.held.remove(&k);
+                st.usage.held.remove(&k);
             }
         }
     }

@@ -318,7 +318,7 @@ impl Core {
                 // Clean pages among the coldest few, without disturbing the order of the rest: a
                 // cold dirty page is passed over now, not protected for ever.
                 let st = &mut *st;
-                let (held, shares) = (&st.held, &st.shares);
+                let (held, shares) = (&st.usage.held, &st.shares);
                 let evictable = |k, e: Entry| !held.contains_key(&k) && !shares.must_write(e);
                 st.lru.peek_victims(
                     &mut st.regions,
@@ -331,7 +331,7 @@ impl Core {
             }
             Victims::FileDirty(max) => {
                 let st = &mut *st;
-                let (held, files) = (&st.held, &st.file_maps);
+                let (held, files) = (&st.usage.held, &st.file_maps);
                 let evictable = |k, e: Entry| !held.contains_key(&k) && e.dirty() && files.writable(unkey(k).0);
                 // Strictly before any swap write: referenced or active pages too.
                 st.lru.peek_victims(&mut st.regions, evictable, max, PREFER_WINDOW.max(8 * max), true, chosen);
@@ -341,7 +341,7 @@ impl Core {
                 while chosen.len() < max {
                     let can_dirty = st.swap_writable() && (st.slots.available() as usize) > dirty;
                     let st = &mut *st;
-                    let (held, shares, files) = (&st.held, &st.shares, &st.file_maps);
+                    let (held, shares, files) = (&st.usage.held, &st.shares, &st.file_maps);
                     let evictable = |k, e: Entry| {
                         let r = unkey(k).0;
                         !held.contains_key(&k)
@@ -375,7 +375,7 @@ impl Core {
                 }
                 for p in range {
                     let e = r.pages.get(p);
-                    if !e.is_resident() || e.pinned() || st.held.contains_key(&key(rid, p)) {
+                    if !e.is_resident() || e.pinned() || st.usage.held.contains_key(&key(rid, p)) {
                         continue;
                     }
                     if st.shares.must_write(e) {
@@ -840,7 +840,7 @@ impl Core {
                 && !e.referenced()
                 && !e.pinned()
                 && e.share().is_none()
-                && !st.held.contains_key(&k)
+                && !st.usage.held.contains_key(&k)
                 && !chosen.contains(&k)
         };
         let pages = u64::try_from(r.map.len() / self.page()).unwrap_or(0);

@@ -1,6 +1,7 @@
 //! The runtime's state: one value behind one lock, made of tables that each keep their own
-//! invariants (the address space, the arena table, frames, swap slots, shares, I/O in flight, the
-//! reaper's queue, the stall record), and the guard that holds the lock.
+//! invariants (the address space, the arena table, frames and their use, swap slots, shares, I/O
+//! in flight, emergency pages, the reaper's queue, the stall record), and the guard that holds
+//! the lock.
 
 use crate::event::Event;
 use crate::mm::filemaps::FileMaps;
@@ -352,6 +353,8 @@ pub(crate) struct FrameUse {
     pub(crate) pinned: usize,
     /// Commit charge: bytes of live reservations.
     pub(crate) committed: u64,
+    /// Pages a safe write holds resident while it copies into them (key → holders).
+    pub(crate) held: IdMap<PageKey, u32>,
 }
 
 pub(crate) struct State {
@@ -364,7 +367,7 @@ pub(crate) struct State {
     pub(crate) inflight: InFlight,
     /// Pages served or poisoned from outside the budget when memory ran out.
     pub(crate) emergency: Emergency,
-    /// How the frames in use are held: clean, pinned, and the commit charge.
+    /// How the frames in use are held: clean, pinned, held by safe writes, and the commit charge.
     pub(crate) usage: FrameUse,
     /// Runtime-wide stall accounting and the pressure trigger's record.
     pub(crate) stalls: StallWatch,
@@ -373,8 +376,6 @@ pub(crate) struct State {
     pub(crate) held_events: Vec<(Event, Vec<u32>)>,
     /// Killed arenas' page runs waiting for the reaper.
     pub(crate) reap: ReapQueue,
-    /// Pages a safe write holds resident while it copies into them (key → holders).
-    pub(crate) held: IdMap<PageKey, u32>,
     /// Copy-on-write shares and the fork families referring to them.
     pub(crate) shares: crate::mm::shares::Shares,
     /// The `Shared` file maps among the regions.
@@ -399,7 +400,6 @@ impl State {
             stalls: StallWatch::new(Instant::now()),
             held_events: Vec::new(),
             reap: ReapQueue::default(),
-            held: IdMap::default(),
             shares: Default::default(),
             file_maps: FileMaps::default(),
             reclaim_log: None,

@@ -50,4 +50,9 @@ impl RtHandle {
     pub(crate) fn new(core: Arc<Core>, threads: Vec<JoinHandle<()>>) -> RtHandle {
         RtHandle { core, threads: Mutex::new(threads) }
     }
+
+    /// Takes one more started thread: stopped and joined with the others.
+    pub(crate) fn adopt(&self, t: JoinHandle<()>) {
+        lock(&self.threads).push(t);
+    }
 }
