@@ -231,7 +231,7 @@ fn torture_soak() {
                     pages: 96,
                     budget: 16,
                     run_for,
-                    seed: seed(100 + i),
+                    seed: seed(100).wrapping_add(i),
                 });
             }
         }
