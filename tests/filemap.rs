@@ -79,6 +79,39 @@ fn shared_map_writes_reach_the_file_on_flush_release_and_kill() {
     }
 }
 
+/// A kill that lands while an eviction is about to take a dirty page of a `Shared` map out of
+/// its arena, and the take then fails (as the kernel's may, e.g. EBUSY): the kill left that page
+/// to the eviction, so the eviction must write it to the file, not drop it.
+#[test]
+fn a_shared_page_an_eviction_could_not_take_from_a_dying_region_reaches_the_file() {
+    for path in PATHS {
+        let faults = pagewarden::SwapFaults {
+            take_delay: Some(std::time::Duration::from_millis(150)),
+            take_errno: Some(libc::EBUSY),
+            ..Default::default()
+        };
+        let Some(rt) = runtime_with(16, 64, path, |b| b.swap_faults(faults)) else { continue };
+        let f = data_file(4, 3);
+        let a = rt.arena("dying").create().unwrap();
+        let r = a.map_file(&f, 0, 4 * PAGE, MapMode::Shared).unwrap();
+        let mut model = file_bytes(&f);
+        r.fill(PAGE, 2 * PAGE, 0x5A).unwrap();
+        model[PAGE..3 * PAGE].fill(0x5A);
+        std::thread::scope(|s| {
+            // The eviction waits, then cannot take its pages; meanwhile the arena is killed.
+            let evict = s.spawn(|| r.page_out(0, 4 * PAGE));
+            std::thread::sleep(std::time::Duration::from_millis(50));
+            a.kill().expect("the first kill reports");
+            let _ = evict.join().unwrap();
+        });
+        let now = file_bytes(&f);
+        let diff = now.iter().zip(&model).position(|(x, y)| x != y);
+        assert!(diff.is_none(), "{path:?}: after the kill, the file lost a write (first at offset {diff:?})");
+        drop(r);
+        rt.debug_check_invariants().unwrap();
+    }
+}
+
 #[test]
 fn private_map_never_modifies_the_file() {
     for path in PATHS {

@@ -802,6 +802,15 @@ impl Core {
     /// out of their arena with one ioctl; pages after the first that fails are tried one by one.
     fn take_run(&self, run: &mut [Job]) {
         let ps = self.page();
+        if let Some(plan) = &self.cfg.swap_faults {
+            if let Some(d) = plan.take_delay {
+                std::thread::sleep(d);
+            }
+            if let Some(errno) = plan.take_errno {
+                run.iter_mut().for_each(|job| job.taken = Some(Err(errno)));
+                return;
+            }
+        }
         let taken = if run.len() == 1 {
             0
         } else {
@@ -914,6 +923,12 @@ impl Core {
         e.set_waiters(false);
         let freed = if errno == libc::ENOENT || live != Liveness::Live {
             if errno != libc::ENOENT {
+                // A dirty page of a `Shared` file map whose region died meanwhile: the kill or
+                // release left it to this eviction, so it goes to its file now (it is still
+                // mapped, and nobody can write it any more), or the write would be lost.
+                if file.is_some() && e.dirty() {
+                    self.write_back_dropped(st, rid, &[page]);
+                }
                 let _ = map.discard(idx(page) * ps, ps);
             }
             let r = st.region_mut(rid);

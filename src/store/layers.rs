@@ -33,6 +33,12 @@ pub struct SwapFaults {
     /// Every read and write call transfers at most one page, so multi-page transfers come back
     /// short and must be resumed (the file store only).
     pub short_io: bool,
+    /// An eviction waits this long before it takes its pages out of their arena (moves or
+    /// write-protects them): a window for a kill or a release to land meanwhile.
+    pub take_delay: Option<Duration>,
+    /// An eviction's take of its pages fails with this errno (as the kernel's would, e.g. EBUSY
+    /// for a page it cannot move now) instead of being tried.
+    pub take_errno: Option<i32>,
 }
 
 /// The trait methods a layer leaves to the store below it (`self.inner`): growth, figures,
