@@ -112,6 +112,39 @@ fn a_shared_page_an_eviction_could_not_take_from_a_dying_region_reaches_the_file
     }
 }
 
+/// A flush that finds a dirty page of its range on its way out (an eviction is about to write it
+/// to the file) waits for that write; when the eviction then cannot take the page (the kernel may
+/// refuse, e.g. EBUSY), the page is still dirty in memory, and the flush must write it itself
+/// before it returns.
+#[test]
+fn a_flush_writes_a_page_an_eviction_in_flight_could_not_take() {
+    for path in PATHS {
+        let faults = pagewarden::SwapFaults {
+            take_delay: Some(std::time::Duration::from_millis(150)),
+            take_errno: Some(libc::EBUSY),
+            ..Default::default()
+        };
+        let Some(rt) = runtime_with(16, 64, path, |b| b.swap_faults(faults)) else { continue };
+        let f = data_file(4, 5);
+        let a = rt.arena("flushed").create().unwrap();
+        let r = a.map_file(&f, 0, 4 * PAGE, MapMode::Shared).unwrap();
+        let mut model = file_bytes(&f);
+        r.fill(0, 4 * PAGE, 0xC3).unwrap();
+        model.fill(0xC3);
+        std::thread::scope(|s| {
+            let evict = s.spawn(|| r.page_out(0, 4 * PAGE));
+            std::thread::sleep(std::time::Duration::from_millis(50));
+            r.flush().unwrap();
+            let now = file_bytes(&f);
+            let diff = now.iter().zip(&model).position(|(x, y)| x != y);
+            assert!(diff.is_none(), "{path:?}: right after flush() the file lacks a write (first at offset {diff:?})");
+            let _ = evict.join().unwrap();
+        });
+        drop(r);
+        rt.debug_check_invariants().unwrap();
+    }
+}
+
 #[test]
 fn private_map_never_modifies_the_file() {
     for path in PATHS {

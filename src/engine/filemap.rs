@@ -20,13 +20,25 @@ impl Core {
     /// syncs it; the pages stay resident, clean. Pages written meanwhile are dirty again (their
     /// write-protect fault says so) and go out with the next flush.
     pub(crate) fn flush_region(&self, rid: u32, range: std::ops::Range<u64>) -> Result<()> {
+        let fm = {
+            let st = self.lock();
+            let Some(r) = st.regions.get(&rid).filter(|r| r.live == Liveness::Live) else { return Ok(()) };
+            let Some(fm) = r.file.clone().filter(|f| f.mode == MapMode::Shared) else { return Ok(()) };
+            fm
+        };
+        // Again while an eviction this pass waited for could not take its page after all (the
+        // kernel may refuse, e.g. EBUSY): the page is then still dirty in memory.
+        while self.flush_pass(rid, range.clone(), &fm)? {}
+        fm.file.sync().map_err(|e| Error::FileIo { op: "fdatasync", source: e.io() })
+    }
+
+    /// One pass of [`Core::flush_region`]: writes the dirty resident pages and waits for the
+    /// write-backs in flight. Returns whether a page whose write-back it waited for is dirty
+    /// again in memory (its eviction did not write it).
+    fn flush_pass(&self, rid: u32, range: std::ops::Range<u64>, fm: &crate::filemap::FileMap) -> Result<bool> {
         let ps = self.page();
         let mut st = self.lock();
-        let Some(r) = st.regions.get(&rid) else { return Ok(()) };
-        let Some(fm) = r.file.clone().filter(|f| f.mode == MapMode::Shared) else { return Ok(()) };
-        if r.live != Liveness::Live {
-            return Ok(());
-        }
+        let Some(r) = st.regions.get(&rid).filter(|r| r.live == Liveness::Live) else { return Ok(false) };
         let map = r.map.clone();
         let dirty: Vec<u64> =
             range.clone().filter(|&p| r.pages.get(p).is_resident() && r.pages.get(p).dirty()).collect();
@@ -86,9 +98,13 @@ impl Core {
         while !self.is_failed() && st.writing_back(rid) > 0 && pending.iter().any(|&p| evicting(&st, p)) {
             st = self.wait_progress(st, std::time::Duration::from_millis(5));
         }
-        drop(st);
         res?;
-        fm.file.sync().map_err(|e| Error::FileIo { op: "fdatasync", source: e.io() })
+        let dirty_again = |p: u64| {
+            st.regions
+                .get(&rid)
+                .is_some_and(|r| r.live == Liveness::Live && r.pages.get(p).is_resident() && r.pages.get(p).dirty())
+        };
+        Ok(!self.is_failed() && pending.iter().any(|&p| dirty_again(p)))
     }
 
     /// Writes back dirty pages of a `Shared` file-backed region that is being dropped (released
