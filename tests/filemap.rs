@@ -145,6 +145,45 @@ fn a_flush_writes_a_page_an_eviction_in_flight_could_not_take() {
     }
 }
 
+/// A region released while the background reclaimer is about to take its dirty `Shared` pages
+/// out (to write them to the file): the release waits for the eviction, which still has to
+/// take the pages from a registered range; if the kernel then refuses the take (e.g. EBUSY),
+/// the eviction writes the page itself. Either way the file holds every write once the region's
+/// drop returns.
+#[test]
+fn a_release_during_an_eviction_of_a_shared_map_loses_no_write() {
+    for path in PATHS {
+        for errno in [None, Some(libc::EBUSY)] {
+            let faults = pagewarden::SwapFaults {
+                take_delay: Some(std::time::Duration::from_millis(150)),
+                take_errno: errno,
+                ..Default::default()
+            };
+            // Background reclaim keeps 6 of the 16 frames free: 12 dirty pages are too many.
+            let Some(rt) = runtime_with(16, 64, path, |b| b.swap_faults(faults).watermarks(6, 6).pin_limit(4 * PAGE))
+            else {
+                continue;
+            };
+            let f = data_file(12, 9);
+            let a = rt.arena("released").create().unwrap();
+            let r = a.map_file(&f, 0, 12 * PAGE, MapMode::Shared).unwrap();
+            let mut model = file_bytes(&f);
+            r.fill(0, 12 * PAGE, 0x6B).unwrap();
+            model.fill(0x6B);
+            // The reclaimer has picked some of the pages and waits before taking them.
+            std::thread::sleep(std::time::Duration::from_millis(60));
+            drop(r);
+            let now = file_bytes(&f);
+            let diff = now.iter().zip(&model).position(|(x, y)| x != y);
+            assert!(
+                diff.is_none(),
+                "{path:?}, take errno {errno:?}: after the release the file lacks a write (first at offset {diff:?})"
+            );
+            rt.debug_check_invariants().unwrap();
+        }
+    }
+}
+
 #[test]
 fn private_map_never_modifies_the_file() {
     for path in PATHS {
