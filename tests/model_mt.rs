@@ -119,6 +119,13 @@ fn late_ok() -> bool {
     std::env::var_os("PAGEWARDEN_MODEL_MT_LATE_OK").is_some_and(|v| v == "1")
 }
 
+/// `PAGEWARDEN_MODEL_MT_TAKE_DELAY_US=n`: every eviction waits n µs before it takes its pages out
+/// of their arena (a diagnostic knob: it widens the windows in which a page is on its way out).
+fn take_delay() -> Option<Duration> {
+    let us: u64 = std::env::var("PAGEWARDEN_MODEL_MT_TAKE_DELAY_US").ok()?.parse().ok()?;
+    Some(Duration::from_micros(us))
+}
+
 /// `PAGEWARDEN_MODEL_MT_NO_CHURN=1`: no churn of small Shared maps (a diagnostic knob, to look
 /// past lost Shared writes at release for the other failures).
 fn no_churn() -> bool {
@@ -669,7 +676,13 @@ impl Worker {
 
 fn run(base: u64, path: EvictionPath, mode: FaultMode, secs: f64) {
     eprintln!("model_mt: base seed={base} path={path:?} mode={mode:?} threads={THREADS} secs={secs}");
-    let Some(rt) = runtime_with(BUDGET, SWAP, path, |b| b.max_readahead(4).fault_mode(mode)) else {
+    let Some(rt) = runtime_with(BUDGET, SWAP, path, |b| {
+        let b = b.max_readahead(4).fault_mode(mode);
+        match take_delay() {
+            Some(d) => b.swap_faults(pagewarden::SwapFaults { take_delay: Some(d), ..Default::default() }),
+            None => b,
+        }
+    }) else {
         return;
     };
     let events = rt.events();
