@@ -1,19 +1,39 @@
 //! Sequential fault-around: when faults walk a region in order, install the next pages with the
 //! same ioctl (and read their swap slots with the same I/O).
 //!
-//! The window doubles on every fault that lands exactly where the previous window ended — the
-//! stream consumed what was installed ahead — up to the configured maximum, and falls back to one
-//! page on any other fault. Pages installed ahead and then reached by the stream count as hits;
-//! pages installed ahead of a stream that broke off count as misses.
+//! A region follows up to [`STREAMS`] sequential streams at once (threads scanning their own
+//! slices of one region, or one thread walking two arrays), each with its own window, as the
+//! kernel keeps one `file_ra_state` per open file rather than per inode. A fault that lands
+//! exactly where one stream's last window ended continues that stream: its window doubles, up
+//! to the configured maximum. Any other fault starts a stream of one page in the slot used least
+//! recently, so a random fault costs one compare per slot and reads nothing ahead, and interleaved
+//! streams no longer reset each other. Pages installed ahead and then reached by their stream
+//! count as hits; pages installed ahead of a stream that broke off (or was pushed out of its slot)
+//! count as misses.
 
-/// Per-region stream state.
-#[derive(Debug, Default, Clone)]
-pub(crate) struct Stream {
-    /// The page after the last installed window.
+/// Streams followed per region.
+pub(crate) const STREAMS: usize = 8;
+
+/// One stream's state.
+#[derive(Debug, Default, Clone, Copy)]
+struct One {
+    /// The page after the last installed window (0 with `window` 0: an empty slot).
     next: u64,
+    /// The faulting page of the window being installed (see [`Stream::installed`]).
+    start: u64,
     window: u32,
     /// Pages installed ahead in the last window and not yet confirmed.
     ahead: u32,
+    /// When the stream was last used, in faults of this region (for replacement).
+    used: u32,
+}
+
+/// Per-region readahead state: the streams it follows.
+#[derive(Debug, Default, Clone)]
+pub(crate) struct Stream {
+    slots: [One; STREAMS],
+    /// Faults seen, as a clock for `One::used`.
+    clock: u32,
 }
 
 /// What the detector concluded for one fault.
@@ -21,33 +41,44 @@ pub(crate) struct Stream {
 pub(crate) struct Decision {
     /// Pages to try to install, starting at the faulting page.
     pub(crate) window: u32,
-    /// Pages of the previous window the stream has now consumed.
+    /// Pages of the stream's previous window it has now consumed.
     pub(crate) hits: u32,
-    /// Pages of the previous window the stream abandoned.
+    /// Pages read ahead for a stream whose slot this fault took over (never reached).
     pub(crate) misses: u32,
 }
 
 impl Stream {
     pub(crate) fn on_fault(&mut self, page: u64, max: u32) -> Decision {
         let max = max.max(1);
-        if page == self.next && self.window > 0 {
-            let hits = self.ahead;
-            self.window = (self.window * 2).min(max);
-            Decision { window: self.window, hits, misses: 0 }
-        } else {
-            let misses = self.ahead;
-            self.window = 1;
-            Decision { window: 1, hits: 0, misses }
+        self.clock = self.clock.wrapping_add(1);
+        let now = self.clock;
+        if let Some(s) = self.slots.iter_mut().find(|s| s.window > 0 && s.next == page) {
+            let hits = s.ahead;
+            s.window = (s.window * 2).min(max);
+            s.start = page;
+            s.used = now;
+            return Decision { window: s.window, hits, misses: 0 };
         }
+        // A new stream, in the slot used least recently (empty slots first).
+        let s = self
+            .slots
+            .iter_mut()
+            .min_by_key(|s| if s.window == 0 { 0 } else { 1 + u64::from(u32::MAX - now.wrapping_sub(s.used)) })
+            .expect("STREAMS > 0");
+        let misses = s.ahead;
+        *s = One { next: page + 1, start: page, window: 1, ahead: 0, used: now };
+        Decision { window: 1, hits: 0, misses }
     }
 
     /// Records what was actually installed for the fault at `page` (`n` pages including it).
     pub(crate) fn installed(&mut self, page: u64, n: u32) {
-        self.next = page + u64::from(n.max(1));
-        self.ahead = n.saturating_sub(1);
-        if n < self.window {
+        // The stream this fault belongs to, unless another fault took its slot meanwhile.
+        let Some(s) = self.slots.iter_mut().find(|s| s.window > 0 && s.start == page) else { return };
+        s.next = page + u64::from(n.max(1));
+        s.ahead = n.saturating_sub(1);
+        if n < s.window {
             // Frames or a resident neighbour cut the window short: grow from what worked.
-            self.window = n.max(1);
+            s.window = n.max(1);
         }
     }
 }
@@ -56,24 +87,82 @@ impl Stream {
 mod tests {
     use super::*;
 
+    /// Walks a stream from `p` for `faults` faults, installing each window whole.
+    fn walk(s: &mut Stream, p: &mut u64, faults: usize, max: u32) -> Vec<u32> {
+        (0..faults)
+            .map(|_| {
+                let d = s.on_fault(*p, max);
+                s.installed(*p, d.window);
+                *p += u64::from(d.window);
+                d.window
+            })
+            .collect()
+    }
+
     #[test]
-    fn grows_on_sequence_and_resets_on_jump() {
+    fn grows_on_sequence_and_a_jump_starts_a_new_stream() {
         let mut s = Stream::default();
         let mut p = 100;
-        let mut windows = Vec::new();
-        for _ in 0..8 {
-            let d = s.on_fault(p, 16);
-            windows.push(d.window);
-            s.installed(p, d.window);
-            p += u64::from(d.window);
-        }
-        assert_eq!(windows, vec![1, 2, 4, 8, 16, 16, 16, 16]);
+        assert_eq!(walk(&mut s, &mut p, 8, 16), vec![1, 2, 4, 8, 16, 16, 16, 16]);
+        // A jump: a new stream of one page; the old one keeps its window.
         let d = s.on_fault(5, 16);
-        assert_eq!(d, Decision { window: 1, hits: 0, misses: 15 });
+        assert_eq!(d, Decision { window: 1, hits: 0, misses: 0 });
         s.installed(5, 1);
-        let d = s.on_fault(6, 16);
-        assert_eq!(d.window, 2);
+        assert_eq!(s.on_fault(6, 16).window, 2);
         s.installed(6, 1);
+        // Cut short to one page: grows from what worked.
         assert_eq!(s.on_fault(7, 16).window, 2);
+        s.installed(7, 2);
+        assert_eq!(walk(&mut s, &mut p, 1, 16), vec![16], "the first stream lost its window");
+    }
+
+    #[test]
+    fn interleaved_streams_keep_their_windows() {
+        let mut s = Stream::default();
+        let mut at: Vec<u64> = (0..4).map(|i| i * 100_000).collect();
+        let mut last = vec![0; 4];
+        for _ in 0..10 {
+            for (i, p) in at.iter_mut().enumerate() {
+                last[i] = walk(&mut s, p, 1, 64)[0];
+            }
+        }
+        assert_eq!(last, vec![64; 4], "each of four interleaved streams reaches the full window");
+    }
+
+    #[test]
+    fn random_faults_read_nothing_ahead_and_push_out_the_oldest_stream() {
+        let mut s = Stream::default();
+        let mut p = 0;
+        walk(&mut s, &mut p, 6, 32);
+        let mut x: u64 = 12345;
+        for _ in 0..1000 {
+            x = x.wrapping_mul(6_364_136_223_846_793_005).wrapping_add(1_442_695_040_888_963_407);
+            let page = 1_000_000 + (x >> 33) % 1_000_000;
+            let d = s.on_fault(page, 32);
+            assert_eq!(d.window, 1, "a random fault read ahead");
+            s.installed(page, 1);
+        }
+        // The old stream was pushed out by newer faults: its next fault starts afresh, and the
+        // pages it had read ahead were counted as misses when its slot was taken.
+        assert_eq!(s.on_fault(p, 32).window, 1);
+    }
+
+    #[test]
+    fn a_stream_in_use_is_not_pushed_out_by_random_faults_between_its_faults() {
+        let mut s = Stream::default();
+        let mut p = 0;
+        let mut x: u64 = 99;
+        let mut windows = Vec::new();
+        for _ in 0..12 {
+            windows.push(walk(&mut s, &mut p, 1, 64)[0]);
+            // Fewer random faults between two of its faults than there are slots.
+            for _ in 0..STREAMS - 2 {
+                x = x.wrapping_mul(6_364_136_223_846_793_005).wrapping_add(1);
+                let page = 10_000_000 + (x >> 33) % 1_000_000;
+                let d = s.on_fault(page, 64);
+                s.installed(page, d.window);
+            }
+        }
+        assert_eq!(*windows.last().unwrap(), 64, "{windows:?}");
     }
 }
