@@ -18,6 +18,8 @@
 
 #![allow(clippy::cast_possible_truncation, clippy::cast_sign_loss, clippy::cast_precision_loss)]
 
+mod common;
+use common::{Rng, kernel_setup, majflt};
 use pagewarden::{FaultMode, Runtime};
 use std::collections::HashMap;
 use std::time::{Duration, Instant};
@@ -61,19 +63,6 @@ fn parse_kind(w: &str) -> Kind {
         .into_iter()
         .find(|&k| code(k) == w)
         .unwrap_or_else(|| panic!("unknown workload {w}: scan, read, write, zipf or mixed"))
-}
-
-struct Rng(u64);
-impl Rng {
-    fn next(&mut self) -> u64 {
-        self.0 ^= self.0 << 13;
-        self.0 ^= self.0 >> 7;
-        self.0 ^= self.0 << 17;
-        self.0
-    }
-    fn unit(&mut self) -> f64 {
-        (self.next() >> 11) as f64 / (1u64 << 53) as f64
-    }
 }
 
 /// The trace of one workload: (page, write).
@@ -288,31 +277,6 @@ fn pagewarden_run(o: &Opts, ratio: f64) -> Vec<Result> {
         .collect()
 }
 
-/// Where the kernel backend can run, or why it cannot.
-fn kernel_setup(budget_bytes: usize) -> std::result::Result<std::path::PathBuf, String> {
-    // SAFETY: geteuid has no preconditions.
-    if unsafe { libc::geteuid() } != 0 {
-        return Err("not root: a memory cgroup is needed to give the kernel the same budget".into());
-    }
-    let swaps = std::fs::read_to_string("/proc/swaps").unwrap_or_default();
-    if swaps.lines().count() < 2 {
-        return Err("no active swap (see the README: fallocate, mkswap, swapon)".into());
-    }
-    let name = format!("pagewarden-bench-{}", std::process::id());
-    let v1 = std::path::Path::new("/sys/fs/cgroup/memory");
-    let (dir, limit_file) = if v1.join("memory.limit_in_bytes").exists() {
-        (v1.join(&name), "memory.limit_in_bytes")
-    } else {
-        let root = std::path::Path::new("/sys/fs/cgroup");
-        let _ = std::fs::write(root.join("cgroup.subtree_control"), "+memory");
-        (root.join(&name), "memory.max")
-    };
-    std::fs::create_dir_all(&dir).map_err(|e| format!("cannot create {}: {e}", dir.display()))?;
-    std::fs::write(dir.join(limit_file), budget_bytes.to_string())
-        .map_err(|e| format!("cannot set {}/{limit_file}: {e}", dir.display()))?;
-    Ok(dir)
-}
-
 fn kernel_run(o: &Opts, ratio: f64, cg: &std::path::Path) -> std::result::Result<Vec<Result>, String> {
     let out = std::process::Command::new(std::env::current_exe().unwrap())
         .args([
@@ -339,14 +303,6 @@ fn kernel_run(o: &Opts, ratio: f64, cg: &std::path::Path) -> std::result::Result
         return Err(format!("kernel child failed: {}\n{}", out.status, String::from_utf8_lossy(&out.stderr)));
     }
     Ok(res)
-}
-
-fn majflt() -> i64 {
-    // SAFETY: getrusage fills the struct we pass.
-    let mut ru: libc::rusage = unsafe { std::mem::zeroed() };
-    // SAFETY: valid pointer to a rusage struct.
-    unsafe { libc::getrusage(libc::RUSAGE_SELF, &mut ru) };
-    ru.ru_majflt
 }
 
 /// The kernel backend, in its own process inside the memory cgroup.
@@ -398,7 +354,7 @@ fn main() {
         if o.encrypt { ", encrypted swap" } else { "" },
         o.accesses
     );
-    let cg = kernel_setup(o.budget_mib << 20);
+    let cg = kernel_setup(o.budget_mib << 20, "paging");
     if let Err(why) = &cg {
         println!("kernel backend skipped: {why}");
     }

@@ -31,6 +31,8 @@
 
 #![allow(clippy::cast_possible_truncation, clippy::cast_sign_loss, clippy::cast_precision_loss)]
 
+mod common;
+use common::{Rng, kernel_setup, majflt};
 use pagewarden::{FaultMode, Runtime};
 use std::path::{Path, PathBuf};
 use std::sync::Barrier;
@@ -85,19 +87,6 @@ fn parse_mode(m: &str) -> FaultMode {
         "handler" => FaultMode::HandlerThreads,
         "in-thread" => FaultMode::InThread,
         _ => panic!("unknown mode {m}: handler or in-thread"),
-    }
-}
-
-struct Rng(u64);
-impl Rng {
-    fn next(&mut self) -> u64 {
-        self.0 ^= self.0 << 13;
-        self.0 ^= self.0 >> 7;
-        self.0 ^= self.0 << 17;
-        self.0
-    }
-    fn unit(&mut self) -> f64 {
-        (self.next() >> 11) as f64 / (1u64 << 53) as f64
     }
 }
 
@@ -463,33 +452,6 @@ fn disk_limit(f: &std::fs::File, bytes: usize, threads: usize, reads: usize) -> 
     Ok(((threads * reads) as f64 / wall.as_secs_f64(), p50))
 }
 
-/// Where the kernel backend can run, or why it cannot.
-fn kernel_setup(budget_bytes: usize) -> std::result::Result<PathBuf, String> {
-    // SAFETY: geteuid has no preconditions.
-    if unsafe { libc::geteuid() } != 0 {
-        return Err("not root: a memory cgroup is needed to give the kernel the same budget".into());
-    }
-    let swaps = std::fs::read_to_string("/proc/swaps").unwrap_or_default();
-    if swaps.lines().count() < 2 {
-        return Err("no active swap in /proc/swaps (see the README: fallocate, mkswap, swapon)".into());
-    }
-    let name = format!("pagewarden-bench-threads-{}", std::process::id());
-    let v1 = Path::new("/sys/fs/cgroup/memory");
-    let (dir, limit_file) = if v1.join("memory.limit_in_bytes").exists() {
-        (v1.join(&name), "memory.limit_in_bytes")
-    } else {
-        let root = Path::new("/sys/fs/cgroup");
-        let _ = std::fs::write(root.join("cgroup.subtree_control"), "+memory");
-        (root.join(&name), "memory.max")
-    };
-    std::fs::create_dir_all(&dir).map_err(|e| format!("cannot create {}: {e}", dir.display()))?;
-    if let Err(e) = std::fs::write(dir.join(limit_file), budget_bytes.to_string()) {
-        let _ = std::fs::remove_dir(&dir);
-        return Err(format!("cannot set {}/{limit_file}: {e}", dir.display()));
-    }
-    Ok(dir)
-}
-
 /// Runs the kernel backend for one ratio in a child process. Returns what the child measured and,
 /// if it failed, why (a child killed midway still returns the workloads it finished).
 fn kernel_run(o: &Opts, ratio: f64, cg: &Path) -> (Results, Option<String>) {
@@ -549,14 +511,6 @@ fn kernel_run(o: &Opts, ratio: f64, cg: &Path) -> (Results, Option<String>) {
         )
     });
     (res, err)
-}
-
-fn majflt() -> u64 {
-    // SAFETY: all-zero bytes are a valid rusage (integers and timevals only).
-    let mut ru: libc::rusage = unsafe { std::mem::zeroed() };
-    // SAFETY: a valid pointer to a rusage struct for getrusage to fill.
-    unsafe { libc::getrusage(libc::RUSAGE_SELF, &mut ru) };
-    ru.ru_majflt as u64
 }
 
 /// The kernel backend, in its own process inside the memory cgroup: prints one `RESULT` line per
@@ -639,7 +593,7 @@ fn main() {
         o.accesses,
         dir.display()
     );
-    let cg = if o.kernel { kernel_setup(o.budget_mib << 20) } else { Err("--no-kernel".into()) };
+    let cg = if o.kernel { kernel_setup(o.budget_mib << 20, "threads") } else { Err("--no-kernel".into()) };
     if let Err(why) = &cg {
         println!("kernel backend skipped: {why}");
     }

@@ -79,17 +79,28 @@ fn shared_map_writes_reach_the_file_on_flush_release_and_kill() {
     }
 }
 
+/// Evictions that wait 150 ms before they take their pages out of the arena (a window for a kill,
+/// release or flush to land), and whose take then fails with `errno`, if any.
+fn slow_takes(errno: Option<i32>) -> pagewarden::SwapFaults {
+    pagewarden::SwapFaults {
+        take_delay: Some(std::time::Duration::from_millis(150)),
+        take_errno: errno,
+        ..Default::default()
+    }
+}
+
+/// Where the file first differs from `model`, if anywhere.
+fn first_diff(f: &File, model: &[u8]) -> Option<usize> {
+    file_bytes(f).iter().zip(model).position(|(x, y)| x != y)
+}
+
 /// A kill that lands while an eviction is about to take a dirty page of a `Shared` map out of
 /// its arena, and the take then fails (as the kernel's may, e.g. EBUSY): the kill left that page
 /// to the eviction, so the eviction must write it to the file, not drop it.
 #[test]
 fn a_shared_page_an_eviction_could_not_take_from_a_dying_region_reaches_the_file() {
     for path in PATHS {
-        let faults = pagewarden::SwapFaults {
-            take_delay: Some(std::time::Duration::from_millis(150)),
-            take_errno: Some(libc::EBUSY),
-            ..Default::default()
-        };
+        let faults = slow_takes(Some(libc::EBUSY));
         let Some(rt) = runtime_with(16, 64, path, |b| b.swap_faults(faults)) else { continue };
         let f = data_file(4, 3);
         let a = rt.arena("dying").create().unwrap();
@@ -104,8 +115,7 @@ fn a_shared_page_an_eviction_could_not_take_from_a_dying_region_reaches_the_file
             a.kill().expect("the first kill reports");
             let _ = evict.join().unwrap();
         });
-        let now = file_bytes(&f);
-        let diff = now.iter().zip(&model).position(|(x, y)| x != y);
+        let diff = first_diff(&f, &model);
         assert!(diff.is_none(), "{path:?}: after the kill, the file lost a write (first at offset {diff:?})");
         drop(r);
         rt.debug_check_invariants().unwrap();
@@ -119,11 +129,7 @@ fn a_shared_page_an_eviction_could_not_take_from_a_dying_region_reaches_the_file
 #[test]
 fn a_flush_writes_a_page_an_eviction_in_flight_could_not_take() {
     for path in PATHS {
-        let faults = pagewarden::SwapFaults {
-            take_delay: Some(std::time::Duration::from_millis(150)),
-            take_errno: Some(libc::EBUSY),
-            ..Default::default()
-        };
+        let faults = slow_takes(Some(libc::EBUSY));
         let Some(rt) = runtime_with(16, 64, path, |b| b.swap_faults(faults)) else { continue };
         let f = data_file(4, 5);
         let a = rt.arena("flushed").create().unwrap();
@@ -135,8 +141,7 @@ fn a_flush_writes_a_page_an_eviction_in_flight_could_not_take() {
             let evict = s.spawn(|| r.page_out(0, 4 * PAGE));
             std::thread::sleep(std::time::Duration::from_millis(50));
             r.flush().unwrap();
-            let now = file_bytes(&f);
-            let diff = now.iter().zip(&model).position(|(x, y)| x != y);
+            let diff = first_diff(&f, &model);
             assert!(diff.is_none(), "{path:?}: right after flush() the file lacks a write (first at offset {diff:?})");
             let _ = evict.join().unwrap();
         });
@@ -154,11 +159,7 @@ fn a_flush_writes_a_page_an_eviction_in_flight_could_not_take() {
 fn a_release_during_an_eviction_of_a_shared_map_loses_no_write() {
     for path in PATHS {
         for errno in [None, Some(libc::EBUSY)] {
-            let faults = pagewarden::SwapFaults {
-                take_delay: Some(std::time::Duration::from_millis(150)),
-                take_errno: errno,
-                ..Default::default()
-            };
+            let faults = slow_takes(errno);
             // Background reclaim keeps 6 of the 16 frames free: 12 dirty pages are too many.
             let Some(rt) = runtime_with(16, 64, path, |b| b.swap_faults(faults).watermarks(6, 6).pin_limit(4 * PAGE))
             else {
@@ -173,8 +174,7 @@ fn a_release_during_an_eviction_of_a_shared_map_loses_no_write() {
             // The reclaimer has picked some of the pages and waits before taking them.
             std::thread::sleep(std::time::Duration::from_millis(60));
             drop(r);
-            let now = file_bytes(&f);
-            let diff = now.iter().zip(&model).position(|(x, y)| x != y);
+            let diff = first_diff(&f, &model);
             assert!(
                 diff.is_none(),
                 "{path:?}, take errno {errno:?}: after the release the file lacks a write (first at offset {diff:?})"
