@@ -88,8 +88,12 @@ fn trace(kind: Kind, pages: usize, accesses: usize, seed: u64) -> Vec<(u32, bool
                 }
                 v
             };
+            // One draw per access: the threshold must not change during the search.
             (0..accesses)
-                .map(|_| (perm[cdf.partition_point(|&c| c < rng.unit() * acc).min(pages - 1)], false))
+                .map(|_| {
+                    let u = rng.unit() * acc;
+                    (perm[cdf.partition_point(|&c| c < u).min(pages - 1)], false)
+                })
                 .collect()
         }
     }

@@ -74,9 +74,9 @@ struct Opts {
     /// Who resolves faults
     #[arg(long, value_enum, default_value = "in-thread", env = "PAGEWARDEN_FAULT_MODE")]
     mode: Mode,
-    /// Fault handler threads (with --mode handler-threads)
-    #[arg(long, default_value_t = 1, value_parser = clap::value_parser!(u16).range(1..=64), env = "PAGEWARDEN_HANDLER_THREADS")]
-    handlers: u16,
+    /// Fault handler threads (with --mode handler-threads; default: twice the CPUs, 2 to 8)
+    #[arg(long, value_parser = clap::value_parser!(u16).range(1..=64), env = "PAGEWARDEN_HANDLER_THREADS")]
+    handlers: Option<u16>,
     /// OOM dry run: report whom the killer would choose, kill nothing (accesses that find no
     /// memory then fail with OutOfMemory, and the leak stalls instead)
     #[arg(long, env = "PAGEWARDEN_OOM_DRY_RUN", value_parser = clap::builder::BoolishValueParser::new())]
@@ -261,8 +261,10 @@ fn main() {
 
     let mut b = Runtime::builder()
         .frame_budget(usize::try_from(budget).unwrap_or(usize::MAX))
-        .swap_capacity(usize::try_from(swap).unwrap_or(usize::MAX))
-        .handler_threads(o.handlers.into());
+        .swap_capacity(usize::try_from(swap).unwrap_or(usize::MAX));
+    if let Some(h) = o.handlers {
+        b = b.handler_threads(h.into());
+    }
     if o.dry_run {
         b = b.oom_dry_run(true);
     }

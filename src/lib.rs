@@ -202,7 +202,7 @@ mod sys;
 mod util;
 
 pub use arena::{Arena, ArenaBuilder, Fork, Region};
-pub use config::{EvictionPath, FaultMode, Overcommit, RuntimeBuilder, SwapIo};
+pub use config::{EvictionPath, FaultMode, Overcommit, RuntimeBuilder, SwapIo, default_handler_threads};
 pub use error::{Error, Result};
 pub use event::Event;
 pub use filemap::MapMode;

@@ -557,7 +557,8 @@ impl Core {
         }
         let n = run.len();
         let activations = self.settle_installed(&mut st, f, run, sources);
-        st.region_mut(rid).stream.installed(page, n32(n));
+        let resident = self.resident_after(&st, rid, page + n as u64);
+        st.region_mut(rid).stream.installed(page, n32(n), resident);
         {
             let files = sources[..n].iter().filter(|s| matches!(s, Source::File(_))).count() as u64;
             let c = st.counters(rid);
@@ -571,6 +572,17 @@ impl Core {
         }
         // In-thread faults waiting for this page-in to finish.
         self.notify_progress();
+    }
+
+    /// How many pages from `from` on are resident or paging in (at most `max_readahead`): a
+    /// scan's next fault comes after them.
+    fn resident_after(&self, st: &State, rid: u32, from: u64) -> u32 {
+        let r = st.region(rid);
+        let end = r.npages.min(from.saturating_add(self.cfg.max_readahead as u64));
+        let n = (from..end)
+            .take_while(|&p| matches!(r.pages.get(p).state(), PageState::Resident | PageState::PageIn))
+            .count();
+        n32(n)
     }
 
     /// Frames for a page-in of up to `want` pages: reclaimed, or freed by the OOM killer when

@@ -4,8 +4,10 @@
 //! A region follows up to [`STREAMS`] sequential streams at once (threads scanning their own
 //! slices of one region, or one thread walking two arrays), each with its own window, as the
 //! kernel keeps one `file_ra_state` per open file rather than per inode. A fault that lands
-//! exactly where one stream's last window ended continues that stream: its window doubles, up
-//! to the configured maximum. Any other fault starts a stream of one page in the slot used least
+//! where one stream's last window ended continues that stream: its window doubles, up to the
+//! configured maximum. "Where it ended" includes the resident pages right after the window (a
+//! scan over data that is partly in memory, as after random writes, faults only on the gaps and
+//! must not lose its window at each resident page). Any other fault starts a stream of one page in the slot used least
 //! recently, so a random fault costs one compare per slot and reads nothing ahead, and interleaved
 //! streams no longer reset each other. Pages installed ahead and then reached by their stream
 //! count as hits; pages installed ahead of a stream that broke off (or was pushed out of its slot)
@@ -19,6 +21,9 @@ pub(crate) const STREAMS: usize = 8;
 struct One {
     /// The page after the last installed window (0 with `window` 0: an empty slot).
     next: u64,
+    /// The last page where a fault still continues the stream: `next` plus the resident pages
+    /// that followed the window when it was installed.
+    reach: u64,
     /// The faulting page of the window being installed (see [`Stream::installed`]).
     start: u64,
     window: u32,
@@ -52,7 +57,7 @@ impl Stream {
         let max = max.max(1);
         self.clock = self.clock.wrapping_add(1);
         let now = self.clock;
-        if let Some(s) = self.slots.iter_mut().find(|s| s.window > 0 && s.next == page) {
+        if let Some(s) = self.slots.iter_mut().find(|s| s.window > 0 && s.next <= page && page <= s.reach) {
             let hits = s.ahead;
             s.window = (s.window * 2).min(max);
             s.start = page;
@@ -66,18 +71,21 @@ impl Stream {
             .min_by_key(|s| if s.window == 0 { 0 } else { 1 + u64::from(u32::MAX - now.wrapping_sub(s.used)) })
             .expect("STREAMS > 0");
         let misses = s.ahead;
-        *s = One { next: page + 1, start: page, window: 1, ahead: 0, used: now };
+        *s = One { next: page + 1, reach: page + 1, start: page, window: 1, ahead: 0, used: now };
         Decision { window: 1, hits: 0, misses }
     }
 
-    /// Records what was actually installed for the fault at `page` (`n` pages including it).
-    pub(crate) fn installed(&mut self, page: u64, n: u32) {
+    /// Records what was actually installed for the fault at `page`: `n` pages including it,
+    /// followed by `resident` pages already in memory (or on their way in).
+    pub(crate) fn installed(&mut self, page: u64, n: u32, resident: u32) {
         // The stream this fault belongs to, unless another fault took its slot meanwhile.
         let Some(s) = self.slots.iter_mut().find(|s| s.window > 0 && s.start == page) else { return };
         s.next = page + u64::from(n.max(1));
+        s.reach = s.next + u64::from(resident);
         s.ahead = n.saturating_sub(1);
-        if n < s.window {
-            // Frames or a resident neighbour cut the window short: grow from what worked.
+        if n < s.window && resident == 0 {
+            // Frames (or a page that cannot be read ahead) cut the window short: grow from what
+            // worked. A window that stopped at a resident page was not too large.
             s.window = n.max(1);
         }
     }
@@ -92,7 +100,7 @@ mod tests {
         (0..faults)
             .map(|_| {
                 let d = s.on_fault(*p, max);
-                s.installed(*p, d.window);
+                s.installed(*p, d.window, 0);
                 *p += u64::from(d.window);
                 d.window
             })
@@ -107,12 +115,12 @@ mod tests {
         // A jump: a new stream of one page; the old one keeps its window.
         let d = s.on_fault(5, 16);
         assert_eq!(d, Decision { window: 1, hits: 0, misses: 0 });
-        s.installed(5, 1);
+        s.installed(5, 1, 0);
         assert_eq!(s.on_fault(6, 16).window, 2);
-        s.installed(6, 1);
+        s.installed(6, 1, 0);
         // Cut short to one page: grows from what worked.
         assert_eq!(s.on_fault(7, 16).window, 2);
-        s.installed(7, 2);
+        s.installed(7, 2, 0);
         assert_eq!(walk(&mut s, &mut p, 1, 16), vec![16], "the first stream lost its window");
     }
 
@@ -140,7 +148,7 @@ mod tests {
             let page = 1_000_000 + (x >> 33) % 1_000_000;
             let d = s.on_fault(page, 32);
             assert_eq!(d.window, 1, "a random fault read ahead");
-            s.installed(page, 1);
+            s.installed(page, 1, 0);
         }
         // The old stream was pushed out by newer faults: its next fault starts afresh, and the
         // pages it had read ahead were counted as misses when its slot was taken.
@@ -160,9 +168,27 @@ mod tests {
                 x = x.wrapping_mul(6_364_136_223_846_793_005).wrapping_add(1);
                 let page = 10_000_000 + (x >> 33) % 1_000_000;
                 let d = s.on_fault(page, 64);
-                s.installed(page, d.window);
+                s.installed(page, d.window, 0);
             }
         }
         assert_eq!(*windows.last().unwrap(), 64, "{windows:?}");
+    }
+
+    #[test]
+    fn a_scan_keeps_its_window_across_resident_pages() {
+        let mut s = Stream::default();
+        let mut p = 0;
+        walk(&mut s, &mut p, 5, 64);
+        // The window of 32 installs 20 pages, then stops at 12 resident ones: the scan's next
+        // fault is after them, and the window is not cut.
+        let d = s.on_fault(p, 64);
+        assert_eq!(d.window, 32);
+        s.installed(p, 20, 12);
+        let d = s.on_fault(p + 32, 64);
+        assert_eq!((d.window, d.hits), (64, 19), "the stream went on past the resident pages");
+        s.installed(p + 32, 64, 0);
+        // Past the resident stretch (a page of it was evicted meanwhile and faults later): a
+        // fault beyond the reach is not the stream.
+        assert_eq!(s.on_fault(p + 32 + 64 + 1, 64).window, 1);
     }
 }
